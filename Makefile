@@ -1,0 +1,51 @@
+# The two commands a user needs: `make run` and `make test`. Everything else
+# is a step of those, usable on its own.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STACK := scripts/stack.sh
+
+.PHONY: run test services stop status lint typecheck unit bench clean help
+
+help:
+	@echo "make run        start the local stack (Mosquitto, PostgreSQL, Redis), apply the schema, report"
+	@echo "make test       lint, type-check and run the whole test suite against real services"
+	@echo "make services   start the local stack only"
+	@echo "make stop       stop every project instance (dev and test)"
+	@echo "make status     show what is running"
+
+$(STAMP): pyproject.toml scripts/venv.sh
+	@scripts/venv.sh
+	@touch $(STAMP)
+
+services: $(STAMP)
+	@$(STACK) up dev
+
+run: services
+	@set -a; source <($(STACK) env dev); set +a; \
+	  $(BIN)/bridge db migrate && echo && $(BIN)/bridge db status
+	@echo
+	@echo "Running on loopback:"
+	@$(STACK) info dev
+	@echo "Stop it with: make stop"
+
+status:
+	@$(STACK) status dev
+
+stop:
+	@$(STACK) down all
+
+lint: $(STAMP)
+	$(BIN)/ruff check bridge edge_agent tests
+	$(BIN)/ruff format --check bridge edge_agent tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) lint typecheck
+	@$(STACK) install
+	$(BIN)/pytest
+
+clean: stop
+	rm -rf .stack $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,192 @@
+"""The `bridge` command line. Errors the user can act on are printed as one
+clear message, never a traceback; the exit status is 1 for those, 2 for usage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+
+from bridge import __version__
+from bridge.config import Settings, load_settings, mask_url, masked_dump
+from bridge.db.connect import connect, where
+from bridge.db.maintain import maintain
+from bridge.db.migrate import migrate
+from bridge.db.status import schema_status
+from bridge.errors import BridgeError
+
+T = TypeVar("T")
+
+DESCRIPTION = """\
+MQTT edge-to-cloud ingestion bridge.
+
+Subscribes to Mosquitto with MQTT v5 shared subscriptions, validates and
+micro-batches telemetry, writes it idempotently to TimescaleDB (or plain
+PostgreSQL), keeps recent values in Redis, and acknowledges each message only
+after its points are committed.
+
+Configuration comes from a TOML file (--config or $BRIDGE_CONFIG) and
+BRIDGE_* environment variables (BRIDGE_DATABASE__URL overrides [database] url).
+"""
+
+EPILOG = """\
+examples:
+  bridge db migrate                    apply the schema (idempotent)
+  bridge db status                     schema version, mode and features
+  bridge --config bridge.toml db maintain
+  BRIDGE_DATABASE__URL=postgresql://u:p@db:5432/telemetry bridge db status
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridge",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"bridge {__version__}")
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML config file (default: $BRIDGE_CONFIG)"
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective configuration (secrets masked) as JSON and exit",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    commands.add_parser(
+        "check-config",
+        help="validate the configuration and exit",
+        description="Loads the config file and environment, validates every key, and exits 0 "
+        "if it is valid, 1 with the reasons if not. Connects to nothing.",
+    )
+
+    db = commands.add_parser(
+        "db",
+        help="database schema: migrate, status, maintain",
+        description="Manage the database schema. TimescaleDB is used when the extension is "
+        "available; otherwise plain PostgreSQL with native partitions and rollup tables.",
+    )
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    mig = db_commands.add_parser(
+        "migrate",
+        help="apply pending migrations (idempotent)",
+        description="Applies the pending migrations from db/migrations in order, each in its own "
+        "transaction, and records them. Running it again changes nothing.",
+    )
+    mig.add_argument(
+        "--mode",
+        choices=["auto", "timescaledb", "plain"],
+        help="schema mode for a new database (default: database.mode, which defaults to auto)",
+    )
+    st = db_commands.add_parser(
+        "status",
+        help="show schema version, mode and active features",
+        description="Shows the applied and pending migrations, the mode (TimescaleDB version or "
+        "plain PostgreSQL) and which features are active.",
+    )
+    st.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    db_commands.add_parser(
+        "maintain",
+        help="partitions, rollups and retention (run periodically)",
+        description="Plain PostgreSQL: creates day partitions ahead, drops those past retention, "
+        "refreshes telemetry_1m/telemetry_1h. TimescaleDB: keeps the retention policy equal to "
+        "database.retention_days. Both: deletes dead letters past retention. Safe to run "
+        "concurrently and as often as you like (e.g. every few minutes from cron).",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.print_config:
+            print(json.dumps(masked_dump(settings), indent=2))
+        elif args.command == "check-config":
+            print(f"configuration is valid (database {mask_url(settings.database.url)})")
+        elif args.command == "db":
+            return asyncio.run(_db(args, settings))
+        else:
+            parser.print_help()
+            return 2
+    except BridgeError as exc:
+        print(f"bridge: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def _db(args: argparse.Namespace, settings: Settings) -> int:
+    db = settings.database
+    if args.db_command == "migrate":
+        mode = args.mode or db.mode
+
+        async def run(conn: asyncpg.Connection) -> int:
+            started = time.perf_counter()
+            result = await migrate(conn, db.migrations_dir, mode, db.retention_days)
+            for m in result.pending:
+                print(f"applied {m.label}")
+            elapsed = (time.perf_counter() - started) * 1000
+            if result.pending:
+                print(f"schema is up to date in {result.mode} mode ({elapsed:.0f} ms)")
+            else:
+                print(f"schema is up to date in {result.mode} mode; nothing to apply")
+            return 0
+
+        return await _with_connection(settings, run)
+
+    if args.db_command == "status":
+
+        async def show(conn: asyncpg.Connection) -> int:
+            status = await schema_status(conn, db)
+            if args.json:
+                print(json.dumps(status.as_dict(), indent=2, default=str))
+            else:
+                print(f"database: {where(db.url)}")
+                print("\n".join(status.lines()))
+            return 0
+
+        return await _with_connection(settings, show)
+
+    async def upkeep(conn: asyncpg.Connection) -> int:
+        report = await maintain(conn, db)
+        print("\n".join(report.lines()))
+        return 0
+
+    return await _with_connection(settings, upkeep)
+
+
+async def _with_connection(
+    settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]
+) -> T:
+    conn = await connect(settings.database)
+    try:
+        return await work(conn)
+    except (asyncpg.PostgresConnectionError, ConnectionError, OSError) as exc:
+        raise BridgeError(
+            f"lost the connection to PostgreSQL at {where(settings.database.url)}: {exc}. "
+            "Check that it is running, then run the command again."
+        ) from None
+    except asyncpg.PostgresError as exc:
+        raise BridgeError(
+            f"PostgreSQL at {where(settings.database.url)} refused: {exc} "
+            f"(SQLSTATE {exc.sqlstate}). Has `bridge db migrate` been run on this database?"
+        ) from None
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Typed configuration: a TOML file, overridden by BRIDGE_* environment variables.
+
+Precedence, highest first: environment (``BRIDGE_DATABASE__URL``, with ``__``
+between section and key), then the file given by ``--config`` or
+``BRIDGE_CONFIG``, then the defaults below. Unknown keys are errors, in the
+file and in every section. Loading validates; nothing connects until a command
+starts.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bridge.errors import ConfigError
+
+DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(Section):
+    url: str = Field(
+        "postgresql://bridge@127.0.0.1:15432/bridge",
+        description="PostgreSQL URL, postgresql://user:password@host:port/dbname.",
+    )
+    mode: Literal["auto", "timescaledb", "plain"] = Field(
+        "auto",
+        description="Schema mode for `bridge db migrate`: TimescaleDB when the extension is "
+        "available (auto), or forced. Once migrated, the database keeps its mode.",
+    )
+    retention_days: int = Field(
+        90,
+        ge=8,
+        le=36500,
+        description="Raw telemetry older than this is dropped. At least 8 days, so that it "
+        "stays beyond the 7-day window that the aggregates are refreshed over.",
+    )
+    partitions_ahead_days: int = Field(
+        7, ge=1, le=366, description="Plain PostgreSQL: day partitions created ahead of today."
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="Timeout of one connection attempt.")
+    migrations_dir: Path = Field(
+        DEFAULT_MIGRATIONS_DIR, description="Folder of the ordered SQL migrations."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must start with postgresql:// (e.g. postgresql://user@host:5432/db)")
+        if not parts.hostname:
+            raise ValueError("has no host (e.g. postgresql://user@127.0.0.1:5432/db)")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"has an invalid port: {exc}") from None
+        return value
+
+
+class RedisSettings(Section):
+    url: str = Field(
+        "redis://127.0.0.1:16379/0", description="Redis URL for the recent-data cache."
+    )
+
+
+class MqttSettings(Section):
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(11883, ge=1, le=65535, description="Broker port.")
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Section names are the TOML tables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BRIDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
+    redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Loads and validates the configuration; raises ConfigError saying what to fix.
+
+    ``path`` defaults to $BRIDGE_CONFIG; with neither, defaults and environment only.
+    """
+    if path is None and os.environ.get("BRIDGE_CONFIG"):
+        path = Path(os.environ["BRIDGE_CONFIG"])
+    if path is not None:
+        _check_toml(path)
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return tuple(sources)
+
+    try:
+        return Settings.model_validate(_FromFile().model_dump())
+    except ValidationError as exc:
+        where = f"{path} and BRIDGE_* variables" if path else "BRIDGE_* variables"
+        raise ConfigError(f"invalid configuration ({where}):\n{_describe(exc)}") from None
+
+
+def _check_toml(path: Path) -> None:
+    try:
+        with path.open("rb") as f:
+            tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key; check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data, secrets masked, for --print-config."""
+    data = settings.model_dump(mode="json")
+    data["database"]["url"] = mask_url(settings.database.url)
+    data["redis"]["url"] = mask_url(settings.redis.url)
+    return data

@@ -1,0 +1,1 @@
+"""The database: connecting, migrations, maintenance and status."""

@@ -1,0 +1,117 @@
+"""Periodic upkeep, safe to run at any time and from several places at once.
+
+Plain PostgreSQL: day partitions ahead of today, partitions for rows waiting
+in the default partition, dropping partitions past retention, refreshing the
+rollups. TimescaleDB: its own background jobs do that work; we only keep the
+retention policy equal to the configured retention. Both modes: dead letters
+past retention are deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from bridge.config import DatabaseSettings
+from bridge.db.migrate import SCHEMA_LOCK_KEY, recorded
+from bridge.errors import MigrationError
+
+
+@dataclass
+class MaintenanceReport:
+    mode: str
+    partitions_created: list[str] = field(default_factory=list)
+    partitions_dropped: int = 0
+    rollup_hours_refreshed: int = 0
+    rejected_deleted: int = 0
+    retention_policy_changed: bool = False
+
+    def lines(self) -> list[str]:
+        out = [f"mode: {self.mode}"]
+        if self.mode == "plain":
+            created = ", ".join(self.partitions_created) or "none"
+            out += [
+                f"partitions created: {created}",
+                f"partitions dropped past retention: {self.partitions_dropped}",
+                f"rollup hours refreshed: {self.rollup_hours_refreshed}",
+            ]
+        else:
+            changed = "updated" if self.retention_policy_changed else "unchanged"
+            out.append(f"retention policy: {changed}")
+        out.append(f"dead letters deleted past retention: {self.rejected_deleted}")
+        return out
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+async def database_mode(conn: asyncpg.Connection) -> str:
+    applied = await recorded(conn)
+    if not applied:
+        raise MigrationError("the database has no schema yet; run `bridge db migrate` first")
+    return applied[0].mode
+
+
+async def maintain(
+    conn: asyncpg.Connection, settings: DatabaseSettings, today: dt.date | None = None
+) -> MaintenanceReport:
+    """Runs one round of upkeep. ``today`` (UTC) is a parameter for tests."""
+    today = today or utc_today()
+    cutoff = today - dt.timedelta(days=settings.retention_days)
+    await conn.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK_KEY)
+    try:
+        report = MaintenanceReport(mode=await database_mode(conn))
+        if report.mode == "plain":
+            await _partitions(conn, settings, today, cutoff, report)
+            report.rollup_hours_refreshed = await conn.fetchval("SELECT bridge_refresh_rollups()")
+        else:
+            report.retention_policy_changed = await _retention_policy(conn, settings.retention_days)
+        status = await conn.execute(
+            "DELETE FROM rejected_messages WHERE received_at < $1",
+            dt.datetime.combine(cutoff, dt.time(), dt.UTC),
+        )
+        report.rejected_deleted = int(status.split()[-1])
+        return report
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK_KEY)
+
+
+async def _partitions(
+    conn: asyncpg.Connection,
+    settings: DatabaseSettings,
+    today: dt.date,
+    cutoff: dt.date,
+    report: MaintenanceReport,
+) -> None:
+    days = {today + dt.timedelta(days=n) for n in range(-1, settings.partitions_ahead_days + 1)}
+    # Rows that arrived for a day without a partition wait in the default one.
+    stragglers = await conn.fetch(
+        "SELECT DISTINCT (time AT TIME ZONE 'UTC')::date AS day FROM telemetry_default "
+        "WHERE time >= $1",
+        dt.datetime.combine(cutoff, dt.time(), dt.UTC),
+    )
+    days.update(r["day"] for r in stragglers)
+    for day in sorted(days):
+        if await conn.fetchval("SELECT bridge_create_partition($1)", day):
+            report.partitions_created.append(f"telemetry_p{day:%Y%m%d}")
+    report.partitions_dropped = await conn.fetchval(
+        "SELECT bridge_drop_partitions_before($1)", cutoff
+    )
+
+
+async def _retention_policy(conn: asyncpg.Connection, days: int) -> bool:
+    """Makes the hypertable's retention policy drop after ``days``; True if it changed."""
+    current = await conn.fetchval(
+        "SELECT (config->>'drop_after')::interval FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'policy_retention' AND hypertable_name = 'telemetry'"
+    )
+    wanted = dt.timedelta(days=days)
+    if current == wanted:
+        return False
+    async with conn.transaction():
+        await conn.execute("SELECT remove_retention_policy('telemetry', if_exists => true)")
+        await conn.execute("SELECT add_retention_policy('telemetry', drop_after => $1)", wanted)
+    return True

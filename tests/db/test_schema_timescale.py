@@ -1,0 +1,159 @@
+"""The TimescaleDB schema. Every test here skips, saying why, when the
+extension is not installed and preloaded in the test PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+import asyncpg
+from hypothesis import HealthCheck, given, settings
+
+from bridge.config import DatabaseSettings
+from bridge.db.maintain import maintain
+from bridge.db.status import schema_status
+from tests.db.rollups import assert_same, reference_rows, rollup_rows
+from tests.db.test_schema_plain import BASE, _records, points
+
+
+async def _jobs(conn: asyncpg.Connection) -> dict[str, list[dict[str, object]]]:
+    out: dict[str, list[dict[str, object]]] = {}
+    for r in await conn.fetch(
+        "SELECT proc_name, hypertable_name, schedule_interval, config "
+        "FROM timescaledb_information.jobs WHERE proc_name LIKE 'policy_%'"
+    ):
+        cfg = r["config"]
+        out.setdefault(r["proc_name"], []).append(
+            {
+                "table": r["hypertable_name"],
+                "every": r["schedule_interval"],
+                **(json.loads(cfg) if isinstance(cfg, str) else dict(cfg or {})),
+            }
+        )
+    return out
+
+
+async def test_telemetry_is_a_hypertable_with_one_day_chunks(tsdb_db: str) -> None:
+    conn = await asyncpg.connect(tsdb_db)
+    try:
+        interval = await conn.fetchval(
+            "SELECT time_interval FROM timescaledb_information.dimensions "
+            "WHERE hypertable_name = 'telemetry' AND column_name = 'time'"
+        )
+        assert interval == dt.timedelta(days=1)
+        at = dt.datetime.now(dt.UTC)
+        await conn.execute("INSERT INTO telemetry VALUES ($1, 'd', 'm', 1)", at)
+        status = await conn.execute(
+            "INSERT INTO telemetry VALUES ($1, 'd', 'm', 2) ON CONFLICT DO NOTHING", at
+        )
+        assert status == "INSERT 0 0"
+        with __import__("pytest").raises(asyncpg.UniqueViolationError):
+            await conn.execute("INSERT INTO telemetry VALUES ($1, 'd', 'm', 3)", at)
+    finally:
+        await conn.close()
+
+
+async def test_compression_segments_by_device_and_metric_with_a_7_day_policy(tsdb_db: str) -> None:
+    conn = await asyncpg.connect(tsdb_db)
+    try:
+        rows = await conn.fetch(
+            "SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc "
+            "FROM timescaledb_information.compression_settings WHERE hypertable_name = 'telemetry'"
+        )
+        segment = sorted(
+            (r["segmentby_column_index"], r["attname"]) for r in rows if r["segmentby_column_index"]
+        )
+        order = [(r["attname"], r["orderby_asc"]) for r in rows if r["orderby_column_index"]]
+        assert [name for _, name in segment] == ["device_id", "metric"]
+        assert order == [("time", False)]
+        [policy] = (await _jobs(conn))["policy_compression"]
+        assert policy["compress_after"] == "7 days"
+    finally:
+        await conn.close()
+
+
+async def test_continuous_aggregates_are_real_time_with_refresh_policies(tsdb_db: str) -> None:
+    conn = await asyncpg.connect(tsdb_db)
+    try:
+        caggs = {
+            r["view_name"]: r
+            for r in await conn.fetch(
+                "SELECT view_name, materialized_only, materialization_hypertable_name "
+                "FROM timescaledb_information.continuous_aggregates"
+            )
+        }
+        assert set(caggs) == {"telemetry_1m", "telemetry_1h"}
+        assert not any(c["materialized_only"] for c in caggs.values())
+        refreshed = {j["table"] for j in (await _jobs(conn))["policy_refresh_continuous_aggregate"]}
+        assert refreshed == {c["materialization_hypertable_name"] for c in caggs.values()}
+    finally:
+        await conn.close()
+
+
+async def test_retention_policy_follows_the_config(tsdb_db: str) -> None:
+    conn = await asyncpg.connect(tsdb_db)
+    try:
+        [policy] = (await _jobs(conn))["policy_retention"]
+        assert policy["drop_after"] == "90 days"
+        report = await maintain(conn, DatabaseSettings(retention_days=30))
+        assert report.retention_policy_changed
+        [policy] = (await _jobs(conn))["policy_retention"]
+        assert policy["drop_after"] == "30 days"
+        assert not (
+            await maintain(conn, DatabaseSettings(retention_days=30))
+        ).retention_policy_changed
+    finally:
+        await conn.close()
+
+
+async def test_status_names_the_version_and_features(tsdb_db: str) -> None:
+    conn = await asyncpg.connect(tsdb_db)
+    try:
+        status = await schema_status(conn, DatabaseSettings())
+        assert status.mode == "timescaledb"
+        assert status.timescaledb["installed"]
+        text = "\n".join(status.lines())
+        assert f"TimescaleDB {status.timescaledb['installed']}" in text
+        for word in ("hypertable", "compression", "retention", "telemetry_1m", "telemetry_1h"):
+            assert word in text
+    finally:
+        await conn.close()
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(first=points, second=points)
+def test_aggregates_agree_with_raw_rows(tsdb_db: str, first: list, second: list) -> None:
+    async def check() -> None:
+        conn = await asyncpg.connect(tsdb_db)
+        try:
+            await conn.execute("TRUNCATE telemetry")
+            window = (BASE - dt.timedelta(days=1), BASE + dt.timedelta(days=1))
+            for batch in (first, second):
+                await conn.executemany(
+                    "INSERT INTO telemetry VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    _records(batch),
+                )
+                # Real-time aggregation: right after the insert, before any refresh.
+                assert_same(
+                    await rollup_rows(conn, "telemetry_1m"),
+                    await reference_rows(conn, dt.timedelta(minutes=1)),
+                )
+                for view in ("telemetry_1m", "telemetry_1h"):
+                    await conn.execute(
+                        "CALL refresh_continuous_aggregate($1, $2, $3)", view, *window
+                    )
+            assert_same(
+                await rollup_rows(conn, "telemetry_1m"),
+                await reference_rows(conn, dt.timedelta(minutes=1)),
+            )
+            assert_same(
+                await rollup_rows(conn, "telemetry_1h"),
+                await reference_rows(conn, dt.timedelta(hours=1)),
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(check())
