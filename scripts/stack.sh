@@ -88,7 +88,7 @@ write_if_changed() {  # write_if_changed FILE < content
 }
 
 as_pg() {  # run a command as the OS user that owns the PostgreSQL cluster
-    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # PostgreSQL refuses to run as root. As root, the cluster belongs to the
@@ -106,6 +106,18 @@ pg_datadir() {
     echo "$dir"
 }
 
+# The server log sits with the other logs, unless the cluster had to move out
+# of the checkout; then it sits beside the cluster, linked from the logs folder.
+pg_logfile() {
+    local data=$1
+    if [ "$data" = "$STATE/postgres" ]; then
+        echo "$LOGS/postgres.log"
+    else
+        ln -sfn "$data.log" "$LOGS/postgres.log"
+        echo "$data.log"
+    fi
+}
+
 timescaledb_available() {
     local libdir
     libdir=$("$(pg_bindir)/pg_config" --pkglibdir 2>/dev/null) || return 1
@@ -115,7 +127,7 @@ timescaledb_available() {
 # ---------------------------------------------------------------- postgres
 postgres_up() {
     local bin data sock log
-    bin=$(pg_bindir); data=$(pg_datadir); log="$LOGS/postgres.log"
+    bin=$(pg_bindir); data=$(pg_datadir); log=$(pg_logfile "$data")
     if [ ! -f "$data/PG_VERSION" ]; then
         say "postgres: creating a cluster in $data"
         mkdir -p "$data"
@@ -158,7 +170,7 @@ host all postgres 127.0.0.1/32 trust
 host all bridge   127.0.0.1/32 trust
 host all all      127.0.0.1/32 scram-sha-256
 EOF
-    touch "$log"; [ "$(id -u)" -eq 0 ] && chown postgres: "$log"
+    touch "$log"; if [ "$(id -u)" -eq 0 ]; then chown postgres: "$log"; fi
     if as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         as_pg "$bin/pg_ctl" -D "$data" reload >/dev/null  # picks up pg_hba.conf; restarts nothing
         say "postgres: already running on port $PG_PORT"
