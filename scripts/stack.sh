@@ -175,6 +175,7 @@ EOF
         as_pg "$bin/pg_ctl" -D "$data" reload >/dev/null  # picks up pg_hba.conf; restarts nothing
         say "postgres: already running on port $PG_PORT"
     else
+        port_open "$PG_PORT" && die "port $PG_PORT is taken by another program; set STACK_${INSTANCE^^}_PG_PORT"
         as_pg "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null \
             || die "postgres did not start; see $log"
         say "postgres: started on port $PG_PORT"
