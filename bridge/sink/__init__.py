@@ -1,0 +1,1 @@
+"""Sinks: where committed batches go (TimescaleDB/PostgreSQL, Redis)."""
