@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
+import uvloop
 
 from bridge import __version__
 from bridge.config import Settings, load_settings, mask_url, masked_dump
@@ -20,7 +24,10 @@ from bridge.db.connect import connect, where
 from bridge.db.maintain import maintain
 from bridge.db.migrate import migrate
 from bridge.db.status import schema_status
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ConfigError
+from bridge.pipeline import Worker
+from bridge.supervisor import supervise
+from bridge.telemetry import setup_logging
 
 T = TypeVar("T")
 
@@ -38,6 +45,8 @@ BRIDGE_* environment variables (BRIDGE_DATABASE__URL overrides [database] url).
 
 EPILOG = """\
 examples:
+  bridge run                           ingest (one worker)
+  bridge run --workers 4               four supervised worker processes
   bridge db migrate                    apply the schema (idempotent)
   bridge db status                     schema version, mode and features
   bridge --config bridge.toml db maintain
@@ -62,6 +71,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the effective configuration (secrets masked) as JSON and exit",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run the bridge: MQTT in, TimescaleDB/PostgreSQL and Redis out",
+        description="Subscribes to the configured topic templates through the shared "
+        "subscription $share/<group>/<filter>, writes every point exactly once, and acks each "
+        "message after its commit. SIGTERM or SIGINT stops it gracefully (flush, commit, ack, "
+        "disconnect, keeping the broker session); a second signal exits at once. Health on "
+        "http://<http.host>:<http.port + worker>/healthz, /readyz and /metrics.",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes in the share group, supervised and restarted on a crash "
+        "(worker i uses client id <mqtt.client_id>-i; default 1, in this process)",
+    )
+    run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    retire = commands.add_parser(
+        "retire",
+        help="end a worker's broker session for good (scaling down)",
+        description="A worker removed for good must not leave its session at the broker: a "
+        "share group keeps sending an offline member its share, which is lost when the session "
+        "expires. Stop the worker first, then run this: it takes over the worker's session "
+        "(client id <mqtt.client_id>-<worker>), unsubscribes, writes and acks every message the "
+        "broker queued for it, and ends the session (expiry 0).",
+    )
+    retire.add_argument("--worker", type=int, required=True, metavar="I", help="worker index")
+    retire.add_argument(
+        "--idle",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="consider the session drained after this long without a message (default 2)",
+    )
 
     commands.add_parser(
         "check-config",
@@ -117,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"configuration is valid (database {mask_url(settings.database.url)})")
         elif args.command == "db":
             return asyncio.run(_db(args, settings))
+        elif args.command == "run":
+            return _run(args, settings)
+        elif args.command == "retire":
+            setup_logging("INFO")
+            uvloop.run(_worker(settings, args.worker, retire=True, idle_s=args.idle))
         else:
             parser.print_help()
             return 2
@@ -126,6 +177,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    setup_logging(args.log_level)
+    if args.worker_index is not None or args.workers == 1:
+        uvloop.run(_worker(settings, args.worker_index or 0))
+        return 0
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    return supervise(args.workers, args.config, settings.shutdown.grace_s)
+
+
+async def _worker(
+    settings: Settings, index: int, retire: bool = False, idle_s: float = 1.0
+) -> None:
+    try:
+        worker = Worker(settings, index)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            logging.getLogger("bridge").info(
+                "stopping: committing and acking what was taken (signal again to exit at once)"
+            )
+            worker.stop()
+        else:
+            os._exit(1)  # nothing is acked before commit, so this loses nothing
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await worker.run(retire=retire, idle_s=idle_s)
 
 
 async def _db(args: argparse.Namespace, settings: Settings) -> int:

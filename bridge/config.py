@@ -10,12 +10,21 @@ starts.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +33,7 @@ from pydantic_settings import (
 )
 
 from bridge.errors import ConfigError
+from bridge.limits import Limits
 
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
 
@@ -56,6 +66,12 @@ class DatabaseSettings(Section):
     migrations_dir: Path = Field(
         DEFAULT_MIGRATIONS_DIR, description="Folder of the ordered SQL migrations."
     )
+    pool_size: int = Field(
+        2, ge=1, le=32, description="Connections per worker; each carries one batch at a time."
+    )
+    maintain_interval_s: float = Field(
+        60.0, ge=0, description="How often a worker runs `db maintain` (0: never)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -76,11 +92,87 @@ class RedisSettings(Section):
     url: str = Field(
         "redis://127.0.0.1:16379/0", description="Redis URL for the recent-data cache."
     )
+    enabled: bool = Field(True, description="Update the cache after each commit.")
+    window_s: int = Field(900, ge=10, le=86_400, description="Recent window kept per metric.")
+    prefix: str = Field("bridge:", description="Prefix of every key the bridge writes.")
+    timeout_s: float = Field(2.0, gt=0, description="Timeout of one cache update.")
+    max_pending_batches: int = Field(
+        8, ge=1, description="Cache updates waiting beyond this are skipped (and counted)."
+    )
+
+
+class TlsSettings(Section):
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate, for mutual TLS.")
+    key_file: Path | None = Field(None, description="Client private key, for mutual TLS.")
+
+
+class Route(Section):
+    topic: str = Field(
+        description="Topic template, e.g. telemetry/{site_id}/{device_id}; {device_id} is "
+        "required, {site_id} and {metric} optional. Subscribed as $share/<group>/<filter>."
+    )
+    codec: str = Field("seed_json", description="Payload codec: seed_json, flat_json, raw_value.")
+
+
+def _default_client_id() -> str:
+    return f"bridge-{socket.gethostname()}"[:40]
 
 
 class MqttSettings(Section):
     host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: int = Field(11883, ge=1, le=65535, description="Broker port.")
+    username: str | None = Field(None, description="Broker user.")
+    password: SecretStr | None = Field(None, description="Broker password.")
+    tls: TlsSettings | None = Field(None, description="Connect with TLS when set.")
+    client_id: str = Field(
+        default_factory=_default_client_id,
+        pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        description="Stable id prefix; worker N connects as <client_id>-N and keeps its session "
+        "across restarts under that id.",
+    )
+    group: str = Field(
+        "bridge", pattern=r"^[A-Za-z0-9_-]+$", description="Shared-subscription group name."
+    )
+    session_expiry_s: int = Field(
+        86_400, ge=0, description="How long the broker keeps a disconnected worker's session."
+    )
+    receive_maximum: int = Field(
+        5000,
+        ge=1,
+        le=65_535,
+        description="Unacked messages the broker may send us at once: the in-flight bound.",
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
+    reconnect_min_s: float = Field(0.2, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(15.0, gt=0, description="Longest reconnect delay.")
+    routes: list[Route] = Field(
+        default_factory=lambda: [Route(topic="telemetry/{site_id}/{device_id}", codec="seed_json")],
+        min_length=1,
+        description="Topic templates and the codec for each.",
+    )
+
+
+class BatchSettings(Section):
+    max_points: int = Field(
+        1000, ge=1, le=100_000, description="Close a batch at this many points."
+    )
+    max_delay_ms: int = Field(
+        200, ge=1, le=60_000, description="Close a batch this long after its first message."
+    )
+
+
+class HttpSettings(Section):
+    host: str = Field("127.0.0.1", description="Address of /healthz, /readyz and /metrics.")
+    port: int = Field(
+        9108, ge=0, le=65535, description="Port of worker 0; worker N listens on port + N (0: off)."
+    )
+
+
+class ShutdownSettings(Section):
+    grace_s: float = Field(
+        20.0, gt=0, description="On SIGTERM, time to flush and ack before exiting anyway."
+    )
 
 
 class Settings(BaseSettings):
@@ -96,6 +188,24 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
     redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
     mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    batch: BatchSettings = Field(default_factory=BatchSettings)  # type: ignore[arg-type]
+    limits: Limits = Field(default_factory=Limits)  # type: ignore[arg-type]
+    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.limits.max_age_days > self.database.retention_days:
+            raise ValueError(
+                "limits.max_age_days must not exceed database.retention_days: older points "
+                "would be written only to be dropped"
+            )
+        if self.mqtt.reconnect_min_s > self.mqtt.reconnect_max_s:
+            raise ValueError("mqtt.reconnect_min_s must not exceed mqtt.reconnect_max_s")
+        from bridge.router import compile_routes  # noqa: PLC0415 - the router imports config
+
+        compile_routes(self.mqtt.routes, self.limits)
+        return self
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -165,4 +275,6 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     data["database"]["url"] = mask_url(settings.database.url)
     data["redis"]["url"] = mask_url(settings.redis.url)
+    if settings.mqtt.password is not None:
+        data["mqtt"]["password"] = "***"  # noqa: S105 - the mask, not a password
     return data

@@ -16,7 +16,9 @@ class Limits(BaseModel):
         10_000, ge=1, le=1_000_000, description="A message with more points is rejected whole."
     )
     max_future_skew_s: float = Field(
-        300.0, ge=0, description="Points timestamped further ahead of the receive time are rejected."
+        300.0,
+        ge=0,
+        description="Points timestamped further ahead of the receive time are rejected.",
     )
     max_age_days: int = Field(
         90,

@@ -173,7 +173,15 @@ EOF
     touch "$log"; if [ "$(id -u)" -eq 0 ]; then chown postgres: "$log"; fi
     if as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         as_pg "$bin/pg_ctl" -D "$data" reload >/dev/null  # picks up pg_hba.conf; restarts nothing
-        say "postgres: already running on port $PG_PORT"
+        sleep 0.2  # the postmaster rereads its files asynchronously
+        if [ "$(psql_super -d postgres -tAc "SELECT count(*) FROM pg_settings WHERE pending_restart")" != 0 ]; then
+            # e.g. TimescaleDB was installed since: preloading it needs a restart.
+            as_pg "$bin/pg_ctl" -D "$data" -l "$log" -m fast -w -t 60 restart >/dev/null \
+                || die "postgres did not restart; see $log"
+            say "postgres: settings changed; restarted on port $PG_PORT"
+        else
+            say "postgres: already running on port $PG_PORT"
+        fi
     else
         port_open "$PG_PORT" && die "port $PG_PORT is taken by another program; set STACK_${INSTANCE^^}_PG_PORT"
         as_pg "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null \

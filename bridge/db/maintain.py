@@ -113,5 +113,7 @@ async def _retention_policy(conn: asyncpg.Connection, days: int) -> bool:
         return False
     async with conn.transaction():
         await conn.execute("SELECT remove_retention_policy('telemetry', if_exists => true)")
-        await conn.execute("SELECT add_retention_policy('telemetry', drop_after => $1)", wanted)
+        await conn.execute(
+            "SELECT add_retention_policy('telemetry', drop_after => $1::interval)", wanted
+        )
     return True

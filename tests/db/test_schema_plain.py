@@ -144,8 +144,10 @@ async def test_dead_letter_payload_is_bounded(plain_db: str) -> None:
         await conn.close()
 
 
-# Points inside a few hours of one day, so buckets collide and partitions differ.
-BASE = dt.datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
+# Points within a few hours across a day boundary, so buckets collide and
+# partitions differ. Recent (two days ago): TimescaleDB's retention and
+# compression jobs run in the background and would drop or compress older data.
+BASE = dt.datetime.combine(utc_today() - dt.timedelta(days=2), dt.time(22), UTC)
 points = st.lists(
     st.tuples(
         st.integers(min_value=0, max_value=4 * 3600 * 1000),  # ms after BASE

@@ -1,0 +1,112 @@
+"""From (topic, payload) to points and dead letters: the topic picks the route,
+the route's codec decodes. Never raises: whatever the bytes, the outcome is
+points, dead letters, or both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bridge.batch import DeadLetter
+from bridge.codec import CODECS, Codec, CodecError, DecodeContext
+from bridge.config import Route
+from bridge.limits import Limits
+from bridge.topics import TopicError, TopicTemplate
+from bridge.types import Point, Reject
+
+# Bounds of one rejected_messages row (the table's CHECK constraints).
+MAX_DL_PAYLOAD = 8192
+MAX_DL_TOPIC = 1024
+MAX_DL_DETAIL = 1024
+MAX_DL_REASON = 64
+
+
+@dataclass(slots=True)
+class Routed:
+    points: list[Point] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    rejected_points: dict[str, int] = field(default_factory=dict)  # reason -> count
+    rejected_message: str | None = None  # reason, when the whole message was rejected
+    device_id: str | None = None
+    site_id: str | None = None
+
+
+def compile_routes(routes: list[Route], limits: Limits) -> list[tuple[TopicTemplate, Codec]]:
+    """Validates every route; raises ValueError naming the bad one."""
+    compiled = []
+    for route in routes:
+        codec = CODECS.get(route.codec)
+        if codec is None:
+            raise ValueError(
+                f"route {route.topic!r}: unknown codec {route.codec!r} "
+                f"(known: {', '.join(sorted(CODECS))})"
+            )
+        try:
+            template = TopicTemplate(route.topic, limits.max_id_len, limits.max_metric_len)
+        except ValueError as exc:
+            raise ValueError(f"route {route.topic!r}: {exc}") from None
+        compiled.append((template, codec))
+    return compiled
+
+
+class Router:
+    def __init__(self, routes: list[Route], limits: Limits) -> None:
+        self._routes = compile_routes(routes, limits)
+        self._limits = limits
+
+    @property
+    def filters(self) -> list[str]:
+        """The MQTT topic filters to subscribe to (before the $share prefix)."""
+        return list(dict.fromkeys(t.subscription for t, _ in self._routes))
+
+    def route(self, topic: str, payload: bytes, received_us: int) -> Routed:
+        out = Routed()
+        try:
+            for template, codec in self._routes:
+                fields = template.match(topic)
+                if fields is None:
+                    continue
+                out.device_id, out.site_id = fields.device_id, fields.site_id
+                ctx = DecodeContext(fields.device_id, fields.metric, received_us, self._limits)
+                decoded = codec.decode(payload, ctx)
+                break
+            else:
+                raise CodecError("no_route", "no configured topic template matches this topic")
+        except (CodecError, TopicError) as exc:
+            out.rejected_message = exc.reason
+            out.dead_letters.append(
+                _dead_letter(received_us, topic, payload, exc.reason, exc.detail)
+            )
+            return out
+        out.points = decoded.points
+        if decoded.rejects:
+            by_reason: dict[str, list[Reject]] = {}
+            for reject in decoded.rejects:
+                by_reason.setdefault(reject.reason, []).append(reject)
+            for reason, rejects in by_reason.items():
+                out.rejected_points[reason] = len(rejects)
+                detail = f"{len(rejects)} point(s) rejected; first: {rejects[0].detail}"
+                out.dead_letters.append(_dead_letter(received_us, topic, payload, reason, detail))
+        return out
+
+
+def _dead_letter(
+    received_us: int, topic: str, payload: bytes, reason: str, detail: str
+) -> DeadLetter:
+    return DeadLetter(
+        received_us=received_us,
+        topic=_cut_text(topic, MAX_DL_TOPIC),
+        reason=reason[:MAX_DL_REASON],
+        detail=_cut_text(detail, MAX_DL_DETAIL),
+        payload=payload[:MAX_DL_PAYLOAD],
+        payload_size=len(payload),
+    )
+
+
+def _cut_text(text: str, max_bytes: int) -> str:
+    """At most max_bytes of UTF-8, cut on a character boundary, without NULs
+    (which PostgreSQL text cannot hold)."""
+    text = text.replace("\x00", "\\0")
+    data = text.encode("utf-8", "replace")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max_bytes].decode("utf-8", "ignore")

@@ -1,0 +1,244 @@
+"""The database sink: a batch in, committed rows out, idempotently.
+
+One batch is one transaction on one pooled connection:
+  1. binary COPY of the points into a per-connection temporary staging table;
+  2. INSERT INTO telemetry SELECT ... FROM staging ON CONFLICT DO NOTHING, so a
+     redelivered or republished point is stored once (the unique key is
+     device_id, metric, time);
+  3. the batch's dead letters into rejected_messages;
+  4. the device registry, once per batch (first_seen, last_seen, site).
+Works the same on a hypertable and on plain partitions.
+
+Errors, by what the caller must do (classified by SQLSTATE class, never by
+message text):
+  * TransientDbError: connection lost or refused, server starting or
+    stopping, out of resources, serialization failure or deadlock
+    (classes 08, 53, 57, 40; OS and protocol errors) -> retry the same batch
+    with backoff, for as long as it takes.
+  * poison data (classes 22, 23): one row the database will never take. The
+    sink bisects the batch to find it, commits every other row, and returns
+    the poison rows so they are dead-lettered, never their batch-mates.
+  * anything else (missing table, privilege, auth) -> TransientDbError too,
+    with a message saying what to fix: the bridge keeps retrying and stays
+    unready rather than dropping data, and recovers once it is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import asyncpg
+
+from bridge.batch import Batch, DeadLetter
+from bridge.config import DatabaseSettings
+from bridge.db.connect import where
+from bridge.types import Point
+
+log = logging.getLogger("bridge.sink.timescale")
+
+STAGING = "bridge_staging"
+_CREATE_STAGING = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (
+    time_us bigint NOT NULL, device_id text NOT NULL, metric text NOT NULL,
+    value double precision NOT NULL
+) ON COMMIT DELETE ROWS"""
+_INSERT = f"""
+INSERT INTO telemetry (time, device_id, metric, value)
+SELECT TIMESTAMPTZ 'epoch' + time_us * INTERVAL '1 microsecond', device_id, metric, value
+FROM {STAGING}
+ON CONFLICT DO NOTHING"""
+_DEAD_LETTER = """
+INSERT INTO rejected_messages (received_at, topic, reason, detail, payload, payload_size)
+SELECT TIMESTAMPTZ 'epoch' + r * INTERVAL '1 microsecond', t, reason, detail, p, size
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::int[])
+     AS u(r, t, reason, detail, p, size)"""
+# Touches a device row only when something changed or last_seen is stale, so
+# a busy fleet does not rewrite its registry rows on every batch.
+_REGISTRY = """
+INSERT INTO devices AS d (device_id, site_id, first_seen, last_seen, status)
+SELECT id, site, now(), now(), 'online' FROM unnest($1::text[], $2::text[]) AS u(id, site)
+ON CONFLICT (device_id) DO UPDATE
+SET last_seen = excluded.last_seen, status = 'online',
+    site_id = coalesce(excluded.site_id, d.site_id)
+WHERE d.last_seen IS NULL OR d.last_seen < excluded.last_seen - INTERVAL '5 seconds'
+   OR d.status <> 'online' OR d.site_id IS DISTINCT FROM coalesce(excluded.site_id, d.site_id)"""
+
+TRANSIENT_CLASSES = frozenset({"08", "53", "57", "40"})
+POISON_CLASSES = frozenset({"22", "23"})
+
+
+class TransientDbError(Exception):
+    """The batch was not written; retry it later. ``reason`` labels the metric."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class WriteResult:
+    written: int = 0  # new rows
+    duplicates: int = 0  # rows that were already there
+    poison: list[tuple[Point, str]] = field(default_factory=list)  # (point, why)
+    commit_seconds: list[float] = field(default_factory=list)
+
+
+def classify(exc: BaseException) -> str:
+    """'poison' for data the database will never take; 'transient' otherwise."""
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = exc.sqlstate or ""
+        if sqlstate[:2] in POISON_CLASSES:
+            return "poison"
+    return "transient"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate:
+        return f"sqlstate_{exc.sqlstate[:2]}"
+    return type(exc).__name__
+
+
+class TimescaleSink:
+    """Writes batches through a small pool. The pool connects lazily, so the
+    bridge starts (and waits, unready) while the database is down."""
+
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+
+    async def __aenter__(self) -> TimescaleSink:
+        self._pool = await asyncpg.create_pool(
+            self._settings.url,
+            min_size=0,
+            max_size=self._settings.pool_size,
+            init=self._init_connection,
+            timeout=self._settings.connect_timeout_s,
+            command_timeout=60,
+            max_inactive_connection_lifetime=300,
+        )
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    @staticmethod
+    async def _init_connection(conn: asyncpg.Connection) -> None:
+        await conn.execute(_CREATE_STAGING)
+
+    def pool_stats(self) -> tuple[int, int]:
+        """(connections in use, idle connections)."""
+        if self._pool is None:
+            return 0, 0
+        size, idle = self._pool.get_size(), self._pool.get_idle_size()
+        return size - idle, idle
+
+    async def ping(self) -> bool:
+        if self._pool is None:
+            return False
+        try:
+            async with self._pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    async def write(self, batch: Batch) -> WriteResult:
+        """Commits the batch. Raises TransientDbError when nothing may be assumed
+        written; the caller retries the whole batch (idempotent)."""
+        result = WriteResult()
+        try:
+            await self._write(batch.points, batch.dead_letters, batch.sites, result)
+        except TransientDbError:
+            raise
+        except Exception as exc:
+            if classify(exc) != "poison":
+                raise self._transient(exc) from exc
+            # Some row will never go in: find it, commit the rest.
+            log.warning(
+                "batch of %d points hit bad data (%s); isolating it", len(batch.points), exc
+            )
+            result = WriteResult()
+            await self._bisect(batch.points, result)
+            await self._write([], batch.dead_letters, batch.sites, result)
+        return result
+
+    async def _bisect(self, points: Sequence[Point], result: WriteResult) -> None:
+        try:
+            await self._write(points, [], {}, result)
+        except TransientDbError:
+            raise
+        except Exception as exc:
+            if classify(exc) != "poison":
+                raise self._transient(exc) from exc
+            if len(points) == 1:
+                result.poison.append((points[0], f"{exc} (SQLSTATE {_sqlstate(exc)})"[:500]))
+                return
+            mid = len(points) // 2
+            await self._bisect(points[:mid], result)
+            await self._bisect(points[mid:], result)
+
+    async def _write(
+        self,
+        points: Sequence[Point],
+        dead_letters: Sequence[DeadLetter],
+        sites: dict[str, str | None],
+        result: WriteResult,
+    ) -> None:
+        assert self._pool is not None, "use the sink in `async with`"
+        try:
+            conn = await self._pool.acquire()
+        except Exception as exc:
+            raise self._transient(exc) from exc
+        try:
+            started = time.perf_counter()
+            async with conn.transaction():
+                written = 0
+                if points:
+                    await conn.copy_records_to_table(STAGING, records=points)
+                    status = await conn.execute(_INSERT)
+                    written = int(status.rsplit(" ", 1)[1])
+                if dead_letters:
+                    await conn.execute(_DEAD_LETTER, *_dead_letter_columns(dead_letters))
+                if sites:
+                    ids = sorted(sites)  # a fixed lock order: no deadlocks between workers
+                    await conn.execute(_REGISTRY, ids, [sites[i] for i in ids])
+            result.commit_seconds.append(time.perf_counter() - started)
+            result.written += written
+            result.duplicates += len(points) - written
+        finally:
+            await self._pool.release(conn)
+
+    def _transient(self, exc: BaseException) -> TransientDbError:
+        url = self._settings.url
+        if (
+            isinstance(exc, asyncpg.PostgresError)
+            and (exc.sqlstate or "")[:2] not in TRANSIENT_CLASSES
+        ):
+            hint = (
+                "fix the cause (schema migrated? grants? credentials?); the bridge keeps retrying"
+            )
+        else:
+            hint = "retrying with backoff"
+        return TransientDbError(_reason(exc), f"database at {where(url)}: {exc!s:.300}; {hint}")
+
+
+def _sqlstate(exc: BaseException) -> str:
+    return getattr(exc, "sqlstate", None) or "?"
+
+
+def _dead_letter_columns(rows: Sequence[DeadLetter]) -> tuple[list[object], ...]:
+    return (
+        [r.received_us for r in rows],
+        [r.topic for r in rows],
+        [r.reason for r in rows],
+        [r.detail for r in rows],
+        [r.payload for r in rows],
+        [r.payload_size for r in rows],
+    )

@@ -1,0 +1,105 @@
+"""Every metric the bridge exports, and its log setup, in one place.
+
+Names follow Prometheus conventions. ``telemetry_points_total`` is the name the
+seed's dashboards and queries use for committed points. A dropped point or
+message always records its reason; work that will be retried is never counted
+as dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30)
+BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 750, 1000, 1500, 2500, 5000, 10000)
+
+
+class Metrics:
+    """One set of metrics per worker process, in its own registry (no globals)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.messages_received = Counter(
+            "bridge_messages_received_total", "MQTT messages received", registry=r
+        )
+        self.messages_rejected = Counter(
+            "bridge_messages_rejected_total",
+            "Messages dead-lettered whole, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.points_received = Counter(
+            "bridge_points_received_total", "Valid points decoded from messages", registry=r
+        )
+        self.points_written = Counter(
+            "telemetry_points_total", "Points committed to the database (new rows)", registry=r
+        )
+        self.points_duplicate = Counter(
+            "bridge_points_duplicate_total",
+            "Points already in the database (redeliveries, republished data), stored once",
+            registry=r,
+        )
+        self.points_rejected = Counter(
+            "bridge_points_rejected_total",
+            "Points dead-lettered, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.batches = Counter("bridge_batches_total", "Batches committed", registry=r)
+        self.batch_points = Histogram(
+            "bridge_batch_points", "Points per committed batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.flush_seconds = Histogram(
+            "bridge_batch_flush_seconds",
+            "From a batch's first message to its commit",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "bridge_db_commit_seconds",
+            "Duration of one database write transaction",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.db_retries = Counter(
+            "bridge_db_retries_total",
+            "Batch writes retried after a transient database error, by SQLSTATE class",
+            ["reason"],
+            registry=r,
+        )
+        self.inflight_messages = Gauge(
+            "bridge_inflight_messages", "Messages received and not yet acked", registry=r
+        )
+        self.queued_batches = Gauge(
+            "bridge_queued_batches", "Closed batches waiting for a database connection", registry=r
+        )
+        self.db_pool_connections = Gauge(
+            "bridge_db_pool_connections", "Database pool connections", ["state"], registry=r
+        )
+        self.redis_writes = Counter(
+            "bridge_redis_writes_total", "Batches written to the Redis cache", registry=r
+        )
+        self.redis_errors = Counter(
+            "bridge_redis_errors_total",
+            "Cache updates that failed, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.mqtt_connected = Gauge(
+            "bridge_mqtt_connected", "1 while connected to the broker", registry=r
+        )
+        self.mqtt_reconnects = Counter(
+            "bridge_mqtt_reconnects_total", "Connections made after the first", registry=r
+        )
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Plain, greppable lines on stderr: time, level, logger, message."""
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
