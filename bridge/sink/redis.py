@@ -7,7 +7,7 @@ by the caller and skipped, never retried into the ingest path.
 Data model (``P`` is the prefix, ``bridge:`` by default):
 
     P latest:{device_id}           HASH  metric -> "<time_us> <value>"
-    P recent:{device_id}:{metric}  ZSET  score time_us, member "<time_us>:<value>"
+    P recent:{device_id}|{metric}  ZSET  score time_us, member "<time_us>:<value>"
     P devices                      ZSET  score max time_us, member device_id
 
 ``<value>`` is ``repr(float)`` (the shortest text that reads back as the same
@@ -37,10 +37,9 @@ Invariants, each holding after every ``write``:
   in order), so each part is applied atomically and in one round trip. The
   script reads and writes keys it computes itself, so this needs a single
   Redis (or a replica set behind one primary), not Redis Cluster.
-- Device ids and metrics may both contain ":" (bridge.topics.ID and the
-  codecs' METRIC_NAME allow it), and then two series can share a recent key:
-  device "a:b" with metric "c" and device "a" with metric "b:c". A ":" in
-  only one of the two kinds of name is harmless.
+- Device ids and metrics may contain ":" but never "|" (bridge.topics.ID and
+  the codecs' METRIC_NAME), so "|" separates them in a recent key and no two
+  series ever share one.
 
 Errors (the only one this module raises on purpose):
 
@@ -155,7 +154,7 @@ while i <= n do
     i = i + 1
     local c, prev = cur[k], nil
     if c then prev = tonumber(sub(c, 1, find(c, ' ', 1, true) - 1)) end
-    local rkey = prefix .. 'recent:' .. d .. ':' .. m
+    local rkey = prefix .. 'recent:' .. d .. '|' .. m
     local z, best_n, best_s = {}, prev, nil
     for _ = 1, np do
       local ts, v = a[i], a[i + 1]
@@ -326,7 +325,7 @@ class RedisSink:
         self, device_id: str, metric: str, start_us: int, end_us: int
     ) -> list[tuple[int, str]]:
         """(time_us, value text) with start_us <= time_us <= end_us, ascending."""
-        key = f"{self.prefix}recent:{device_id}:{metric}"
+        key = f"{self.prefix}recent:{device_id}|{metric}"
         async with self._guard("read from"):
             members = cast(
                 "list[str]", await self._redis.zrange(key, start_us, end_us, byscore=True)

@@ -240,7 +240,7 @@ async def test_value_text_is_exact(sink: RedisSink, client: redis.Redis, value: 
 async def test_70_2_stays_70_2(sink: RedisSink, client: redis.Redis) -> None:
     await sink.write([Point(NOW, "d", "temperature", 70.2)], NOW)
     assert client.hget("bridge:latest:d", "temperature") == f"{NOW} 70.2"
-    assert client.zrange("bridge:recent:d:temperature", 0, -1) == [f"{NOW}:70.2"]
+    assert client.zrange("bridge:recent:d|temperature", 0, -1) == [f"{NOW}:70.2"]
 
 
 async def test_many_devices_and_metrics_in_one_batch(sink: RedisSink) -> None:
@@ -299,7 +299,7 @@ async def test_a_huge_batch_is_split_and_still_whole(
 
 async def test_keys_expire_after_about_two_windows(sink: RedisSink, client: redis.Redis) -> None:
     await sink.write([Point(NOW, "d", "m", 1.0)], NOW)
-    keys = ["bridge:latest:d", "bridge:recent:d:m", "bridge:devices"]
+    keys = ["bridge:latest:d", "bridge:recent:d|m", "bridge:devices"]
     for key in keys:
         assert 0.9 * 2 * WINDOW_S * 1000 < client.pttl(key) <= 2 * WINDOW_S * 1000
 
@@ -439,3 +439,10 @@ async def test_a_foreign_key_under_the_prefix_is_reported(
 async def test_using_a_sink_outside_async_with_is_a_bug() -> None:
     with pytest.raises(RuntimeError, match="async with"):
         await RedisSink("redis://127.0.0.1:1/0").write([Point(NOW, "d", "m", 1.0)], NOW)
+
+
+async def test_series_whose_names_share_colons_stay_apart(redis_url: str) -> None:
+    async with RedisSink(redis_url) as sink:
+        await sink.write([Point(NOW, "a:b", "c", 1.0), Point(NOW, "a", "b:c", 2.0)], NOW)
+        assert await sink.recent("a:b", "c", NOW - 1, NOW + 1) == [(NOW, "1.0")]
+        assert await sink.recent("a", "b:c", NOW - 1, NOW + 1) == [(NOW, "2.0")]
