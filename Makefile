@@ -6,14 +6,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK := scripts/stack.sh
 
-.PHONY: run test services stop status lint typecheck unit bench clean help
+.PHONY: run test services stop status lint typecheck bench clean help
 
 help:
-	@echo "make run        start the local stack (Mosquitto, PostgreSQL, Redis), apply the schema, report"
+	@echo "make run        start the local stack (Mosquitto, PostgreSQL, Redis), apply the schema, run the bridge"
 	@echo "make test       lint, type-check and run the whole test suite against real services"
 	@echo "make services   start the local stack only"
 	@echo "make stop       stop every project instance (dev and test)"
 	@echo "make status     show what is running"
+	@echo "make bench      decoder, Redis and end-to-end ingest benchmarks (results in bench/results/)"
 
 $(STAMP): pyproject.toml scripts/venv.sh
 	@scripts/venv.sh
@@ -28,7 +29,13 @@ run: services
 	@echo
 	@echo "Running on loopback:"
 	@$(STACK) info dev
-	@echo "Stop it with: make stop"
+	@echo "  Bridge      http://127.0.0.1:9108/metrics  (also /healthz, /readyz)"
+	@echo
+	@echo "Publish a reading:  mosquitto_pub -p 11883 -q 1 -t telemetry/site-1/pump-1 -m '{\"data\": {\"flow_rate\": 1234.5}}'"
+	@echo "See it stored:      psql -h 127.0.0.1 -p 15432 -U bridge bridge -c 'SELECT * FROM telemetry ORDER BY time DESC LIMIT 5'"
+	@echo "Ctrl-C stops the bridge; make stop stops the services."
+	@echo
+	@set -a; source <($(STACK) env dev); set +a; exec $(BIN)/bridge run
 
 status:
 	@$(STACK) status dev
@@ -46,6 +53,11 @@ typecheck: $(STAMP)
 test: $(STAMP) lint typecheck
 	@$(STACK) install
 	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_decoders.py
+	$(BIN)/python bench/bench_redis.py
+	$(BIN)/python bench/bench_ingest.py
 
 clean: stop
 	rm -rf .stack $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

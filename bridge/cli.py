@@ -20,6 +20,7 @@ import uvloop
 
 from bridge import __version__
 from bridge.config import Settings, load_settings, mask_url, masked_dump
+from bridge.config_reference import reference
 from bridge.db.connect import connect, where
 from bridge.db.maintain import maintain
 from bridge.db.migrate import migrate
@@ -110,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser(
+        "config-reference",
+        help="print every config key with its meaning and default, as TOML",
+        description="Prints the configuration reference generated from the typed models: a "
+        "commented TOML file to start from (the same as bridge.example.toml).",
+    )
+    commands.add_parser(
         "check-config",
         help="validate the configuration and exit",
         description="Loads the config file and environment, validates every key, and exits 0 "
@@ -157,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
+        if args.command == "config-reference":
+            print(reference(), end="")
+            return 0
         if args.print_config:
             print(json.dumps(masked_dump(settings), indent=2))
         elif args.command == "check-config":

@@ -5,6 +5,8 @@ The CLI prints it without a traceback.
 
     BridgeError
     ├── ConfigError            bad config file, variable or option: stop; fix it
+    ├── RedisUnavailable       (bridge.sink.redis) the cache did not take a write:
+    │                          count it and go on; ingest never waits for Redis
     └── DatabaseError
         ├── DatabaseUnavailable    cannot reach the server, or it is starting
         │                          or shutting down: transient; retry later

@@ -23,7 +23,7 @@ class Limits(BaseModel):
     max_age_days: int = Field(
         90,
         ge=1,
-        description="Points older than this are rejected (kept equal to database.retention_days).",
+        description="Points older than this are rejected; at most database.retention_days.",
     )
     max_metric_len: int = Field(64, ge=1, le=255, description="Longest metric name accepted.")
     max_id_len: int = Field(128, ge=1, le=255, description="Longest device or site id accepted.")

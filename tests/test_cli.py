@@ -179,3 +179,21 @@ def test_print_config_masks_secrets(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "s3cret" not in out.stdout
     assert json.loads(out.stdout)["database"]["url"] == "postgresql://u:***@h:5432/db"
+
+
+def test_example_config_is_the_generated_reference_and_loads() -> None:
+    from tests.conftest import ROOT
+
+    out = bridge("config-reference")
+    assert out.returncode == 0, out.stderr
+    example = ROOT / "bridge.example.toml"
+    assert out.stdout == example.read_text(), "regenerate: bridge config-reference > bridge.example.toml"
+    assert bridge("--config", str(example), "check-config").returncode == 0
+
+
+def test_bad_route_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text('[[mqtt.routes]]\ntopic = "telemetry/{site_id}"\ncodec = "seed_json"\n')
+    assert_clear_error(bridge("--config", str(cfg), "check-config"), "device_id")
+    cfg.write_text('[[mqtt.routes]]\ntopic = "t/{device_id}"\ncodec = "xml"\n')
+    assert_clear_error(bridge("--config", str(cfg), "check-config"), "unknown codec 'xml'")
