@@ -164,39 +164,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
-        if args.command == "config-reference":
-            print(reference(), end="")
-            return 0
         if args.print_config:
             print(json.dumps(masked_dump(settings), indent=2))
-        elif args.command == "check-config":
-            print(f"configuration is valid (database {mask_url(settings.database.url)})")
-        elif args.command == "db":
-            return asyncio.run(_db(args, settings))
-        elif args.command == "run":
-            return _run(args, settings)
-        elif args.command == "retire":
-            setup_logging("INFO")
-            uvloop.run(_worker(settings, args.worker, retire=True, idle_s=args.idle))
-        else:
+            return 0
+        handler = COMMANDS.get(args.command)
+        if handler is None:
             parser.print_help()
             return 2
+        return handler(args, settings)
     except BridgeError as exc:
         print(f"bridge: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _config_reference(args: argparse.Namespace, settings: Settings) -> int:
+    print(reference(), end="")
+    return 0
+
+
+def _check_config(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"configuration is valid (database {mask_url(settings.database.url)})")
     return 0
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
     setup_logging(args.log_level)
     if args.worker_index is not None or args.workers == 1:
         uvloop.run(_worker(settings, args.worker_index or 0))
         return 0
-    if args.workers < 1:
-        raise ConfigError("--workers must be at least 1")
     return supervise(args.workers, args.config, settings.shutdown.grace_s)
+
+
+def _retire(args: argparse.Namespace, settings: Settings) -> int:
+    setup_logging("INFO")
+    uvloop.run(_worker(settings, args.worker, retire=True, idle_s=args.idle))
+    return 0
+
+
+def _db_command(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_db(args, settings))
 
 
 async def _worker(
@@ -284,6 +294,14 @@ async def _with_connection(
     finally:
         await conn.close()
 
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "run": _run,
+    "retire": _retire,
+    "db": _db_command,
+    "check-config": _check_config,
+    "config-reference": _config_reference,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -77,7 +77,8 @@ def reference() -> str:
     out: list[str] = [HEADER.rstrip()]
     for name, info in Settings.model_fields.items():
         annotation = info.annotation
-        assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        assert isinstance(annotation, type)
+        assert issubclass(annotation, BaseModel)
         _section(name, annotation, getattr(settings, name), out)
     out.append("")
     return "\n".join(out)

@@ -20,7 +20,7 @@ from prometheus_client import (
 )
 
 # The *_created series double the exposition and no dashboard of ours uses them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 750, 1000, 1500, 2500, 5000, 10000)

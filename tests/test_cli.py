@@ -187,7 +187,9 @@ def test_example_config_is_the_generated_reference_and_loads() -> None:
     out = bridge("config-reference")
     assert out.returncode == 0, out.stderr
     example = ROOT / "bridge.example.toml"
-    assert out.stdout == example.read_text(), "regenerate: bridge config-reference > bridge.example.toml"
+    assert out.stdout == example.read_text(), (
+        "regenerate: bridge config-reference > bridge.example.toml"
+    )
     assert bridge("--config", str(example), "check-config").returncode == 0
 
 
