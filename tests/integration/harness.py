@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,8 +245,17 @@ def running(bridge: BridgeProcess, *extra: str) -> Iterator[BridgeProcess]:
 
 
 class Publisher:
-    """A QoS 1 MQTT v5 publisher with a persistent session, which keeps what it
-    has not had acked across broker restarts and resends it."""
+    """A QoS 1 MQTT v5 publisher with a persistent session, which keeps what the
+    broker has not acked across broker restarts and resends it.
+
+    Like the edge agent, it treats a PUBACK of "no matching subscribers"
+    (0x10) as not delivered and publishes again shortly after: Mosquitto
+    2.0.11 does not restore shared subscriptions from its persistence file, so
+    right after a broker restart, until the bridge has subscribed again, the
+    broker accepts messages for nobody.
+    """
+
+    NO_MATCHING_SUBSCRIBERS = 0x10
 
     def __init__(self, stack: Stack, client_id: str | None = None) -> None:
         self.client = mqtt.Client(
@@ -258,19 +268,51 @@ class Publisher:
         self.client.reconnect_delay_set(0.1, 1)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 600
-        self.acked = 0
-        self._lock = threading.Lock()
+        self.published = 0  # distinct messages handed to publish()
+        self.acked = 0  # of those, delivered to at least one subscriber
+        self.republished = 0
+        self._sent: dict[int, tuple[str, bytes]] = {}
+        self._outcomes: deque[tuple[int, int]] = deque()  # (mid, reason) from the network thread
+        self._stop = threading.Event()
         self.client.on_publish = self._on_publish
         self.client.connect("127.0.0.1", stack.mqtt_port, clean_start=False, properties=props)
         self.client.loop_start()
-        self._infos: list[mqtt.MQTTMessageInfo] = []
+        self._settler = threading.Thread(target=self._settle, daemon=True)
+        self._settler.start()
 
-    def _on_publish(self, *args: object) -> None:
-        with self._lock:
-            self.acked += 1
+    def _on_publish(
+        self, client: object, userdata: object, mid: int, reason: Any, props: object
+    ) -> None:
+        self._outcomes.append((mid, getattr(reason, "value", 0)))
+
+    def _settle(self) -> None:
+        retry: list[tuple[float, tuple[str, bytes]]] = []
+        while not self._stop.is_set():
+            while self._outcomes:
+                mid, reason = self._outcomes[0]
+                message = self._sent.pop(mid, None)
+                if message is None:  # publish() has not recorded it yet
+                    break
+                self._outcomes.popleft()
+                if reason == self.NO_MATCHING_SUBSCRIBERS:
+                    retry.append((time.monotonic() + 0.2, message))
+                else:
+                    self.acked += 1
+            now = time.monotonic()
+            due = [m for at, m in retry if at <= now]
+            retry = [(at, m) for at, m in retry if at > now]
+            for topic, payload in due:
+                self.republished += 1
+                self._send(topic, payload)
+            time.sleep(0.005)
+
+    def _send(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        self._sent[info.mid] = (topic, payload)
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self._infos.append(self.client.publish(topic, payload, qos=1))
+        self.published += 1
+        self._send(topic, payload)
 
     def publish_all(self, messages: Iterable[tuple[str, bytes]], rate: float | None = None) -> None:
         """Publishes; with ``rate`` (messages/s), paced."""
@@ -281,13 +323,15 @@ class Publisher:
                 ahead = n / rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
-            elif len(self._infos) - self.acked > 2000:
-                wait_until(lambda: len(self._infos) - self.acked < 1000, 60, "publisher window")
+            elif self.published - self.acked > 2000:
+                wait_until(lambda: self.published - self.acked < 1000, 60, "publisher window")
 
     def wait_acked(self, timeout: float = 60) -> None:
-        wait_until(lambda: self.acked >= len(self._infos), timeout, "broker PUBACKs")
+        wait_until(lambda: self.acked >= self.published, timeout, "broker PUBACKs")
 
     def close(self) -> None:
+        self._stop.set()
+        self._settler.join(5)
         self.client.loop_stop()
         self.client.disconnect()
 

@@ -1,0 +1,1527 @@
+"""End-to-end ingest: MQTT publish to PostgreSQL commit and Redis update, through `bridge run`.
+
+Starts private services in a temporary folder (Mosquitto 31883, PostgreSQL
+35432 with TimescaleDB when the server has it, Redis 36379; nothing of the
+dev/test stacks is touched), gives every measurement a fresh migrated
+database, and measures side by side:
+
+- copy_limit: the database's own idempotent write rate for the same rows into
+  the same table (asyncpg, 2 connections, 1000-row batches: binary COPY into
+  the sink's staging table, then its INSERT ... ON CONFLICT DO NOTHING);
+- batch:      publish-to-committed points/s for 100-reading seed_json messages;
+- single:     the same for single-reading messages (1 worker, and 2 workers
+              when 1 is CPU-bound), plus the drain rate of a queued backlog;
+- latency:    publish-to-committed and publish-to-Redis, per message, at half
+              the measured batch rate;
+- rss_peak_mb: the bridge worker's peak RSS (VmHWM) over all of it;
+- soak (--soak SECONDS): RSS over a long run at half rate.
+
+Publishers run in their own processes (paho, MQTT v5, QoS 1, own window of
+5000 unacked messages). Every component shares this machine's cores, so the
+CPU each one used is reported next to every figure.
+
+    .venv/bin/python bench/bench_ingest.py [--quick] [--soak SECONDS] [--profile]
+
+Prints the machine and a table with the targets; writes bench/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import queue
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+
+from bridge.config import load_settings
+from bridge.pipeline import worker_client_id
+from bridge.router import Router
+from bridge.sink.redis import RedisSink
+from bridge.sink.timescale import _CREATE_STAGING, _INSERT, _REGISTRY, STAGING
+from bridge.types import Point
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "ingest.json"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_PORT, REDIS_PORT, MQTT_PORT, HTTP_PORT = 35432, 36379, 31883, 39108
+WINDOW = 5000  # the publisher's own flow control: unacked messages at most
+METRICS = ("flow_rate", "pip", "temperature")
+LATENCY_POLL_S = 0.020
+SOAK_SAMPLE_S = 5.0
+TARGETS = {
+    "batch_points_per_s": 100_000,
+    "ratio_batch_to_limit": 0.65,
+    "single_msgs_per_s": 15_000,
+    "p99_committed_ms": 500,
+    "p99_redis_ms": 300,
+}
+CPU_BOUND = 0.80  # a worker above this share of one core is CPU-bound
+MACHINE_BOUND = 0.90  # ... and so is one that gets no more because every core is busy
+DISTURBED = 15.0  # % of one core used by processes outside the bench: figures are suspect
+
+_children: list[Any] = []  # processes to end on the way out, whatever happens
+_options: dict[str, Any] = {"profile_out": None}  # --profile-out: keep py-spy's raw stacks
+
+
+@dataclass(frozen=True)
+class Sizes:
+    copy_rows: int
+    batch_messages: int  # 100 readings, 300 points each
+    batch_devices: int
+    single_messages: int  # 1 reading, 3 points each
+    single_devices: int
+    latency_s: float
+    warmup_s: float
+
+
+FULL = Sizes(600_000, 8_000, 200, 240_000, 1000, 15, 2)
+QUICK = Sizes(120_000, 800, 200, 30_000, 1000, 5, 1)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def port_free(port: int) -> bool:
+    """Nobody listens there (connections in TIME_WAIT from a previous run are fine)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_port(port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.settimeout(0.5)
+            s.connect(("127.0.0.1", port))
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not open port {port} within {timeout:.0f}s")
+
+
+def _stat(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
+
+
+def cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+    """utime + stime of a process (and of its waited-for children)."""
+    try:
+        f = _stat(pid)
+    except (OSError, ValueError):
+        return 0.0
+    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if reaped_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(_stat(int(entry.name))[1]) == pid:
+                    out.append(int(entry.name))
+    return out
+
+
+def machine_busy_seconds() -> float:
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def status_mb(pid: int, key: str) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class CpuMeter:
+    """CPU seconds per component between two snapshots, as % of one core."""
+
+    def __init__(self, components: dict[str, list[int]], postmaster: int) -> None:
+        self.components = components
+        self.postmaster = postmaster
+        self.start = self._snap()
+
+    def _snap(self) -> dict[str, float]:
+        snap = {
+            name: sum(cpu_seconds(p, reaped_children=True) for p in pids)
+            for name, pids in self.components.items()
+        }
+        snap["postgres"] = cpu_seconds(self.postmaster, reaped_children=True) + sum(
+            cpu_seconds(p) for p in children_of(self.postmaster)
+        )
+        snap["bench (this process)"] = cpu_seconds(os.getpid())
+        snap["_machine"] = machine_busy_seconds()
+        snap["_wall"] = time.monotonic()
+        return snap
+
+    def stop(self) -> dict[str, float]:
+        end = self._snap()
+        wall = end["_wall"] - self.start["_wall"]
+        used = {k: end[k] - self.start.get(k, 0.0) for k in end if not k.startswith("_")}
+        busy = end["_machine"] - self.start["_machine"]
+        out = {k: round(100 * v / wall, 1) for k, v in used.items()}
+        out["other processes"] = round(100 * max(0.0, busy - sum(used.values())) / wall, 1)
+        out["machine total"] = round(100 * busy / wall, 1)
+        out["machine capacity"] = 100.0 * len(os.sched_getaffinity(0))
+        return out
+
+
+def run(argv: list[str], **kw: Any) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+# ---------------------------------------------------------------- services
+
+
+class Services:
+    """Private Mosquitto, PostgreSQL and Redis in a temporary folder."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+        self.tmp.chmod(0o755)  # postgres must reach its data folder inside
+        self.pgdata = self.tmp / "pg"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.pg_started = False
+        self.timescaledb = Path("/usr/lib/postgresql/15/lib/timescaledb.so").exists()
+        self.postmaster = 0
+
+    admin_url = f"postgresql://postgres@127.0.0.1:{PG_PORT}/postgres"
+    redis_url = f"redis://127.0.0.1:{REDIS_PORT}/0"
+
+    def db_url(self, name: str) -> str:
+        return f"postgresql://bridge@127.0.0.1:{PG_PORT}/{name}"
+
+    def start(self) -> None:
+        taken = [p for p in (PG_PORT, REDIS_PORT, MQTT_PORT, HTTP_PORT) if not port_free(p)]
+        if taken:
+            raise RuntimeError(f"ports {taken} are taken; is another bench_ingest running?")
+        self._postgres()
+        self._redis()
+        self._mosquitto()
+        asyncio.run(self._bootstrap())
+
+    def _as_pg(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+    def _postgres(self) -> None:
+        self.pgdata.mkdir(mode=0o700)
+        log = self.tmp / "postgres.log"
+        log.touch()
+        if os.geteuid() == 0:
+            shutil.chown(self.pgdata, "postgres", "postgres")
+            shutil.chown(log, "postgres", "postgres")
+        run(
+            self._as_pg(
+                [
+                    str(PG_BIN / "initdb"),
+                    *("-D", str(self.pgdata), "-U", "postgres", "--auth=trust"),
+                    *("-E", "UTF8", "--locale=C.UTF-8"),
+                ]
+            )
+        )
+        settings = [
+            f"port={PG_PORT}",
+            "listen_addresses=127.0.0.1",
+            "unix_socket_directories=",
+            "max_connections=100",
+            "shared_buffers=256MB",
+            "max_wal_size=2GB",  # as the dev stack: no forced checkpoint mid-run
+        ]
+        if self.timescaledb:
+            settings += ["shared_preload_libraries=timescaledb", "timescaledb.telemetry_level=off"]
+        opts = " ".join(f"-c {s}" for s in settings)
+        run(
+            self._as_pg(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    *("-D", str(self.pgdata), "-l", str(log), "-w", "-t", "60"),
+                    *("-o", opts, "start"),
+                ]
+            )
+        )
+        self.pg_started = True
+        self.postmaster = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        self.pg_settings = settings
+
+    def _redis(self) -> None:
+        argv = ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.tmp)]
+        self._spawn("redis", argv)
+        wait_port(REDIS_PORT, 20, "redis-server")
+
+    def _mosquitto(self) -> None:
+        conf = self.tmp / "mosquitto.conf"
+        lines = [
+            f"listener {MQTT_PORT} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence false",
+            "max_inflight_messages 5000",
+            "max_queued_messages 1000000",
+            "max_queued_bytes 0",
+            "max_packet_size 4194304",
+            "set_tcp_nodelay true",
+            "log_type error",
+            "log_type warning",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")
+        conf.write_text("\n".join(lines) + "\n")
+        self.mosquitto_conf = lines
+        self._spawn("mosquitto", ["mosquitto", "-c", str(conf)])
+        wait_port(MQTT_PORT, 20, "mosquitto")
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        with (self.tmp / f"{name}.log").open("ab") as log:
+            self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=log)
+
+    async def _bootstrap(self) -> None:
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute("CREATE ROLE bridge LOGIN CREATEDB")
+        finally:
+            await conn.close()
+
+    async def create_db(self, name: str) -> str:
+        """A fresh database owned by `bridge`, migrated with `bridge db migrate`."""
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}" OWNER bridge')
+        finally:
+            await conn.close()
+        if self.timescaledb:  # as a DBA would, so the unprivileged role can use it
+            conn = await asyncpg.connect(self.admin_url.rsplit("/", 1)[0] + "/" + name)
+            try:
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            finally:
+                await conn.close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+        env["BRIDGE_DATABASE__URL"] = self.db_url(name)
+        out = run([sys.executable, "-m", "bridge.cli", "db", "migrate"], env=env, cwd=ROOT)
+        return "timescaledb" if "timescaledb mode" in out else "plain"
+
+    async def drop_db(self, name: str) -> None:
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self.pg_started:
+            with contextlib.suppress(Exception):
+                run(
+                    self._as_pg(
+                        [
+                            str(PG_BIN / "pg_ctl"),
+                            *("-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60", "stop"),
+                        ]
+                    )
+                )
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- bridge
+
+
+class Bridge:
+    """`bridge run` as a subprocess, configured for the private services."""
+
+    def __init__(
+        self, svc: Services, phase: str, db: str, workers: int = 1, session_expiry_s: int = 0
+    ) -> None:
+        self.phase, self.workers = phase, workers
+        self.client_id = f"bench-{phase}"
+        self.prefix = f"bench-{phase}:"
+        self.ports = [HTTP_PORT + i for i in range(workers)]
+        self.config = svc.tmp / f"bridge-{phase}.toml"
+        self.log_path = svc.tmp / f"bridge-{phase}.log"
+        # Defaults everywhere else: batch 1000 points / 200 ms, pool_size 2,
+        # receive_maximum 5000. Session expiry 0 (except to queue a backlog),
+        # so a stopped phase leaves no session collecting the next phases' copies.
+        self.config.write_text(
+            f"""
+[database]
+url = "{svc.db_url(db)}"
+
+[redis]
+url = "{svc.redis_url}"
+prefix = "{self.prefix}"
+
+[mqtt]
+host = "127.0.0.1"
+port = {MQTT_PORT}
+client_id = "{self.client_id}"
+group = "bench{phase.replace("_", "")}"
+session_expiry_s = {session_expiry_s}
+
+[http]
+port = {HTTP_PORT}
+"""
+        )
+        self.settings = load_settings(self.config)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    @property
+    def filters(self) -> list[str]:
+        s = self.settings
+        return [f"$share/{s.mqtt.group}/{f}" for f in Router(s.mqtt.routes, s.limits).filters]
+
+    def start(self) -> Bridge:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+        argv = [sys.executable, "-m", "bridge.cli", "--config", str(self.config)]
+        argv += ["run", "--workers", str(self.workers)]
+        with self.log_path.open("ab") as log:
+            self.started = time.monotonic()
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=ROOT)
+        _children.append(self.proc)
+        return self
+
+    def _get(self, port: int, path: str) -> bytes | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return bytes(r.read())
+        except OSError:
+            return None
+
+    def wait_ready(self, timeout: float = 60) -> Bridge:
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            while self._get(port, "/readyz") is None:
+                self.check_alive()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"bridge not ready in {timeout:.0f}s:\n{self.log_tail()}")
+                time.sleep(0.1)
+        return self
+
+    def check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"bridge exited:\n{self.log_tail()}")
+
+    def worker_pids(self) -> list[int]:
+        pids = []
+        for port in self.ports:
+            body = self._get(port, "/healthz")
+            if body is None:
+                raise RuntimeError(f"bridge worker on port {port} does not answer")
+            pids.append(int(json.loads(body)["pid"]))
+        return pids
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample of every worker, summed across workers."""
+        out: dict[str, float] = {}
+        for port in self.ports:
+            body = self._get(port, "/metrics")
+            if body is None:
+                continue
+            for line in body.decode().splitlines():
+                if line and not line.startswith("#"):
+                    name, _, value = line.rpartition(" ")
+                    out[name] = out.get(name, 0.0) + float(value)
+        return out
+
+    def written(self) -> int:
+        return int(self.metrics().get("telemetry_points_total", 0))
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-3000:]
+        return ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def health_counters(m: dict[str, float]) -> dict[str, float]:
+    """The counters that say something went wrong (all should be 0)."""
+    keys = ("rejected", "retries", "redis_errors", "duplicate", "reconnects")
+    return {
+        k: v for k, v in m.items() if any(x in k for x in keys) and not k.endswith("_created") and v
+    }
+
+
+# ---------------------------------------------------------------- publisher
+
+
+def batch_payloads(n: int, devices: int, start_ms: int) -> Iterator[tuple[str, bytes]]:
+    """100-reading seed_json messages (10 Hz readings, one message per 10 s per device)."""
+    for k in range(n):
+        d, base = k % devices, (k // devices) * 100
+        readings = [
+            {
+                "timestamp": start_ms + (base + i) * 100,
+                "data": {"flow_rate": 1000.5 + i, "pip": 2500.25 + d, "temperature": 70.2},
+            }
+            for i in range(100)
+        ]
+        yield f"telemetry/site-{d % 10:02d}/dev-{d:05d}", orjson.dumps(readings)
+
+
+def single_payloads(n: int, devices: int, start: dt.datetime) -> Iterator[tuple[str, bytes]]:
+    """Single-reading seed_json messages, RFC 3339 times, each device once a second."""
+    for k in range(n):
+        d, r = k % devices, k // devices
+        device = f"dev-{d:05d}"
+        msg = {
+            "device_id": device,
+            "timestamp": start + dt.timedelta(seconds=r, milliseconds=d),
+            "data": {"flow_rate": 1000.5 + r % 100, "pip": 2500.25 + d, "temperature": 70.2},
+        }
+        yield f"telemetry/site-{d % 10:02d}/{device}", orjson.dumps(msg, option=orjson.OPT_UTC_Z)
+
+
+class _Window:
+    """Counts PUBACKs; lets the sender wait until fewer than `low` are unacked."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.acked = 0
+        self.low = 0
+        self.event = threading.Event()
+
+    def on_publish(self, *_: object) -> None:  # paho's network thread
+        self.acked += 1
+        if self.sent - self.acked < self.low:
+            self.event.set()
+
+    def wait_below(self, low: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.sent - self.acked >= low:
+            self.low = low
+            self.event.clear()
+            if self.sent - self.acked < low:
+                break
+            self.event.wait(0.01)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"broker PUBACKs stalled at {self.acked}/{self.sent}")
+        self.low = 0
+
+
+def publisher_main(spec: dict[str, Any], out: Any, go: Any) -> None:
+    """A publisher process: builds its messages, waits for `go`, publishes."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    messages: list[tuple[str, bytes]] = []
+    if spec["kind"] == "batch":
+        messages = list(batch_payloads(spec["n"], spec["devices"], spec["start_ms"]))
+    elif spec["kind"] == "single":
+        start = dt.datetime.fromtimestamp(spec["start_ms"] / 1000, dt.UTC)
+        messages = list(single_payloads(spec["n"], spec["devices"], start))
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"pub-{os.getpid()}", protocol=mqtt.MQTTv5
+    )
+    client.max_inflight_messages_set(0)  # 0: paho never scans its in-flight list
+    client.max_queued_messages_set(0)
+    window = _Window()
+    client.on_publish = window.on_publish
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect("127.0.0.1", spec["port"], clean_start=True)
+    client.loop_start()
+    if not connected.wait(10):
+        raise RuntimeError("publisher could not connect")
+    out.put(("ready", os.getpid()))
+    go.wait()
+    first = time.time()
+    if spec["kind"] == "paced":
+        _publish_paced(client, window, spec, out)
+    else:
+        for topic, payload in messages:
+            if window.sent - window.acked >= WINDOW:
+                window.wait_below(WINDOW - WINDOW // 10)
+            info = client.publish(topic, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
+            window.sent += 1
+    last_publish = time.time()
+    window.wait_below(1)
+    done = {"first": first, "last_publish": last_publish, "last_ack": time.time()}
+    out.put(("done", done | {"sent": window.sent}))
+    client.disconnect()
+    client.loop_stop()
+
+
+def _publish_paced(client: Any, window: _Window, spec: dict[str, Any], out: Any) -> None:
+    """100-reading messages at `rate` messages/s for `duration` s. The first
+    reading of each carries its publish time (ms); readings are 1 ms apart."""
+    rate, duration, devices = spec["rate"], spec["duration"], spec["devices"]
+    started = time.time()
+    last_t0: dict[int, int] = {}
+    k = 0
+    while k / rate < duration:
+        delay = started + k / rate - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        d = k % devices
+        t0 = max(int(time.time() * 1000), last_t0.get(d, 0) + 100)
+        last_t0[d] = t0
+        device = f"dev-{d:05d}"
+        payload = orjson.dumps(
+            [
+                {
+                    "timestamp": t0 + i,
+                    "data": {"flow_rate": 1000.5 + i, "pip": 2500.25 + d, "temperature": 70.2},
+                }
+                for i in range(100)
+            ]
+        )
+        if window.sent - window.acked >= WINDOW:
+            window.wait_below(WINDOW - WINDOW // 10)
+        published = time.time()
+        client.publish(f"telemetry/site-{d % 10:02d}/{device}", payload, qos=1)
+        window.sent += 1
+        if spec["report"]:
+            measured = published - started >= spec["warmup"]
+            out.put(("m", device, t0 * 1000, (t0 + 99) * 1000, published, measured))
+        k += 1
+
+
+class Publisher:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        ctx = mp.get_context("spawn")
+        self.out = ctx.Queue()
+        self.go = ctx.Event()
+        self.proc = ctx.Process(
+            target=publisher_main, args=({"port": MQTT_PORT} | spec, self.out, self.go)
+        )
+        self.proc.start()
+        _children.append(self.proc)
+        self.pid = int(self.get("ready", 300)[0])
+
+    def get(self, kind: str, timeout: float) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                item = self.out.get(timeout=0.5)
+            except queue.Empty:
+                if not self.proc.is_alive():
+                    raise RuntimeError("the publisher process died") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"publisher: no {kind!r} in {timeout:.0f}s") from None
+                continue
+            if item[0] == kind:
+                return list(item[1:])
+
+    def start(self) -> None:
+        self.go.set()
+
+    def join(self) -> None:
+        self.proc.join(30)
+        if self.proc.is_alive():
+            self.proc.terminate()
+
+
+# ---------------------------------------------------------------- profile
+
+
+PROFILE_RULES = [  # the first rule matching any frame of a sample wins
+    ("Redis cache", ("sink/redis.py", "(redis/", "(hiredis", "_redis_writer")),
+    ("acks (track, settle, PUBACK)", ("bridge/ack.py", "_settle (", "_send_ack", "_send_puback")),
+    ("metrics (prometheus)", ("(prometheus_client/", "bridge/telemetry.py", "bridge/http.py")),
+    ("database (COPY + INSERT, asyncpg)", ("sink/timescale.py", "(asyncpg/", "._commit (")),
+    ("decode (router + codec)", ("bridge/codec/", "bridge/router.py", "bridge/topics.py")),
+    ("batching", ("bridge/batch.py", "._enqueue (")),
+    ("Worker._on_message itself", ("._on_message (",)),
+    ("MQTT read (paho, aiomqtt)", ("(paho/", "(aiomqtt/", "source/mqtt.py")),
+]
+OTHER = "event loop (uvloop/asyncio, no Python frame of ours)"
+
+
+class Profiler:
+    """py-spy record on the bridge worker for the length of a phase (--profile)."""
+
+    def __init__(self, pid: int, phase: str, tmp: Path) -> None:
+        exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
+            "py-spy"
+        )
+        if exe is None:
+            raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
+        keep = _options["profile_out"]
+        self.path = (Path(keep) if keep else tmp) / f"profile-{phase}.txt"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        argv = [exe, "record", "--pid", str(pid), "--rate", "100", "--nonblocking"]
+        argv += ["--format", "raw", "--output", str(self.path)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _children.append(self.proc)
+        self.started = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        seconds = time.monotonic() - self.started
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(60)
+        by: dict[str, int] = {}
+        total = 0
+        for line in self.path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            total += n
+            name = next(
+                (cat for cat, pats in PROFILE_RULES if any(p in stack for p in pats)),
+                OTHER,
+            )
+            by[name] = by.get(name, 0) + n
+        busy = total / (100 * seconds) if seconds else 0.0
+        return {
+            "samples": total,
+            "seconds": round(seconds, 1),
+            "busy_share_of_one_core": round(busy, 2),
+            "percent_of_busy": {
+                k: round(100 * v / total, 1) for k, v in sorted(by.items(), key=lambda i: -i[1])
+            },
+        }
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def copy_limit(svc: Services, rows: int, mode_box: list[str]) -> dict[str, Any]:
+    """The database's idempotent write rate for the same rows, no bridge."""
+    n_messages = rows // 300
+    start_ms = int(time.time() * 1000) - 600_000
+    points: list[Point] = []
+    for k in range(n_messages):
+        d, base = k % 200, (k // 200) * 100
+        for i in range(100):
+            t = (start_ms + (base + i) * 100) * 1000
+            points += [
+                Point(t, f"dev-{d:05d}", "flow_rate", 1000.5 + i),
+                Point(t, f"dev-{d:05d}", "pip", 2500.25 + d),
+                Point(t, f"dev-{d:05d}", "temperature", 70.2),
+            ]
+
+    async def go() -> dict[str, Any]:
+        mode_box.append(await svc.create_db("bench_copy"))
+        url = svc.db_url("bench_copy")
+        runs: dict[str, list[dict[str, Any]]] = {"plain": [], "with_registry": []}
+        try:
+            # Alternating, each into an emptied table, so that order and cache
+            # effects fall on both variants alike.
+            for variant in ("plain", "with_registry") * 2:
+                conn = await asyncpg.connect(url)
+                try:
+                    await conn.execute("TRUNCATE telemetry")
+                finally:
+                    await conn.close()
+                runs[variant].append(
+                    await _copy_run(url, points, svc.postmaster, variant == "with_registry")
+                )
+        finally:
+            await svc.drop_db("bench_copy")
+        plain = statistics.fmean(r["rows_per_s"] for r in runs["plain"])
+        registry = statistics.fmean(r["rows_per_s"] for r in runs["with_registry"])
+        return {
+            "points_per_s": round(plain),
+            "rows": len(points),
+            "connections": 2,
+            "batch_rows": 1000,
+            "method": "per batch, one transaction: binary COPY into the sink's temp staging "
+            "table, then its INSERT INTO telemetry SELECT ... ON CONFLICT DO NOTHING; "
+            "mean of 2 runs, alternating with the with_registry variant",
+            "with_registry_points_per_s": round(registry),
+            "with_registry_note": "the same, plus the sink's device-registry upsert per batch "
+            "(the bridge does this too)",
+            "runs": runs,
+        }
+
+    return asyncio.run(go())
+
+
+async def _copy_run(
+    url: str, points: list[Point], postmaster: int, registry: bool
+) -> dict[str, Any]:
+    conns = [await asyncpg.connect(url) for _ in range(2)]
+    batches = iter([points[i : i + 1000] for i in range(0, len(points), 1000)])
+    written = 0
+
+    async def writer(conn: asyncpg.Connection) -> None:
+        nonlocal written
+        for batch in batches:
+            async with conn.transaction():
+                await conn.copy_records_to_table(STAGING, records=batch)
+                status = await conn.execute(_INSERT)
+                written += int(status.rsplit(" ", 1)[1])
+                if registry:
+                    ids = sorted({p.device_id for p in batch})
+                    sites = [f"site-{int(i[4:]) % 10:02d}" for i in ids]
+                    await conn.execute(_REGISTRY, ids, sites)
+
+    try:
+        for c in conns:
+            await c.execute(_CREATE_STAGING)
+        meter = CpuMeter({}, postmaster)  # stopped before the backends exit
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(c) for c in conns))
+        seconds = time.perf_counter() - started
+        cpu = meter.stop()
+    finally:
+        for c in conns:
+            await c.close()
+    if written != len(points):
+        raise RuntimeError(f"copy_limit wrote {written} of {len(points)} rows")
+    return {
+        "rows_per_s": round(len(points) / seconds),
+        "seconds": round(seconds, 2),
+        "cpu_percent_of_one_core": cpu,
+    }
+
+
+def count_rows(url: str) -> int:
+    async def q() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM telemetry"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(q())
+
+
+def rate_between(timeline: list[tuple[float, int]], total: int) -> float | None:
+    """Points/s between 10% and 90% of `total` (the steady part of a run)."""
+    lo = next(((t, n) for t, n in timeline if n >= 0.1 * total), None)
+    hi = next(((t, n) for t, n in timeline if n >= 0.9 * total), None)
+    if lo is None or hi is None or hi[0] <= lo[0]:
+        return None
+    return (hi[1] - lo[1]) / (hi[0] - lo[0])
+
+
+def wait_committed(
+    bridge: Bridge, n_points: int, rss: dict[int, float], timeout: float = 300
+) -> tuple[float, list[tuple[float, int]]]:
+    """Polls the bridge's telemetry_points_total until n_points are committed;
+    returns the wall time of that poll and the (monotonic, points) timeline."""
+    timeline: list[tuple[float, int]] = []
+    pids = bridge.worker_pids()
+    last_progress, last_n, last_rss = time.monotonic(), -1, 0.0
+    while True:
+        now_wall, now = time.time(), time.monotonic()
+        n = bridge.written()
+        timeline.append((now, n))
+        if n >= n_points:
+            return now_wall, timeline
+        if n != last_n:
+            last_progress, last_n = now, n
+        if now - last_rss > 0.5:
+            for pid in pids:
+                rss[pid] = max(rss.get(pid, 0.0), status_mb(pid, "VmRSS"))
+            last_rss = now
+        bridge.check_alive()
+        if now - last_progress > 30 or now - timeline[0][0] > timeout:
+            raise RuntimeError(
+                f"{bridge.phase}: stuck at {n}/{n_points} points:\n{bridge.log_tail()}"
+            )
+        time.sleep(0.01 if n >= 0.97 * n_points else 0.05)
+
+
+def throughput(
+    svc: Services,
+    phase: str,
+    kind: str,
+    messages: int,
+    devices: int,
+    *,
+    workers: int = 1,
+    profile: bool = False,
+) -> dict[str, Any]:
+    """Publish `messages` as fast as the window allows; time until all committed."""
+    per_message = 300 if kind == "batch" else 3
+    n_points = messages * per_message
+    span_s = (messages // devices) * (10 if kind == "batch" else 1)
+    spec = {
+        "kind": kind,
+        "n": messages,
+        "devices": devices,
+        "start_ms": int(time.time() * 1000) - (span_s + 60) * 1000,
+    }
+    mode = asyncio.run(svc.create_db(f"bench_{phase}"))
+    bridge = Bridge(svc, phase, f"bench_{phase}", workers=workers).start()
+    try:
+        bridge.wait_ready()
+        publisher = Publisher(spec)
+        pids = bridge.worker_pids()
+        components = {"bridge": [bridge.proc.pid] if bridge.proc else []}
+        if workers > 1:
+            components["bridge"] += pids
+        components |= {
+            "mosquitto": [svc.procs["mosquitto"].pid],
+            "redis": [svc.procs["redis"].pid],
+            "publisher": [publisher.pid],
+        }
+        prof = Profiler(pids[0], phase, svc.tmp) if profile else None
+        meter = CpuMeter(components, svc.postmaster)
+        rss: dict[int, float] = {}
+        publisher.start()
+        committed_at, timeline = wait_committed(bridge, n_points, rss)
+        cpu = meter.stop()
+        profile_out = prof.stop() if prof else None
+        done = publisher.get("done", 120)[0]
+        publisher.join()
+        metrics = bridge.metrics()
+        hwm = {pid: status_mb(pid, "VmHWM") for pid in pids}
+    finally:
+        bridge.stop()
+    stored = count_rows(svc.db_url(f"bench_{phase}"))
+    asyncio.run(svc.drop_db(f"bench_{phase}"))
+    if stored != n_points:
+        raise RuntimeError(f"{phase}: {stored} rows stored, {n_points} expected")
+    seconds = committed_at - done["first"]
+    pub_seconds = done["last_ack"] - done["first"]
+    steady = rate_between(timeline, n_points)
+    out: dict[str, Any] = {
+        "points_per_s": round(n_points / seconds),
+        "msgs_per_s": round(messages / seconds),
+        "steady_points_per_s": round(steady) if steady else None,
+        "workers": workers,
+        "messages": messages,
+        "points": n_points,
+        "points_per_message": per_message,
+        "devices": devices,
+        "seconds": round(seconds, 2),
+        "publisher_msgs_per_s": round(messages / pub_seconds),
+        "publisher_done_before_commit_s": round(committed_at - done["last_ack"], 2),
+        "rows_verified": stored,
+        "database_mode": mode,
+        "batches": int(metrics.get("bridge_batches_total", 0)),
+        "mean_batch_points": round(n_points / max(1, metrics.get("bridge_batches_total", 1))),
+        "problems": health_counters(metrics),
+        "cpu_percent_of_one_core": cpu,
+        "disturbed": cpu["other processes"] > DISTURBED,
+        "rss_peak_mb": round(max(hwm.values()), 1),
+        "rss_sampled_max_mb": round(max(rss.values(), default=0.0), 1),
+    }
+    if profile_out:
+        out["profile"] = profile_out
+    return out
+
+
+def drain(svc: Services, messages: int, devices: int, profile: bool = False) -> dict[str, Any]:
+    """Single-reading messages queued at the broker first, then the bridge
+    started: its rate without a publisher competing for the cores."""
+    phase = "single_drain"
+    n_points = messages * 3
+    asyncio.run(svc.create_db(f"bench_{phase}"))
+    bridge = Bridge(svc, phase, f"bench_{phase}", session_expiry_s=600)
+    client_id = worker_client_id(bridge.settings, 0)
+    _session(client_id, bridge.filters, keep=True)  # the worker's session, subscribed
+    try:
+        start_ms = int(time.time() * 1000) - (messages // devices + 60) * 1000
+        publisher = Publisher(
+            {"kind": "single", "n": messages, "devices": devices, "start_ms": start_ms}
+        )
+        publisher.start()
+        publisher.get("done", 300)
+        publisher.join()
+        bridge.start()
+        started = bridge.started
+        bridge.wait_ready()
+        rss: dict[int, float] = {}
+        pids = bridge.worker_pids()
+        components = {"bridge": pids, "mosquitto": [svc.procs["mosquitto"].pid]}
+        meter = CpuMeter(components | {"redis": [svc.procs["redis"].pid]}, svc.postmaster)
+        prof = Profiler(pids[0], phase, svc.tmp) if profile else None
+        _, timeline = wait_committed(bridge, n_points, rss)
+        cpu = meter.stop()
+        profile_out = prof.stop() if prof else None
+        hwm = max(status_mb(pid, "VmHWM") for pid in pids)
+        metrics = bridge.metrics()
+    finally:
+        bridge.stop()
+        _session(client_id, [], keep=False)  # ends the session for good
+    stored = count_rows(svc.db_url(f"bench_{phase}"))
+    asyncio.run(svc.drop_db(f"bench_{phase}"))
+    if stored != n_points:
+        raise RuntimeError(f"{phase}: {stored} rows stored, {n_points} expected")
+    steady = rate_between(timeline, n_points) or 0.0
+    total_s = timeline[-1][0] - started
+    out: dict[str, Any] = {
+        "msgs_per_s": round(steady / 3),
+        "points_per_s": round(steady),
+        "note": "steady rate between 10% and 90% of the backlog; no publisher running",
+        "from_process_start_msgs_per_s": round(messages / total_s),
+        "messages": messages,
+        "problems": health_counters(metrics),
+        "cpu_percent_of_one_core": cpu,
+        "disturbed": cpu["other processes"] > DISTURBED,
+        "rss_peak_mb": round(hwm, 1),
+    }
+    if profile_out:
+        out["profile"] = profile_out
+    return out
+
+
+def _session(client_id: str, filters: list[str], keep: bool) -> None:
+    """Creates (keep) or ends (not keep) a persistent session for client_id."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.manual_ack_set(True)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 600 if keep else 0
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.connect("127.0.0.1", MQTT_PORT, clean_start=not keep, properties=props)
+    client.loop_start()
+    try:
+        if filters:
+            client.subscribe([(f, 1) for f in filters])
+            if not subscribed.wait(10):
+                raise RuntimeError("no SUBACK for the drain session")
+        else:
+            time.sleep(0.2)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    pos = (len(s) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {
+        "p50": round(percentile(ms, 0.50), 1),
+        "p90": round(percentile(ms, 0.90), 1),
+        "p99": round(percentile(ms, 0.99), 1),
+        "max": round(max(ms), 1) if ms else float("nan"),
+        "mean": round(statistics.fmean(ms), 1) if ms else float("nan"),
+        "n": len(ms),
+    }
+
+
+def latency(svc: Services, points_per_s: float, sizes: Sizes) -> dict[str, Any]:
+    """Per-message publish-to-committed and publish-to-Redis at a paced rate."""
+    phase = "latency"
+    rate = points_per_s / 300
+    asyncio.run(svc.create_db(f"bench_{phase}"))
+    bridge = Bridge(svc, phase, f"bench_{phase}").start()
+    try:
+        bridge.wait_ready()
+        publisher = Publisher(
+            {
+                "kind": "paced",
+                "rate": rate,
+                "duration": sizes.warmup_s + sizes.latency_s,
+                "warmup": sizes.warmup_s,
+                "devices": 200,
+                "report": True,
+            }
+        )
+        publisher.start()
+        result = asyncio.run(_track(svc, bridge, publisher))
+        metrics = bridge.metrics()
+        hwm = max(status_mb(pid, "VmHWM") for pid in bridge.worker_pids())
+        publisher.join()
+    finally:
+        bridge.stop()
+    asyncio.run(svc.drop_db(f"bench_{phase}"))
+    return {
+        "committed": summary_ms(result["db"]),
+        "redis": summary_ms(result["redis"]),
+        "rate_points_per_s": round(rate * 300),
+        "rate_msgs_per_s": round(rate, 1),
+        "duration_s": sizes.latency_s,
+        "warmup_s": sizes.warmup_s,
+        "poll_interval_ms": LATENCY_POLL_S * 1000,
+        "poll_cycle_mean_ms": result["cycle_ms"],
+        "never_seen": result["missing"],
+        "problems": health_counters(metrics),
+        "rss_peak_mb": round(hwm, 1),
+    }
+
+
+Record = tuple[str, int, int, float, bool]  # device, t0_us, t_last_us, published, measured
+
+LOOKUP = """
+SELECT u.d, u.t FROM unnest($1::text[], $2::bigint[]) AS u(d, t)
+WHERE EXISTS (SELECT 1 FROM telemetry x WHERE x.device_id = u.d AND x.metric = 'flow_rate'
+              AND x.time = TIMESTAMPTZ 'epoch' + u.t * INTERVAL '1 microsecond')"""
+
+
+class Tracker:
+    """Polls, every LATENCY_POLL_S, the database for the first point of every
+    message not yet seen committed (one unique-index lookup each: a message's
+    points commit in one transaction) and Redis for the newest time of every
+    device with a message not yet seen there."""
+
+    def __init__(self, conn: asyncpg.Connection, cache: aioredis.Redis, prefix: str) -> None:
+        self.conn, self.cache, self.prefix = conn, cache, prefix
+        self.pending_db: dict[tuple[str, int], Record] = {}
+        self.pending_redis: dict[tuple[str, int], Record] = {}
+        self.lat_db: list[float] = []
+        self.lat_redis: list[float] = []
+        self.cycles: list[float] = []
+        self.done_at: float | None = None
+
+    def intake(self, out: Any) -> None:
+        while True:
+            try:
+                item = out.get_nowait()
+            except queue.Empty:
+                return
+            if item[0] == "m":
+                record: Record = tuple(item[1:])  # type: ignore[assignment]
+                self.pending_db[(record[0], record[1])] = record
+                self.pending_redis[(record[0], record[1])] = record
+            elif item[0] == "done":
+                self.done_at = time.monotonic()
+
+    async def poll(self) -> None:
+        seen = time.time()  # taken before the snapshot: an upper bound of each commit
+        began = time.monotonic()
+        if self.pending_db:
+            keys = list(self.pending_db)
+            rows = await self.conn.fetch(LOOKUP, [k[0] for k in keys], [k[1] for k in keys])
+            for r in rows:
+                rec = self.pending_db.pop((r["d"], r["t"]))
+                if rec[4]:
+                    self.lat_db.append(seen - rec[3])
+        if self.pending_redis:
+            keys = list(self.pending_redis)
+            pipe = self.cache.pipeline(transaction=False)
+            for device, _ in keys:  # the hash that RedisSink.latest(device) reads
+                pipe.hget(f"{self.prefix}latest:{device}", "flow_rate")
+            for key, text in zip(keys, await pipe.execute(), strict=True):
+                rec = self.pending_redis[key]
+                if text is not None and int(text.split(" ", 1)[0]) >= rec[2]:
+                    del self.pending_redis[key]
+                    if rec[4]:
+                        self.lat_redis.append(seen - rec[3])
+        self.cycles.append(time.monotonic() - began)
+
+    def finished(self) -> bool:
+        if self.done_at is None:
+            return False
+        settled = not self.pending_db and not self.pending_redis
+        return settled or time.monotonic() - self.done_at > 30
+
+
+async def _track(svc: Services, bridge: Bridge, publisher: Publisher) -> dict[str, Any]:
+    conn = await asyncpg.connect(svc.db_url(f"bench_{bridge.phase}"))
+    cache = aioredis.Redis.from_url(svc.redis_url, decode_responses=True)
+    tracker = Tracker(conn, cache, bridge.prefix)
+    next_poll = time.monotonic()
+    try:
+        while True:
+            tracker.intake(publisher.out)
+            await tracker.poll()
+            if tracker.finished():
+                break
+            bridge.check_alive()
+            next_poll += LATENCY_POLL_S
+            await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
+        await _check_latest_contract(svc, bridge, cache)
+    finally:
+        await conn.close()
+        await cache.aclose()
+    return {
+        "db": tracker.lat_db,
+        "redis": tracker.lat_redis,
+        "missing": {"committed": len(tracker.pending_db), "redis": len(tracker.pending_redis)},
+        "cycle_ms": round(1000 * statistics.fmean(tracker.cycles), 2) if tracker.cycles else None,
+    }
+
+
+async def _check_latest_contract(svc: Services, bridge: Bridge, cache: aioredis.Redis) -> None:
+    """The raw hash read above must agree with RedisSink.latest."""
+    raw = await cache.hget(f"{bridge.prefix}latest:dev-00000", "flow_rate")
+    async with RedisSink(svc.redis_url, prefix=bridge.prefix) as sink:
+        latest = await sink.latest("dev-00000")
+    if raw is None or latest["flow_rate"][0] != int(raw.split(" ", 1)[0]):
+        raise RuntimeError(f"Redis latest hash read {raw!r} disagrees with RedisSink: {latest}")
+
+
+def soak(svc: Services, seconds: float, points_per_s: float) -> dict[str, Any]:
+    """Steady load at `points_per_s` for `seconds`; RSS sampled every 5 s."""
+    phase = "soak"
+    rate = points_per_s / 300
+    asyncio.run(svc.create_db(f"bench_{phase}"))
+    bridge = Bridge(svc, phase, f"bench_{phase}").start()
+    samples: list[tuple[float, float, int]] = []  # (minutes, rss MB, committed)
+    try:
+        bridge.wait_ready()
+        pid = bridge.worker_pids()[0]
+        publisher = Publisher(
+            {"kind": "paced", "rate": rate, "duration": seconds, "devices": 200, "report": False}
+        )
+        publisher.start()
+        started = time.monotonic()
+        while True:
+            samples.append(
+                ((time.monotonic() - started) / 60, status_mb(pid, "VmRSS"), bridge.written())
+            )
+            bridge.check_alive()
+            with contextlib.suppress(queue.Empty):
+                item = publisher.out.get(timeout=SOAK_SAMPLE_S)
+                if item[0] == "done":
+                    break
+        sent = item[1]["sent"]
+        deadline = time.monotonic() + 60
+        while bridge.written() < sent * 300 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        committed = bridge.written()
+        hwm = status_mb(pid, "VmHWM")
+        metrics = bridge.metrics()
+        publisher.join()
+    finally:
+        bridge.stop()
+    asyncio.run(svc.drop_db(f"bench_{phase}"))
+    rss = [s[1] for s in samples]
+    return {
+        "seconds": seconds,
+        "rate_points_per_s": round(points_per_s),
+        "rss_first_mb": round(rss[0], 1),
+        "rss_last_mb": round(rss[-1], 1),
+        "rss_max_mb": round(max(rss), 1),
+        "rss_peak_vmhwm_mb": round(hwm, 1),
+        "rss_slope_mb_per_min": round(_slope([s[0] for s in samples], rss), 3),
+        "samples": [[round(m, 2), round(r, 1)] for m, r, _ in samples],
+        "published_points": sent * 300,
+        "committed_points": committed,
+        "problems": health_counters(metrics),
+    }
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    if len(xs) < 2:
+        return 0.0
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine(svc: Services, mode: str) -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    async def pg() -> tuple[str, str | None]:
+        conn = await asyncpg.connect(svc.admin_url)
+        try:
+            server = await conn.fetchval("SHOW server_version")
+            tsdb = await conn.fetchval(
+                "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+            )
+            return str(server), tsdb
+        finally:
+            await conn.close()
+
+    server, tsdb = asyncio.run(pg())
+    mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False)
+    redis_v = run(["redis-server", "--version"]).split()[2].removeprefix("v=")
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": model or platform.processor(),
+        "memory_gb": round(mem_gb, 1),
+        "python": sys.version.split()[0],
+        "postgresql": server,
+        "database_mode": mode,
+        "timescaledb": tsdb if mode == "timescaledb" else None,
+        "mosquitto": (mosq.stdout.splitlines() or [""])[0].removeprefix("mosquitto version "),
+        "redis": redis_v,
+        "libraries": {
+            name: version(name)
+            for name in ("paho-mqtt", "aiomqtt", "asyncpg", "redis", "uvloop", "msgspec")
+        },
+        "loadavg_at_start": os.getloadavg(),
+        "postgresql_settings": svc.pg_settings,
+        "mosquitto_config": svc.mosquitto_conf,
+    }
+
+
+def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    t = TARGETS
+    lat = r["latency_ms"]
+    single = r["single"]
+    return [
+        ("copy limit, points/s", f"{r['copy_limit']['points_per_s']:,}", "(reference)", None),
+        (
+            "batch, points/s",
+            f"{r['batch']['points_per_s']:,}",
+            f">= {t['batch_points_per_s']:,}",
+            r["batch"]["points_per_s"] >= t["batch_points_per_s"],
+        ),
+        (
+            "batch / copy limit",
+            f"{r['ratio_batch_to_limit']:.2f}",
+            f">= {t['ratio_batch_to_limit']:.2f}",
+            r["ratio_batch_to_limit"] >= t["ratio_batch_to_limit"],
+        ),
+        (
+            f"single, msgs/s ({single['workers']} worker{'s' * (single['workers'] > 1)})",
+            f"{single['msgs_per_s']:,}",
+            f">= {t['single_msgs_per_s']:,}",
+            single["msgs_per_s"] >= t["single_msgs_per_s"],
+        ),
+        ("single, points/s", f"{single['points_per_s']:,}", "(~45,000)", None),
+        (
+            "p50 / p99 committed, ms",
+            f"{lat['committed']['p50']:.0f} / {lat['committed']['p99']:.0f}",
+            f"p99 <= {t['p99_committed_ms']}",
+            lat["committed"]["p99"] <= t["p99_committed_ms"],
+        ),
+        (
+            "p50 / p99 Redis, ms",
+            f"{lat['redis']['p50']:.0f} / {lat['redis']['p99']:.0f}",
+            f"p99 <= {t['p99_redis_ms']}",
+            lat["redis"]["p99"] <= t["p99_redis_ms"],
+        ),
+        ("bridge peak RSS, MB", f"{r['rss_peak_mb']:.0f}", "", None),
+    ]
+
+
+def cpu_limited(res: dict[str, Any]) -> bool:
+    """The worker used (nearly) a core, or could not get more: every core was busy."""
+    cpu = res["cpu_percent_of_one_core"]
+    return (
+        cpu["bridge"] >= 100 * CPU_BOUND
+        or cpu["machine total"] >= MACHINE_BOUND * cpu["machine capacity"]
+    )
+
+
+def print_phase(name: str, res: dict[str, Any]) -> None:
+    cpu = res.get("cpu_percent_of_one_core", {})
+    parts = ", ".join(
+        f"{k} {v:.0f}%" for k, v in cpu.items() if k not in ("machine capacity",) and v >= 1
+    )
+    rate = f"{res['points_per_s']:,} points/s"
+    if "msgs_per_s" in res:
+        rate += f", {res['msgs_per_s']:,} msgs/s"
+    print(f"  {name}: {rate}" + (f"  [cpu, % of one core: {parts}]" if parts else ""))
+    if res.get("problems"):
+        print(f"    problems: {res['problems']}")
+    if res.get("disturbed"):
+        print(
+            f"    disturbed: other processes used {cpu['other processes']:.0f}% of a core; "
+            "rerun on a quiet machine before quoting this figure"
+        )
+
+
+def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    parser.add_argument("--soak", type=float, default=0, metavar="SECONDS", help="soak too")
+    parser.add_argument("--profile", action="store_true", help="py-spy the bridge (slows it)")
+    parser.add_argument("--profile-out", metavar="DIR", help="keep py-spy's raw stacks there")
+    args = parser.parse_args()
+    _options["profile_out"] = args.profile_out
+    sizes = QUICK if args.quick else FULL
+
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    svc = Services()
+    began = time.monotonic()
+    try:
+        svc.start()
+        modes: list[str] = []
+        copy = copy_limit(svc, sizes.copy_rows, modes)
+        info = machine(svc, modes[0])
+        shared = f"{info['nproc']} cores shared by every component"
+        print(
+            f"machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, "
+            f"PostgreSQL {info['postgresql']} ({modes[0]}"
+            + (f" {info['timescaledb']})" if info["timescaledb"] else ")")
+            + f", Mosquitto {info['mosquitto']}, Redis {info['redis']}"
+        )
+        print(f"absolute figures: {shared} (broker, database, Redis, bridge, publisher)")
+        print(f"  copy limit: {copy['points_per_s']:,} points/s")
+        batch = throughput(
+            svc, "batch", "batch", sizes.batch_messages, sizes.batch_devices, profile=args.profile
+        )
+        print_phase("batch", batch)
+        singles = {
+            "workers_1": throughput(
+                svc,
+                "single_w1",
+                "single",
+                sizes.single_messages,
+                sizes.single_devices,
+                profile=args.profile,
+            )
+        }
+        print_phase("single, 1 worker", singles["workers_1"])
+        if cpu_limited(singles["workers_1"]):
+            singles["workers_2"] = throughput(
+                svc, "single_w2", "single", sizes.single_messages, sizes.single_devices, workers=2
+            )
+            print_phase("single, 2 workers", singles["workers_2"])
+        best = max(singles.values(), key=lambda s: s["msgs_per_s"])
+        single_drain = drain(svc, sizes.single_messages, sizes.single_devices, profile=args.profile)
+        print_phase("single, drain of a queued backlog (no publisher)", single_drain)
+        lat = latency(svc, batch["points_per_s"] / 2, sizes)
+        print(
+            f"  latency at {lat['rate_points_per_s']:,} points/s: committed p50 "
+            f"{lat['committed']['p50']:.0f} ms p99 {lat['committed']['p99']:.0f} ms; Redis p50 "
+            f"{lat['redis']['p50']:.0f} ms p99 {lat['redis']['p99']:.0f} ms"
+        )
+        soaked = soak(svc, args.soak, batch["points_per_s"] / 2) if args.soak else None
+        peaks = {"batch": batch["rss_peak_mb"], "latency": lat["rss_peak_mb"]}
+        peaks |= {f"single_{k}": v["rss_peak_mb"] for k, v in singles.items()}
+        peaks["single_drain"] = single_drain["rss_peak_mb"]
+        if soaked:
+            peaks["soak"] = soaked["rss_peak_vmhwm_mb"]
+        rss_phase = max(peaks, key=peaks.__getitem__)
+        results: dict[str, Any] = {
+            "what": "bridge end to end: publish (paho, MQTT v5, QoS 1) -> Mosquitto -> "
+            "`bridge run` -> PostgreSQL commit (+ Redis cache), on private services",
+            "note": f"absolute figures: {shared} (broker, database, Redis, bridge, "
+            "publisher); see cpu_percent_of_one_core in each run",
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "quick": args.quick,
+            "machine": info,
+            "database_mode": modes[0],
+            "bridge_config": "defaults (batch 1000 points / 200 ms, pool_size 2, "
+            "receive_maximum 5000), session_expiry_s 0",
+            "copy_limit": copy,
+            "batch": batch,
+            "single": {
+                "points_per_s": best["points_per_s"],
+                "msgs_per_s": best["msgs_per_s"],
+                "workers": best["workers"],
+                "runs": singles,
+                "drain": single_drain,
+            },
+            "ratio_batch_to_limit": round(batch["points_per_s"] / copy["points_per_s"], 3),
+            "latency_ms": lat,
+            "rss_peak_mb": peaks[rss_phase],
+            "rss_peak_phase": rss_phase,
+            "rss_peak_by_phase_mb": peaks,
+        }
+        if soaked:
+            results["soak"] = soaked
+        table = verdicts(results)
+        results["targets"] = {name: ok for name, _, _, ok in table if ok is not None}
+        results["targets_met"] = all(results["targets"].values())
+        results["elapsed_s"] = round(time.monotonic() - began, 1)
+        write_results(results)
+        print_table(table, shared)
+        if soaked:
+            print(
+                f"soak {args.soak:.0f}s: RSS {soaked['rss_first_mb']:.0f} -> "
+                f"{soaked['rss_last_mb']:.0f} MB (max {soaked['rss_max_mb']:.0f}), slope "
+                f"{soaked['rss_slope_mb_per_min']:+.2f} MB/min"
+            )
+        if args.profile:
+            print_profiles(
+                {
+                    "batch": batch,
+                    "single, 1 worker": singles["workers_1"],
+                    "single, drain": single_drain,
+                }
+            )
+        print(f"wrote {RESULTS} ({results['elapsed_s']:.0f}s)")
+    finally:
+        for child in reversed(_children):
+            with contextlib.suppress(Exception):
+                if isinstance(child, subprocess.Popen):
+                    if child.poll() is None:
+                        child.kill()
+                        child.wait(10)
+                elif child.is_alive():
+                    child.kill()
+                    child.join(10)
+        svc.stop()
+
+
+def write_results(results: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(RESULTS)
+
+
+def print_table(table: list[tuple[str, str, str, bool | None]], shared: str) -> None:
+    print(f"\nresults [{shared}]")
+    print(f"  {'figure':<34}{'measured':>16}  {'target':<16}{'met':>4}")
+    for name, value, target, ok in table:
+        mark = "" if ok is None else ("yes" if ok else "NO")
+        print(f"  {name:<34}{value:>16}  {target:<16}{mark:>4}")
+
+
+def print_profiles(runs: dict[str, dict[str, Any]]) -> None:
+    for name, res in runs.items():
+        prof = res.get("profile")
+        if not prof:
+            continue
+        print(
+            f"\nprofile, {name} (py-spy, {prof['samples']} samples, worker busy "
+            f"{prof['busy_share_of_one_core']:.0%} of a core):"
+        )
+        for cat, pct in prof["percent_of_busy"].items():
+            print(f"  {pct:5.1f}%  {cat}")
+
+
+if __name__ == "__main__":
+    main()
