@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ MACHINE_BOUND = 0.90  # ... and so is one that gets no more because every core i
 DISTURBED = 15.0  # % of one core used by processes outside the bench: figures are suspect
 
 _children: list[Any] = []  # processes to end on the way out, whatever happens
-_options: dict[str, Any] = {"profile_out": None}  # --profile-out: keep py-spy's raw stacks
+_options: dict[str, Any] = {"profile_out": None, "set": {}}  # from the command line
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class CpuMeter:
     def __init__(self, components: dict[str, list[int]], postmaster: int) -> None:
         self.components = components
         self.postmaster = postmaster
+        self.wall = 0.0
         self.start = self._snap()
 
     def _snap(self) -> dict[str, float]:
@@ -186,9 +188,16 @@ class CpuMeter:
         snap["_wall"] = time.monotonic()
         return snap
 
+    def per_unit_us(self, cpu: dict[str, float], units: int) -> dict[str, float]:
+        """CPU microseconds per message (or point) of each component."""
+        skip = ("machine capacity", "bench (this process)")
+        return {
+            k: round(v / 100 * self.wall * 1e6 / units, 1) for k, v in cpu.items() if k not in skip
+        }
+
     def stop(self) -> dict[str, float]:
         end = self._snap()
-        wall = end["_wall"] - self.start["_wall"]
+        wall = self.wall = end["_wall"] - self.start["_wall"]
         used = {k: end[k] - self.start.get(k, 0.0) for k in end if not k.startswith("_")}
         busy = end["_machine"] - self.start["_machine"]
         out = {k: round(100 * v / wall, 1) for k, v in used.items()}
@@ -379,28 +388,29 @@ class Bridge:
         self.ports = [HTTP_PORT + i for i in range(workers)]
         self.config = svc.tmp / f"bridge-{phase}.toml"
         self.log_path = svc.tmp / f"bridge-{phase}.log"
-        # Defaults everywhere else: batch 1000 points / 200 ms, pool_size 2,
-        # receive_maximum 5000. Session expiry 0 (except to queue a backlog),
-        # so a stopped phase leaves no session collecting the next phases' copies.
+        # Defaults everywhere else (batch 1000 points / 200 ms, pool_size 2,
+        # receive_maximum 5000) unless --set changes them. Session expiry 0
+        # (except to queue a backlog), so a stopped phase leaves no session
+        # behind collecting copies of the next phases' messages.
+        config: dict[str, dict[str, Any]] = {
+            "database": {"url": svc.db_url(db)},
+            "redis": {"url": svc.redis_url, "prefix": self.prefix},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": MQTT_PORT,
+                "client_id": self.client_id,
+                "group": f"bench{phase.replace('_', '')}",
+                "session_expiry_s": session_expiry_s,
+            },
+            "http": {"port": HTTP_PORT},
+        }
+        for section, values in _options["set"].items():
+            config.setdefault(section, {}).update(values)
         self.config.write_text(
-            f"""
-[database]
-url = "{svc.db_url(db)}"
-
-[redis]
-url = "{svc.redis_url}"
-prefix = "{self.prefix}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {MQTT_PORT}
-client_id = "{self.client_id}"
-group = "bench{phase.replace("_", "")}"
-session_expiry_s = {session_expiry_s}
-
-[http]
-port = {HTTP_PORT}
-"""
+            "".join(
+                f"[{section}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+                for section, values in config.items()
+            )
         )
         self.settings = load_settings(self.config)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -939,6 +949,7 @@ def throughput(
         "mean_batch_points": round(n_points / max(1, metrics.get("bridge_batches_total", 1))),
         "problems": health_counters(metrics),
         "cpu_percent_of_one_core": cpu,
+        "cpu_us_per_message": meter.per_unit_us(cpu, messages),
         "disturbed": cpu["other processes"] > DISTURBED,
         "rss_peak_mb": round(max(hwm.values()), 1),
         "rss_sampled_max_mb": round(max(rss.values(), default=0.0), 1),
@@ -995,6 +1006,7 @@ def drain(svc: Services, messages: int, devices: int, profile: bool = False) -> 
         "messages": messages,
         "problems": health_counters(metrics),
         "cpu_percent_of_one_core": cpu,
+        "cpu_us_per_message": meter.per_unit_us(cpu, messages),
         "disturbed": cpu["other processes"] > DISTURBED,
         "rss_peak_mb": round(hwm, 1),
     }
@@ -1373,8 +1385,16 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
     parser.add_argument("--soak", type=float, default=0, metavar="SECONDS", help="soak too")
     parser.add_argument("--profile", action="store_true", help="py-spy the bridge (slows it)")
     parser.add_argument("--profile-out", metavar="DIR", help="keep py-spy's raw stacks there")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="bridge setting for every phase, e.g. database.pool_size=4 (repeatable)",
+    )
     args = parser.parse_args()
     _options["profile_out"] = args.profile_out
+    _options["set"] = parse_sets(args.set)
     sizes = QUICK if args.quick else FULL
 
     def on_term(*_: object) -> None:
@@ -1444,6 +1464,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             "database_mode": modes[0],
             "bridge_config": "defaults (batch 1000 points / 200 ms, pool_size 2, "
             "receive_maximum 5000), session_expiry_s 0",
+            "bridge_overrides": _options["set"],
             "copy_limit": copy,
             "batch": batch,
             "single": {
@@ -1493,6 +1514,22 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
                     child.kill()
                     child.join(10)
         svc.stop()
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """--set database.pool_size=4 -> {"database": {"pool_size": 4}} (TOML values)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, _, text = item.partition("=")
+        section, _, name = key.partition(".")
+        if not (section and name and text):
+            raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word: a string
+        out.setdefault(section, {})[name] = value
+    return out
 
 
 def write_results(results: dict[str, Any]) -> None:

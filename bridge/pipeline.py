@@ -39,7 +39,7 @@ from bridge.config import Settings
 from bridge.db.connect import connect
 from bridge.db.maintain import maintain
 from bridge.errors import BridgeError
-from bridge.router import Router
+from bridge.router import Router, internal_error
 from bridge.sink.redis import RedisSink, RedisUnavailable
 from bridge.sink.timescale import TimescaleSink, TransientDbError
 from bridge.source.mqtt import MqttSource
@@ -106,7 +106,12 @@ class Worker:
         m.messages_received.inc()
         self._last_message = time.monotonic()
         ticket = self.tracker.track(mid) if qos > 0 else None
-        routed = self.router.route(topic, payload, time.time_ns() // 1000)
+        received_us = time.time_ns() // 1000
+        try:
+            routed = self.router.route(topic, payload, received_us)
+        except Exception as exc:  # a bug of ours: keep the message, keep running
+            log.exception("cannot handle a message on %r; dead-lettered", topic[:200])
+            routed = internal_error(topic, payload, received_us, exc)
         if routed.rejected_message is not None:
             m.messages_rejected.labels(routed.rejected_message).inc()
         for reason, count in routed.rejected_points.items():
@@ -335,17 +340,24 @@ class Worker:
             if self.index == 0 and not retire:
                 tasks.append(asyncio.create_task(self._maintain(), name="maintain"))
             mqtt = asyncio.create_task(self._mqtt(retire), name="mqtt")
+            tasks.append(mqtt)
+            main = asyncio.create_task(
+                self._drain_session(idle_s) if retire else self._stop.wait(), name="main"
+            )
             try:
-                if retire:
-                    await self._drain_session(idle_s)
-                else:
-                    await self._stop.wait()
+                # Background tasks never end on their own; if one does, it is a
+                # bug: stop the worker (nothing unacked is lost) so that the
+                # supervisor or the service manager starts a fresh one.
+                await asyncio.wait([main, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                for task in tasks:
+                    if task.done():
+                        error = task.exception() if not task.cancelled() else None
+                        raise RuntimeError(f"task {task.get_name()} ended: {error!r}")
                 await self._finish(end_session=retire)
             finally:
-                mqtt.cancel()
-                for t in tasks:
+                for t in (main, *tasks):
                     t.cancel()
-                await asyncio.gather(mqtt, *tasks, return_exceptions=True)
+                await asyncio.gather(main, *tasks, return_exceptions=True)
                 if server is not None:
                     server.close()
 

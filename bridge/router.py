@@ -89,6 +89,13 @@ class Router:
         return out
 
 
+def internal_error(topic: str, payload: bytes, received_us: int, exc: Exception) -> Routed:
+    """A message the bridge failed to handle through a fault of its own."""
+    reason = "internal_error"
+    letter = _dead_letter(received_us, topic, payload, reason, f"{type(exc).__name__}: {exc}")
+    return Routed(dead_letters=[letter], rejected_message=reason)
+
+
 def _dead_letter(
     received_us: int, topic: str, payload: bytes, reason: str, detail: str
 ) -> DeadLetter:
