@@ -263,7 +263,7 @@ class Worker:
     # ------------------------------------------------------------ upkeep
     async def _maintain(self) -> None:
         interval = self.settings.database.maintain_interval_s
-        while interval > 0:
+        while True:
             try:
                 conn = await connect(self.settings.database)
                 try:
@@ -337,7 +337,7 @@ class Worker:
                 for i in range(s.database.pool_size)
             ]
             tasks.append(asyncio.create_task(self._redis_writer(cache), name="redis"))
-            if self.index == 0 and not retire:
+            if self.index == 0 and not retire and s.database.maintain_interval_s > 0:
                 tasks.append(asyncio.create_task(self._maintain(), name="maintain"))
             mqtt = asyncio.create_task(self._mqtt(retire), name="mqtt")
             tasks.append(mqtt)

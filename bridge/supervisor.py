@@ -12,6 +12,8 @@ because only the operator knows a worker will not come back.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import signal
 import subprocess
@@ -22,6 +24,14 @@ from pathlib import Path
 log = logging.getLogger("bridge.supervisor")
 
 RESTART_DELAY_S = 0.5  # doubles on each quick crash, up to 10 s
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor dies, so no orphan worker
+    keeps a client id that a new supervisor's worker would fight over."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def supervise(workers: int, config: Path | None, grace_s: float) -> int:
@@ -30,7 +40,9 @@ def supervise(workers: int, config: Path | None, grace_s: float) -> int:
         if config is not None:
             argv += ["--config", str(config)]
         argv += ["run", "--worker-index", str(index)]
-        proc = subprocess.Popen(argv)
+        # Own session: a terminal's Ctrl-C reaches the supervisor only, which
+        # passes one signal on (two would mean "exit at once" to a worker).
+        proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads here
         log.info("worker %d started (pid %d)", index, proc.pid)
         return proc
 

@@ -114,3 +114,19 @@ def test_fleet_of_single_readings_exactly_once(scenario: Scenario, publisher: Pu
     assert (
         count_rows(scenario.db_url, "SELECT count(*) FROM devices WHERE site_id LIKE 'site%'") == 50
     )
+
+
+def test_the_bridge_keeps_plain_rollups_fresh(scenario: Scenario, publisher: Publisher) -> None:
+    messages, expected = seed_fleet(scenario, devices=5, readings=20)
+    with running(BridgeProcess(scenario, maintain_interval_s=0.5)) as bridge:
+        bridge.wait_ready()
+        publisher.publish_all(messages)
+        publisher.wait_acked()
+        # Worker 0's periodic maintenance refreshes telemetry_1m from the new rows.
+        wait_until(
+            lambda: count_rows(scenario.db_url, "SELECT coalesce(sum(count), 0) FROM telemetry_1m")
+            == len(expected),
+            30,
+            "rollups to cover every point",
+        )
+        assert bridge.stop() == 0
