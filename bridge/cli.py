@@ -19,6 +19,7 @@ import asyncpg
 import uvloop
 
 from bridge import __version__
+from bridge.broker.cli import add_broker_commands, run_broker_command
 from bridge.config import Settings, load_settings, mask_url, masked_dump
 from bridge.config_reference import reference
 from bridge.db.connect import connect, where
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         "database.retention_days. Both: deletes dead letters past retention. Safe to run "
         "concurrently and as often as you like (e.g. every few minutes from cron).",
     )
+    add_broker_commands(commands)
     return parser
 
 
@@ -301,6 +303,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "db": _db_command,
     "check-config": _check_config,
     "config-reference": _config_reference,
+    "broker": run_broker_command,
 }
 
 if __name__ == "__main__":

@@ -124,8 +124,10 @@ def test_the_bridge_keeps_plain_rollups_fresh(scenario: Scenario, publisher: Pub
         publisher.wait_acked()
         # Worker 0's periodic maintenance refreshes telemetry_1m from the new rows.
         wait_until(
-            lambda: count_rows(scenario.db_url, "SELECT coalesce(sum(count), 0) FROM telemetry_1m")
-            == len(expected),
+            lambda: (
+                count_rows(scenario.db_url, "SELECT coalesce(sum(count), 0) FROM telemetry_1m")
+                == len(expected)
+            ),
             30,
             "rollups to cover every point",
         )
