@@ -166,45 +166,99 @@ def status_mb(pid: int, key: str) -> float:
     return 0.0
 
 
+def pg_kind(pid: int) -> str:
+    """What a postmaster child does, from its process title."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()
+    except OSError:
+        return "gone"
+    title = title.removeprefix("postgres: ")
+    if not title:
+        return "exiting"  # a zombie: exited, not yet reaped
+    for kind, marks in (
+        ("bridge connections", ("bridge ",)),
+        ("admin connections", ("postgres ",)),
+        ("autovacuum", ("autovacuum",)),
+        ("TimescaleDB jobs", ("TimescaleDB", "Policy", "Job", "Continuous Aggregate")),
+        ("checkpointer", ("checkpointer",)),
+        ("walwriter", ("walwriter",)),
+        ("background writer", ("background writer",)),
+    ):
+        if title.startswith(marks) or any(m in title for m in marks if m[0].isupper()):
+            return kind
+    return " ".join(title.split()[:3])
+
+
 class CpuMeter:
-    """CPU seconds per component between two snapshots, as % of one core."""
+    """CPU seconds per component between two snapshots, as % of one core;
+    PostgreSQL's also by kind of process (postgres_detail)."""
 
     def __init__(self, components: dict[str, list[int]], postmaster: int) -> None:
         self.components = components
         self.postmaster = postmaster
         self.wall = 0.0
-        self.start = self._snap()
+        self.start, self.start_pg = self._snap()
 
-    def _snap(self) -> dict[str, float]:
+    def _snap(self) -> tuple[dict[str, float], dict[int, tuple[float, str]]]:
         snap = {
             name: sum(cpu_seconds(p, reaped_children=True) for p in pids)
             for name, pids in self.components.items()
         }
-        snap["postgres"] = cpu_seconds(self.postmaster, reaped_children=True) + sum(
-            cpu_seconds(p) for p in children_of(self.postmaster)
+        pg = {p: (cpu_seconds(p), pg_kind(p)) for p in children_of(self.postmaster)}
+        pg[0] = (
+            cpu_seconds(self.postmaster, reaped_children=True),
+            "postmaster and exited processes",
         )
+        snap["postgres"] = sum(c for c, _ in pg.values())
         snap["bench (this process)"] = cpu_seconds(os.getpid())
         snap["_machine"] = machine_busy_seconds()
         snap["_wall"] = time.monotonic()
-        return snap
+        return snap, pg
 
-    def per_unit_us(self, cpu: dict[str, float], units: int) -> dict[str, float]:
+    def per_unit_us(self, cpu: dict[str, Any], units: int) -> dict[str, float]:
         """CPU microseconds per message (or point) of each component."""
         skip = ("machine capacity", "bench (this process)")
         return {
-            k: round(v / 100 * self.wall * 1e6 / units, 1) for k, v in cpu.items() if k not in skip
+            k: round(v / 100 * self.wall * 1e6 / units, 1)
+            for k, v in cpu.items()
+            if k not in skip and isinstance(v, float)
         }
 
-    def stop(self) -> dict[str, float]:
-        end = self._snap()
+    def stop(self) -> dict[str, Any]:
+        end, end_pg = self._snap()
         wall = self.wall = end["_wall"] - self.start["_wall"]
         used = {k: end[k] - self.start.get(k, 0.0) for k in end if not k.startswith("_")}
         busy = end["_machine"] - self.start["_machine"]
-        out = {k: round(100 * v / wall, 1) for k, v in used.items()}
+        out: dict[str, Any] = {k: round(100 * v / wall, 1) for k, v in used.items()}
         out["other processes"] = round(100 * max(0.0, busy - sum(used.values())) / wall, 1)
         out["machine total"] = round(100 * busy / wall, 1)
         out["machine capacity"] = 100.0 * len(os.sched_getaffinity(0))
+        # Processes that exited in between are in the postmaster's reaped time.
+        detail: dict[str, float] = {}
+        for pid, (cpu, kind) in end_pg.items():
+            detail[kind] = detail.get(kind, 0.0) + cpu - self.start_pg.get(pid, (0.0, ""))[0]
+        gone = sum(c for p, (c, _) in self.start_pg.items() if p not in end_pg)
+        detail["postmaster and exited processes"] -= gone
+        out["postgres_detail"] = {
+            k: round(100 * v / wall, 1) for k, v in sorted(detail.items()) if v * 100 / wall >= 0.5
+        }
         return out
+
+
+def wait_quiet(max_wait: float = 45, limit: float = DISTURBED) -> float:
+    """Waits (up to max_wait s) until the machine, outside this bench's idle
+    services, uses less than `limit` % of a core; returns the seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < max_wait:
+        busy0, t0 = machine_busy_seconds(), time.monotonic()
+        time.sleep(1.0)
+        busy = 100 * (machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+        if busy < limit:
+            break
+    waited = time.monotonic() - began - 1.0
+    if waited > 2:
+        print(f"    (waited {waited:.0f}s for other work on this machine to calm down)")
+    return round(waited, 1)
 
 
 def run(argv: list[str], **kw: Any) -> str:
@@ -761,6 +815,7 @@ def copy_limit(svc: Services, rows: int, mode_box: list[str]) -> dict[str, Any]:
             # Alternating, each into an emptied table, so that order and cache
             # effects fall on both variants alike.
             for variant in ("plain", "with_registry") * 2:
+                await asyncio.to_thread(wait_quiet)
                 conn = await asyncpg.connect(url)
                 try:
                     await conn.execute("TRUNCATE telemetry")
@@ -840,6 +895,44 @@ def count_rows(url: str) -> int:
     return asyncio.run(q())
 
 
+def background_work(url: str) -> dict[str, Any]:
+    """What the database did on its own during a phase: TimescaleDB jobs that
+    ran, and autovacuum/autoanalyze passes (they compete for the same cores)."""
+
+    async def q() -> dict[str, Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            jobs: list[dict[str, Any]] = []
+            with contextlib.suppress(asyncpg.PostgresError):
+                rows = await conn.fetch(
+                    "SELECT j.proc_name, s.total_runs, "
+                    "extract(epoch FROM s.last_run_duration)::float8 AS took "
+                    "FROM timescaledb_information.jobs j "
+                    "JOIN timescaledb_information.job_stats s USING (job_id) "
+                    "WHERE s.total_runs > 0 ORDER BY j.job_id"
+                )
+                jobs = [
+                    {"job": r["proc_name"], "runs": r["total_runs"], "last_s": round(r["took"], 3)}
+                    for r in rows
+                ]
+            vac = await conn.fetchrow(
+                "SELECT coalesce(sum(autovacuum_count), 0) AS v, "
+                "coalesce(sum(autoanalyze_count), 0) AS a FROM pg_stat_all_tables"
+            )
+            return {
+                "timescaledb_jobs_run": jobs,
+                "notable": any(j["runs"] > 1 or j["last_s"] > 1 for j in jobs)
+                or vac["v"] > 0
+                or vac["a"] > 0,
+                "autovacuums": int(vac["v"]),
+                "autoanalyzes": int(vac["a"]),
+            }
+        finally:
+            await conn.close()
+
+    return asyncio.run(q())
+
+
 def rate_between(timeline: list[tuple[float, int]], total: int) -> float | None:
     """Points/s between 10% and 90% of `total` (the steady part of a run)."""
     lo = next(((t, n) for t, n in timeline if n >= 0.1 * total), None)
@@ -911,6 +1004,7 @@ def throughput(
             "redis": [svc.procs["redis"].pid],
             "publisher": [publisher.pid],
         }
+        waited = wait_quiet()
         prof = Profiler(pids[0], phase, svc.tmp) if profile else None
         meter = CpuMeter(components, svc.postmaster)
         rss: dict[int, float] = {}
@@ -925,6 +1019,7 @@ def throughput(
     finally:
         bridge.stop()
     stored = count_rows(svc.db_url(f"bench_{phase}"))
+    background = background_work(svc.db_url(f"bench_{phase}"))
     asyncio.run(svc.drop_db(f"bench_{phase}"))
     if stored != n_points:
         raise RuntimeError(f"{phase}: {stored} rows stored, {n_points} expected")
@@ -951,6 +1046,8 @@ def throughput(
         "cpu_percent_of_one_core": cpu,
         "cpu_us_per_message": meter.per_unit_us(cpu, messages),
         "disturbed": cpu["other processes"] > DISTURBED,
+        "waited_for_quiet_s": waited,
+        "database_background": background,
         "rss_peak_mb": round(max(hwm.values()), 1),
         "rss_sampled_max_mb": round(max(rss.values(), default=0.0), 1),
     }
@@ -976,13 +1073,17 @@ def drain(svc: Services, messages: int, devices: int, profile: bool = False) -> 
         publisher.start()
         publisher.get("done", 300)
         publisher.join()
+        waited = wait_quiet()
         bridge.start()
         started = bridge.started
+        assert bridge.proc is not None
+        pids = [bridge.proc.pid]  # one worker: the process itself
+        components = {"bridge": pids, "mosquitto": [svc.procs["mosquitto"].pid]}
+        # From the launch: the bridge takes messages before /readyz answers.
+        # (So the bridge's CPU includes its start-up, about 0.5 s.)
+        meter = CpuMeter(components | {"redis": [svc.procs["redis"].pid]}, svc.postmaster)
         bridge.wait_ready()
         rss: dict[int, float] = {}
-        pids = bridge.worker_pids()
-        components = {"bridge": pids, "mosquitto": [svc.procs["mosquitto"].pid]}
-        meter = CpuMeter(components | {"redis": [svc.procs["redis"].pid]}, svc.postmaster)
         prof = Profiler(pids[0], phase, svc.tmp) if profile else None
         _, timeline = wait_committed(bridge, n_points, rss)
         cpu = meter.stop()
@@ -993,6 +1094,7 @@ def drain(svc: Services, messages: int, devices: int, profile: bool = False) -> 
         bridge.stop()
         _session(client_id, [], keep=False)  # ends the session for good
     stored = count_rows(svc.db_url(f"bench_{phase}"))
+    background = background_work(svc.db_url(f"bench_{phase}"))
     asyncio.run(svc.drop_db(f"bench_{phase}"))
     if stored != n_points:
         raise RuntimeError(f"{phase}: {stored} rows stored, {n_points} expected")
@@ -1008,6 +1110,8 @@ def drain(svc: Services, messages: int, devices: int, profile: bool = False) -> 
         "cpu_percent_of_one_core": cpu,
         "cpu_us_per_message": meter.per_unit_us(cpu, messages),
         "disturbed": cpu["other processes"] > DISTURBED,
+        "waited_for_quiet_s": waited,
+        "database_background": background,
         "rss_peak_mb": round(hwm, 1),
     }
     if profile_out:
@@ -1082,13 +1186,23 @@ def latency(svc: Services, points_per_s: float, sizes: Sizes) -> dict[str, Any]:
                 "report": True,
             }
         )
+        waited = wait_quiet()
+        components = {
+            "bridge": bridge.worker_pids(),
+            "mosquitto": [svc.procs["mosquitto"].pid],
+            "redis": [svc.procs["redis"].pid],
+            "publisher": [publisher.pid],
+        }
+        meter = CpuMeter(components, svc.postmaster)
         publisher.start()
         result = asyncio.run(_track(svc, bridge, publisher))
+        cpu = meter.stop()
         metrics = bridge.metrics()
         hwm = max(status_mb(pid, "VmHWM") for pid in bridge.worker_pids())
         publisher.join()
     finally:
         bridge.stop()
+    background = background_work(svc.db_url(f"bench_{phase}"))
     asyncio.run(svc.drop_db(f"bench_{phase}"))
     return {
         "committed": summary_ms(result["db"]),
@@ -1101,6 +1215,10 @@ def latency(svc: Services, points_per_s: float, sizes: Sizes) -> dict[str, Any]:
         "poll_cycle_mean_ms": result["cycle_ms"],
         "never_seen": result["missing"],
         "problems": health_counters(metrics),
+        "cpu_percent_of_one_core": cpu,
+        "disturbed": cpu["other processes"] > DISTURBED,
+        "waited_for_quiet_s": waited,
+        "database_background": background,
         "rss_peak_mb": round(hwm, 1),
     }
 
@@ -1240,8 +1358,13 @@ def soak(svc: Services, seconds: float, points_per_s: float) -> dict[str, Any]:
         publisher.join()
     finally:
         bridge.stop()
+    background = background_work(svc.db_url(f"bench_{phase}"))
     asyncio.run(svc.drop_db(f"bench_{phase}"))
     rss = [s[1] for s in samples]
+    # The slope leaves out the first minute (pools, caches and arenas filling
+    # up) when at least 3 samples remain after it.
+    after = [s for s in samples if s[0] >= 1.0]
+    steady = after if len(after) >= 3 else samples
     return {
         "seconds": seconds,
         "rate_points_per_s": round(points_per_s),
@@ -1249,10 +1372,12 @@ def soak(svc: Services, seconds: float, points_per_s: float) -> dict[str, Any]:
         "rss_last_mb": round(rss[-1], 1),
         "rss_max_mb": round(max(rss), 1),
         "rss_peak_vmhwm_mb": round(hwm, 1),
-        "rss_slope_mb_per_min": round(_slope([s[0] for s in samples], rss), 3),
+        "rss_slope_mb_per_min": round(_slope([s[0] for s in steady], [s[1] for s in steady]), 3),
+        "slope_from_minute": round(steady[0][0], 2),
         "samples": [[round(m, 2), round(r, 1)] for m, r, _ in samples],
         "published_points": sent * 300,
         "committed_points": committed,
+        "database_background": background,
         "problems": health_counters(metrics),
     }
 
@@ -1361,15 +1486,34 @@ def cpu_limited(res: dict[str, Any]) -> bool:
     )
 
 
-def print_phase(name: str, res: dict[str, Any]) -> None:
+def print_phase(name: str, res: dict[str, Any], rate: bool = True) -> None:
     cpu = res.get("cpu_percent_of_one_core", {})
     parts = ", ".join(
-        f"{k} {v:.0f}%" for k, v in cpu.items() if k not in ("machine capacity",) and v >= 1
+        f"{k} {v:.0f}%"
+        for k, v in cpu.items()
+        if k != "machine capacity" and isinstance(v, float) and v >= 1
     )
-    rate = f"{res['points_per_s']:,} points/s"
-    if "msgs_per_s" in res:
-        rate += f", {res['msgs_per_s']:,} msgs/s"
-    print(f"  {name}: {rate}" + (f"  [cpu, % of one core: {parts}]" if parts else ""))
+    if rate:
+        text = f"{res['points_per_s']:,} points/s"
+        if "msgs_per_s" in res:
+            text += f", {res['msgs_per_s']:,} msgs/s"
+        print(f"  {name}: {text}")
+    if parts:
+        print(f"    cpu, % of one core: {parts}")
+    if cpu.get("postgres_detail"):
+        detail = ", ".join(f"{k} {v:.0f}%" for k, v in cpu["postgres_detail"].items())
+        print(f"    postgres by process: {detail}")
+    bg = res.get("database_background") or {}
+    if bg.get("notable"):  # more than each TimescaleDB job's first run at creation
+        jobs = ", ".join(
+            f"{j['job']} x{j['runs']} (last {j['last_s']:.2f}s)"
+            for j in bg["timescaledb_jobs_run"]
+            if j["runs"] > 1 or j["last_s"] > 1
+        )
+        print(
+            f"    database background work: TimescaleDB jobs {jobs or 'only first runs'}; "
+            f"autovacuum {bg['autovacuums']}, autoanalyze {bg['autoanalyzes']}"
+        )
     if res.get("problems"):
         print(f"    problems: {res['problems']}")
     if res.get("disturbed"):
@@ -1446,6 +1590,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             f"{lat['committed']['p50']:.0f} ms p99 {lat['committed']['p99']:.0f} ms; Redis p50 "
             f"{lat['redis']['p50']:.0f} ms p99 {lat['redis']['p99']:.0f} ms"
         )
+        print_phase("", lat, rate=False)
         soaked = soak(svc, args.soak, batch["points_per_s"] / 2) if args.soak else None
         peaks = {"batch": batch["rss_peak_mb"], "latency": lat["rss_peak_mb"]}
         peaks |= {f"single_{k}": v["rss_peak_mb"] for k, v in singles.items()}
