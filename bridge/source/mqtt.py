@@ -18,6 +18,12 @@ Why it looks the way it does (measured on Mosquitto 2.0.11, see MEASURED.md):
     runs 2-3x faster, so the callback feeds the batcher directly.
   * The Receive Maximum we send caps unacked messages in flight: it is the
     bridge's memory bound, and it replaces the broker's max_inflight_messages.
+  * paho reads one packet per ``loop_read`` with several small ``recv`` calls,
+    and aiomqtt calls it once per socket wake-up: for small messages the
+    system calls and wake-ups cost more than the message (38-45% of the
+    bridge's time, bench/README.md). ``BufferedSocket`` reads 64 KiB at a time
+    and serves paho's reads from memory; its ``pending()`` makes aiomqtt keep
+    reading until the buffer is empty (the same path TLS sockets take).
 
 aiomqtt (2.5) runs the connection lifecycle on the event loop; the paho client
 it wraps is reached through ``_client``, in this module only, because aiomqtt
@@ -43,6 +49,42 @@ log = logging.getLogger("bridge.source.mqtt")
 
 # on_message(topic, payload, mid, qos): called on the event loop, must not block.
 OnMessage = Callable[[str, bytes, int, int], None]
+
+READ_CHUNK = 65536
+
+
+class BufferedSocket:
+    """A paho socket whose reads come from a buffer filled 64 KiB at a time.
+
+    paho needs only ``recv`` and, for TLS, ``pending``; every other call goes
+    to the real socket. ``recv`` raises exactly what the socket raises (so
+    paho sees BlockingIOError / SSLWantReadError as before) and returns b""
+    at end of stream.
+    """
+
+    __slots__ = ("_buf", "_pos", "_sock")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data: bytes = self._sock.recv(READ_CHUNK)
+            if not data:
+                return data
+            self._buf, self._pos = data, 0
+        start = self._pos
+        self._pos = min(start + size, len(self._buf))
+        return self._buf[start : self._pos]
+
+    def pending(self) -> int:
+        inner = getattr(self._sock, "pending", None)
+        return len(self._buf) - self._pos + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 class MqttSource:
@@ -75,8 +117,10 @@ class MqttSource:
             tls_params=tls,
             timeout=10,
         )
-        inner = self._paho = self._client._client
+        inner = self._paho = self._client._client  # see the module docstring
         inner.manual_ack_set(True)
+        create_socket = inner._create_socket
+        inner._create_socket = lambda: BufferedSocket(create_socket())  # type: ignore[method-assign]
         inner.on_message = self._message
         aiomqtt_on_connect = inner.on_connect
         assert aiomqtt_on_connect is not None
