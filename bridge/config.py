@@ -67,7 +67,7 @@ class DatabaseSettings(Section):
         DEFAULT_MIGRATIONS_DIR, description="Folder of the ordered SQL migrations."
     )
     pool_size: int = Field(
-        2, ge=1, le=32, description="Connections per worker; each carries one batch at a time."
+        4, ge=1, le=32, description="Connections per worker; each carries one batch at a time."
     )
     maintain_interval_s: float = Field(
         60.0, ge=0, description="How often a worker runs `db maintain` (0: never)."

@@ -202,6 +202,10 @@ class Worker:
         last_log = 0.0
         while True:
             points = await self._redis_queue.get()
+            # Catch up in one call when batches queued up behind a slow write,
+            # rather than skip them (one EVALSHA costs little per point).
+            while not self._redis_queue.empty() and len(points) < 20_000:
+                points = points + self._redis_queue.get_nowait()
             try:
                 await cache.write(points, time.time_ns() // 1000)
                 self.metrics.redis_writes.inc()

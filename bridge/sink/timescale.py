@@ -102,6 +102,37 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+class RegistryCache:
+    """Which devices this worker updated in the registry lately, so that a busy
+    fleet costs one registry statement per device every few seconds rather
+    than one per batch. Forgetting (a restart) only costs an extra update."""
+
+    REFRESH_S = 5.0  # as the _REGISTRY statement's own threshold
+    MAX_DEVICES = 100_000
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[float, str | None]] = {}
+
+    def stale(self, sites: dict[str, str | None]) -> dict[str, str | None]:
+        """The devices of ``sites`` that need a registry update now."""
+        now = time.monotonic()
+        seen = self._seen
+        out = {}
+        for device, site in sites.items():
+            last = seen.get(device)
+            if last is None or now - last[0] > self.REFRESH_S or (site and site != last[1]):
+                out[device] = site
+        return out
+
+    def refreshed(self, sites: dict[str, str | None]) -> None:
+        """Called after the commit that updated them."""
+        if len(self._seen) > self.MAX_DEVICES:
+            self._seen.clear()
+        now = time.monotonic()
+        for device, site in sites.items():
+            self._seen[device] = (now, site)
+
+
 class TimescaleSink:
     """Writes batches through a small pool. The pool connects lazily, so the
     bridge starts (and waits, unready) while the database is down."""
@@ -109,6 +140,7 @@ class TimescaleSink:
     def __init__(self, settings: DatabaseSettings) -> None:
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
+        self._registry = RegistryCache()
 
     async def __aenter__(self) -> TimescaleSink:
         self._pool = await asyncpg.create_pool(
@@ -206,9 +238,11 @@ class TimescaleSink:
                     written = int(status.rsplit(" ", 1)[1])
                 if dead_letters:
                     await conn.execute(_DEAD_LETTER, *_dead_letter_columns(dead_letters))
-                if sites:
-                    ids = sorted(sites)  # a fixed lock order: no deadlocks between workers
-                    await conn.execute(_REGISTRY, ids, [sites[i] for i in ids])
+                stale = self._registry.stale(sites)
+                if stale:
+                    ids = sorted(stale)  # a fixed lock order: no deadlocks between workers
+                    await conn.execute(_REGISTRY, ids, [stale[i] for i in ids])
+            self._registry.refreshed(stale)
             result.commit_seconds.append(time.perf_counter() - started)
             result.written += written
             result.duplicates += len(points) - written
