@@ -31,8 +31,10 @@ run: services
 	@$(STACK) info dev
 	@echo "  Bridge      http://127.0.0.1:9108/metrics  (also /healthz, /readyz)"
 	@echo
-	@echo "Publish a reading:  mosquitto_pub -p 11883 -q 1 -t telemetry/site-1/pump-1 -m '{\"data\": {\"flow_rate\": 1234.5}}'"
-	@echo "See it stored:      psql -h 127.0.0.1 -p 15432 -U bridge bridge -c 'SELECT * FROM telemetry ORDER BY time DESC LIMIT 5'"
+	@echo "Publish a reading as the demo device (its credentials are in .stack/dev/credentials.env):"
+	@echo "  source .stack/dev/credentials.env; mosquitto_pub -p 11883 -u \$$DEVICE_USERNAME -P \$$DEVICE_PASSWORD -q 1 -t telemetry/site-1/pump-1 -m '{\"data\": {\"flow_rate\": 1234.5}}'"
+	@echo "See it stored:"
+	@echo "  psql -h 127.0.0.1 -p 15432 -U bridge bridge -c 'SELECT * FROM telemetry ORDER BY time DESC LIMIT 5'"
 	@echo "Ctrl-C stops the bridge; make stop stops the services."
 	@echo
 	@set -a; source <($(STACK) env dev); set +a; exec $(BIN)/bridge run

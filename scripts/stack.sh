@@ -266,19 +266,55 @@ redis_status() {
 }
 
 # ---------------------------------------------------------------- mosquitto
+# The dev broker runs the production cloud config (mosquitto/cloud.conf):
+# no anonymous access, per-device ACLs, a TLS listener, with a development
+# CA and generated credentials in .stack/dev/mosquitto/etc, and the
+# credentials (bridge user, demo device pump-1) in .stack/dev/credentials.env.
+# The test broker stays open on loopback (mosquitto/local.conf): the
+# security tests start brokers of their own from the production configs.
+mosquitto_conf() {
+    local dir=$1
+    if [ "$INSTANCE" != dev ]; then
+        echo "listener $MQTT_PORT 127.0.0.1"
+        grep -v '^\s*#' "$ROOT/mosquitto/local.conf" | grep -v '^\s*$'
+        return
+    fi
+    local bridge="$ROOT/.venv/bin/bridge" etc="$dir/etc" creds="$STATE/credentials.env"
+    [ -x "$bridge" ] || die "the dev broker's config is made by the bridge CLI; run: make services"
+    if [ ! -s "$creds" ]; then
+        mkdir -p "$etc"
+        "$bridge" broker ca --out "$etc" >/dev/null 2>>"$LOGS/broker-setup.log" || die "could not make the dev CA"
+        local bridge_pw device_pw
+        bridge_pw=$("$bridge" broker provision bridge --passwd "$etc/passwd" 2>>"$LOGS/broker-setup.log") || die "could not provision the bridge user"
+        device_pw=$("$bridge" broker provision pump-1 --passwd "$etc/passwd" 2>>"$LOGS/broker-setup.log") || die "could not provision pump-1"
+        (umask 077; cat >"$creds" <<EOF
+# Dev credentials for the local broker (loopback port $MQTT_PORT, TLS port $((MQTT_PORT + 7000))).
+BRIDGE_MQTT__USERNAME=bridge
+BRIDGE_MQTT__PASSWORD=$bridge_pw
+DEVICE_USERNAME=pump-1
+DEVICE_PASSWORD=$device_pw
+EOF
+)
+        "$bridge" broker gate open --gate "$etc/passwd.gate" --passwd "$etc/passwd" >/dev/null \
+            || die "could not open the device listener's gate"
+    fi
+    "$bridge" broker render cloud --etc "$etc" --out "$dir/cloud.conf" --bind 127.0.0.1 \
+        --local-port "$MQTT_PORT" --port $((MQTT_PORT + 7000)) --services-port $((MQTT_PORT + 7001)) \
+        >/dev/null 2>>"$LOGS/broker-setup.log" || die "could not render the cloud broker config"
+    cat "$dir/cloud.conf"
+}
+
 mosquitto_up() {
     local dir="$STATE/mosquitto"; mkdir -p "$dir/data"
-    # The local stack listens on loopback only; production configs with
-    # credentials and ACLs live in mosquitto/.
+    local body; body=$(mosquitto_conf "$dir")
     write_if_changed "$dir/mosquitto.conf" <<EOF
-# Written by scripts/stack.sh from mosquitto/local.conf; edits are overwritten.
+# Written by scripts/stack.sh; edits are overwritten.
 # Mosquitto drops root privileges to this user; keep it the owner of $dir.
 user $(id -un)
 pid_file $dir/mosquitto.pid
 persistence_location $dir/data/
 log_dest file $LOGS/mosquitto.log
-listener $MQTT_PORT 127.0.0.1
-$(grep -v '^\s*#' "$ROOT/mosquitto/local.conf" | grep -v '^\s*$')
+$body
 EOF
     if pid_alive "$dir/mosquitto.pid"; then say "mosquitto: already running on port $MQTT_PORT"; return 0; fi
     port_open "$MQTT_PORT" && die "port $MQTT_PORT is taken by another program; set STACK_${INSTANCE^^}_MQTT_PORT"
@@ -301,6 +337,7 @@ print_env() {
     echo "BRIDGE_REDIS__URL=redis://127.0.0.1:$REDIS_PORT/0"
     echo "BRIDGE_MQTT__HOST=127.0.0.1"
     echo "BRIDGE_MQTT__PORT=$MQTT_PORT"
+    if [ -s "$STATE/credentials.env" ]; then grep '^BRIDGE_' "$STATE/credentials.env"; fi
 }
 
 print_info() {
@@ -308,7 +345,13 @@ print_info() {
     [ "$INSTANCE" = dev ] && user=bridge db=bridge
     echo "  PostgreSQL  postgresql://$user@127.0.0.1:$PG_PORT/$db    psql -h 127.0.0.1 -p $PG_PORT -U $user $db"
     echo "  Redis       redis://127.0.0.1:$REDIS_PORT/0              redis-cli -p $REDIS_PORT"
-    echo "  Mosquitto   mqtt://127.0.0.1:$MQTT_PORT                 mosquitto_sub -p $MQTT_PORT -t 'telemetry/#' -v"
+    if [ -s "$STATE/credentials.env" ]; then
+        echo "  Mosquitto   mqtt://127.0.0.1:$MQTT_PORT (TLS on $((MQTT_PORT + 7000))), no anonymous access"
+        echo "              credentials: $STATE/credentials.env (bridge user, demo device pump-1)"
+        echo "              CA certificate: $STATE/mosquitto/etc/ca.crt"
+    else
+        echo "  Mosquitto   mqtt://127.0.0.1:$MQTT_PORT                 mosquitto_sub -p $MQTT_PORT -t 'telemetry/#' -v"
+    fi
     echo "  State in .stack/$INSTANCE, logs in .stack/$INSTANCE/log"
 }
 
