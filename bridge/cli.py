@@ -195,6 +195,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     setup_logging(args.log_level)
+    if settings.mqtt.username and settings.mqtt.group == "bridge":
+        logging.getLogger("bridge").warning(
+            "mqtt.group is the default 'bridge'. Mosquitto does not check ACLs on SUBSCRIBE: a "
+            "device that subscribes to $share/bridge/... takes turns in the group and those "
+            "messages are lost. Set mqtt.group to a secret name shared by your bridges."
+        )
     if args.worker_index is not None or args.workers == 1:
         uvloop.run(_worker(settings, args.worker_index or 0))
         return 0

@@ -291,6 +291,7 @@ mosquitto_conf() {
 # Dev credentials for the local broker (loopback port $MQTT_PORT, TLS port $((MQTT_PORT + 7000))).
 BRIDGE_MQTT__USERNAME=bridge
 BRIDGE_MQTT__PASSWORD=$bridge_pw
+BRIDGE_MQTT__GROUP=g$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 DEVICE_USERNAME=pump-1
 DEVICE_PASSWORD=$device_pw
 EOF
