@@ -74,9 +74,17 @@ class Scenario:
     tag: str = field(default_factory=lambda: "it" + uuid.uuid4().hex[:8])
     routes: list[tuple[str, str]] = field(default_factory=list)  # (template suffix, codec)
     extra: str = ""  # more TOML, appended
+    mqtt_port: int | None = None  # default: the test stack's broker
+    username: str | None = None  # the bridge's broker login, if the broker wants one
+    password: str = ""
+    group: str = ""  # default: g<tag>
+    root: str | None = None  # topic root that isolates the test; default: the tag
 
     def topic(self, *levels: str) -> str:
-        return "/".join((self.tag, *levels))
+        return "/".join((self._root(), *levels)) if self._root() else "/".join(levels)
+
+    def _root(self) -> str:
+        return self.tag if self.root is None else self.root
 
     @property
     def client_id(self) -> str:
@@ -85,7 +93,10 @@ class Scenario:
     def write_config(self, http_port: int, **overrides: Any) -> Path:
         routes = self.routes or [("{site_id}/{device_id}", "seed_json")]
         route_toml = "".join(
-            f'[[mqtt.routes]]\ntopic = "{self.tag}/{t}"\ncodec = "{c}"\n' for t, c in routes
+            f'[[mqtt.routes]]\ntopic = "{self.topic(t)}"\ncodec = "{c}"\n' for t, c in routes
+        )
+        login = (
+            f'username = "{self.username}"\npassword = "{self.password}"\n' if self.username else ""
         )
         values = {
             "receive_maximum": 2000,
@@ -109,9 +120,9 @@ timeout_s = 1.0
 
 [mqtt]
 host = "127.0.0.1"
-port = {self.stack.mqtt_port}
-client_id = "{self.client_id}"
-group = "g{self.tag}"
+port = {self.mqtt_port or self.stack.mqtt_port}
+{login}client_id = "{self.client_id}"
+group = "{self.group or "g" + self.tag}"
 session_expiry_s = 600
 receive_maximum = {values["receive_maximum"]}
 reconnect_min_s = 0.1
