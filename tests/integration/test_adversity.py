@@ -80,11 +80,10 @@ def test_database_outage_of_30s_loses_nothing_and_memory_stays_bounded(
         # Bounded: at most Receive Maximum messages held; the rest waited at the broker.
         assert inflight_peak <= 1000
         assert peak - baseline < 100, f"RSS grew {peak - baseline:.0f} MB during the outage"
-        assert (
-            bridge.metrics()['bridge_db_retries_total{reason="ConnectionRefusedError"}']
-            + sum(v for k, v in bridge.metrics().items() if k.startswith("bridge_db_retries_total"))
-            > 0
+        retries = sum(
+            v for k, v in bridge.metrics().items() if k.startswith("bridge_db_retries_total")
         )
+        assert retries > 0, "the outage should have been retried"
         assert bridge.stop() == 0
     assert_exactly_once(scenario.db_url, expected)
 
