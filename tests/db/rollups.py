@@ -36,3 +36,12 @@ def assert_same(actual: list[tuple[object, ...]], expected: list[tuple[object, .
                 assert math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-6), (name, got, want)
             else:
                 assert g == w, (name, got, want)
+
+
+async def assert_rollups_match_raw(conn: asyncpg.Connection) -> None:
+    """telemetry_1m and telemetry_1h equal a GROUP BY over the raw rows."""
+    for table, width in (
+        ("telemetry_1m", dt.timedelta(minutes=1)),
+        ("telemetry_1h", dt.timedelta(hours=1)),
+    ):
+        assert_same(await rollup_rows(conn, table), await reference_rows(conn, width))

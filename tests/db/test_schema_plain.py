@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bridge.config import DatabaseSettings
 from bridge.db.maintain import maintain, utc_today
-from tests.db.rollups import assert_same, reference_rows, rollup_rows
+from tests.db.rollups import assert_rollups_match_raw
 
 UTC = dt.UTC
 
@@ -185,14 +185,7 @@ def test_rollups_equal_group_by_over_raw_rows(plain_db: str, first: list, second
                     _records(batch),
                 )
                 await conn.fetchval("SELECT bridge_refresh_rollups()")
-            assert_same(
-                await rollup_rows(conn, "telemetry_1m"),
-                await reference_rows(conn, dt.timedelta(minutes=1)),
-            )
-            assert_same(
-                await rollup_rows(conn, "telemetry_1h"),
-                await reference_rows(conn, dt.timedelta(hours=1)),
-            )
+            await assert_rollups_match_raw(conn)
         finally:
             await conn.close()
 

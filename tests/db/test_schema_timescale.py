@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from bridge.config import DatabaseSettings
 from bridge.db.maintain import maintain
 from bridge.db.status import schema_status
-from tests.db.rollups import assert_same, reference_rows, rollup_rows
+from tests.db.rollups import assert_rollups_match_raw
 from tests.db.test_schema_plain import BASE, _records, points
 
 
@@ -129,14 +129,7 @@ async def test_real_time_aggregation_includes_rows_not_yet_materialized(tsdb_db:
         rows = _records([(i * 7_000, "pump-1", "flow_rate", float(i)) for i in range(500)])
         await conn.executemany("INSERT INTO telemetry VALUES ($1, $2, $3, $4)", rows)
         # No refresh has run: every bucket is computed from raw rows at query time.
-        assert_same(
-            await rollup_rows(conn, "telemetry_1m"),
-            await reference_rows(conn, dt.timedelta(minutes=1)),
-        )
-        assert_same(
-            await rollup_rows(conn, "telemetry_1h"),
-            await reference_rows(conn, dt.timedelta(hours=1)),
-        )
+        await assert_rollups_match_raw(conn)
     finally:
         await conn.close()
 
@@ -171,14 +164,7 @@ def test_aggregates_agree_with_raw_rows(tsdb_db: str, first: list, second: list)
                     _records(batch),
                 )
                 await refresh(conn)
-            assert_same(
-                await rollup_rows(conn, "telemetry_1m"),
-                await reference_rows(conn, dt.timedelta(minutes=1)),
-            )
-            assert_same(
-                await rollup_rows(conn, "telemetry_1h"),
-                await reference_rows(conn, dt.timedelta(hours=1)),
-            )
+            await assert_rollups_match_raw(conn)
         finally:
             await conn.close()
 
