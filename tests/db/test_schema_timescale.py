@@ -142,7 +142,11 @@ def test_aggregates_agree_with_raw_rows(tsdb_db: str, first: list, second: list)
     window = (BASE - dt.timedelta(days=1), BASE + dt.timedelta(days=1))
 
     async def refresh(conn: asyncpg.Connection) -> None:
-        for view in ("telemetry_1m", "telemetry_1h"):
+        # Twice: TimescaleDB 2.28.3 now and then leaves one bucket's
+        # invalidation in telemetry_1m's log after a refresh (seen here in
+        # about one example in 30); the next refresh, as the 1-minute policy
+        # does in production, materializes it.
+        for view in ("telemetry_1m", "telemetry_1h") * 2:
             await conn.execute(
                 "CALL refresh_continuous_aggregate($1, $2::timestamptz, $3::timestamptz)",
                 view,
