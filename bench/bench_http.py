@@ -9,7 +9,7 @@ Prints the machine and the figures, and writes bench/results/http.json.
 
     .venv/bin/pip install -e '.[dev,bench]'   # the candidates (the `bench` extra)
     apt-get install -y wrk                     # the load generator (Debian's wrk 4.x)
-    .venv/bin/python bench/bench_http.py       # two runs of everything, about 10 minutes
+    .venv/bin/python bench/bench_http.py       # two runs of everything, 10-17 minutes
     .venv/bin/python bench/bench_http.py --quick --candidates starlette-uvicorn
 
 Before measuring, every candidate must answer the three endpoints with the
@@ -491,7 +491,7 @@ def _span(values: list[float], fmt: str) -> str:
 def print_table(candidates: list[str], runs: list[dict[str, dict[str, Any]]]) -> None:
     n = len(runs)
     print(
-        f"\n{'candidate':<22}{'endpoint':<11}{'requests/s':>15}{'p50 ms':>13}{'p99 ms':>13}"
+        f"\n{'candidate':<22}{'endpoint':<11}{'requests/s':>15}{'p50 ms':>13}{'p99 ms':>15}"
         f"{'CPU s/1000 req':>17}{'server %core':>14}"
     )
     for name in candidates:
@@ -504,7 +504,7 @@ def print_table(candidates: list[str], runs: list[dict[str, dict[str, Any]]]) ->
                 f"{name:<22}{ep.name:<11}"
                 f"{_span([r['requests_per_s'] for r in rows], ',.0f'):>15}"
                 f"{_span([r['latency_ms']['p50'] for r in rows], '.1f'):>13}"
-                f"{_span([r['latency_ms']['p99'] for r in rows], '.1f'):>13}"
+                f"{_span([r['latency_ms']['p99'] for r in rows], '.0f'):>15}"
                 f"{_span([r['server_cpu_s_per_1000_requests'] for r in rows], '.3f'):>17}"
                 f"{_span([r['cpu_percent_of_one_core']['server'] for r in rows], '.0f'):>14}"
                 f"{flag}"
