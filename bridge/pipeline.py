@@ -96,6 +96,7 @@ class Worker:
         self._last_message = time.monotonic()
         self._db_ok = False
         self._db: TimescaleSink | None = None
+        self._cache_sink: RedisSink | None = None
 
     # ------------------------------------------------------------ intake
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
@@ -197,6 +198,8 @@ class Worker:
             self._redis_queue.put_nowait(points)
         except asyncio.QueueFull:
             self.metrics.redis_errors.labels("backlog").inc()
+            if self._cache_sink is not None:
+                self._cache_sink.note_lost(points)
 
     async def _redis_writer(self, cache: RedisSink) -> None:
         last_log = 0.0
@@ -333,9 +336,11 @@ class Worker:
                 window_s=s.redis.window_s,
                 prefix=s.redis.prefix,
                 timeout_s=s.redis.timeout_s,
+                future_skew_s=s.limits.max_future_skew_s,
             ) as cache,
         ):
             self._db = db
+            self._cache_sink = cache
             tasks = [
                 asyncio.create_task(self._writer(db), name=f"writer-{i}")
                 for i in range(s.database.pool_size)

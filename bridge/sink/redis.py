@@ -30,6 +30,16 @@ Invariants, each holding after every ``write``:
 - devices: the score of a device is the greatest point time seen (ZADD GT);
   devices whose newest point is older than ``now_us - 2 * window_s`` are
   removed on every write.
+- complete_since (``P complete_since``, a time_us as text, no TTL): every
+  point committed to the database with a time at or after it is in the
+  cache (once its writer's write has run). Writers push it forward, never
+  back: past the points of a write that failed or was skipped
+  (``note_lost``), past whatever a writer that just started may have left
+  unwritten before it (its start plus ``future_skew_s``), and, when the key
+  is missing because Redis lost its data, past anything that data held
+  (``now_us + future_skew_s``). Readers serve a range from the cache only
+  from that time on, so a range spanning the cache and the database has no
+  gap.
 - Every key a write changes gets a TTL of ``2 * window_s``, so the keys of
   a silent device disappear on their own. The latest hash is refreshed by
   every point of its device, so it outlives the device's recent keys.
@@ -72,6 +82,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, ClassVar, NamedTuple, cast
 
@@ -108,9 +119,11 @@ class RedisUnavailable(BridgeError):
 
 # The batch travels as one flat array, grouped in Python, times and values as text:
 #   device, n, metric_1 .. metric_n, (n_points, (time, value) * n_points) * n, device, ...
-# ARGV[1..4] are the prefix, the window cutoff (time_us), the TTL (ms) and the
-# devices cutoff (time_us); the array is ARGV[5] as one blob (msgpack or JSON)
-# or ARGV[5..] itself.
+# ARGV[1..6] are the prefix, the window cutoff (time_us), the TTL (ms), the
+# devices cutoff (time_us), the writer's complete_since claim and the floor
+# that applies when the key is missing (both time_us); the array is ARGV[7]
+# as one blob (msgpack or JSON) or ARGV[7..] itself. Times stay text: a Lua
+# number prints with 14 digits, fewer than a time_us has.
 #
 # The latest field of a metric is read first: every member of its recent key
 # is at most that time (both are written together, latest never moves back and
@@ -122,6 +135,11 @@ _LUA = """
 local call, tonumber, unpack, find, sub = redis.call, tonumber, unpack, string.find, string.sub
 local prefix, cutoff, ttl, dcutoff = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local cutoff_n, below_cutoff = tonumber(cutoff), '(' .. cutoff
+local mkey, claim, floor = prefix .. 'complete_since', ARGV[5], ARGV[6]
+local held = call('GET', mkey)
+if not held then held = floor end
+if tonumber(claim) > tonumber(held) then held = claim end
+call('SET', mkey, held)
 local a, i = __DECODE__
 local n = #a
 local STEP = 2000  -- arguments per call, well inside Lua's limit on unpack()
@@ -223,13 +241,13 @@ def _group(points: Sequence[Point]) -> list[str | int]:
 
 class _Encoding(NamedTuple):
     lua_decode: str  # Lua expression list: the array, and the index of its first element
-    pack: Callable[[list[str | int]], list[Any]]  # the array -> ARGV[5..]
+    pack: Callable[[list[str | int]], list[Any]]  # the array -> ARGV[7..]
 
 
 _ENCODINGS: dict[str, _Encoding] = {
-    "msgpack": _Encoding("cmsgpack.unpack(ARGV[5]), 1", lambda a: [msgspec.msgpack.encode(a)]),
-    "json": _Encoding("cjson.decode(ARGV[5]), 1", lambda a: [orjson.dumps(a)]),
-    "argv": _Encoding("ARGV, 5", lambda a: a),
+    "msgpack": _Encoding("cmsgpack.unpack(ARGV[7]), 1", lambda a: [msgspec.msgpack.encode(a)]),
+    "json": _Encoding("cjson.decode(ARGV[7]), 1", lambda a: [orjson.dumps(a)]),
+    "argv": _Encoding("ARGV, 7", lambda a: a),
 }
 
 
@@ -246,7 +264,13 @@ class RedisSink:
     _encoding: ClassVar[str] = "msgpack"  # chosen by bench/bench_redis.py
 
     def __init__(
-        self, url: str, *, window_s: int = 900, prefix: str = "bridge:", timeout_s: float = 2.0
+        self,
+        url: str,
+        *,
+        window_s: int = 900,
+        prefix: str = "bridge:",
+        timeout_s: float = 2.0,
+        future_skew_s: float = 300.0,
     ) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be positive")
@@ -254,6 +278,10 @@ class RedisSink:
         self.window_s = window_s
         self.prefix = prefix
         self.timeout_s = timeout_s
+        self._skew_us = int(future_skew_s * 1_000_000)
+        # What this writer cannot vouch for: a process that died before us may
+        # have committed batches it never cached, timed up to now + the skew.
+        self._lost_upto_us = time.time_ns() // 1000 + self._skew_us
         encoding = _ENCODINGS[self._encoding]
         self._pack = encoding.pack
         self._script = _LUA.replace("__DECODE__", encoding.lua_decode)
@@ -289,16 +317,39 @@ class RedisSink:
         if not points:
             return
         window_us = self.window_s * 1_000_000
+        claim = self._lost_upto_us
         head = [
             self.prefix,
             str(now_us - window_us),
             str(2 * self.window_s * 1000),
             str(now_us - 2 * window_us),
+            str(claim),
+            str(now_us + self._skew_us),
         ]
-        async with self._guard("write to"):
-            for start in range(0, len(points), MAX_POINTS_PER_CALL):
-                args = head + self._pack(_group(points[start : start + MAX_POINTS_PER_CALL]))
-                await self._evalsha(args)
+        try:
+            async with self._guard("write to"):
+                for start in range(0, len(points), MAX_POINTS_PER_CALL):
+                    args = head + self._pack(_group(points[start : start + MAX_POINTS_PER_CALL]))
+                    await self._evalsha(args)
+        except RedisUnavailable:
+            self.note_lost(points)
+            raise
+        if self._lost_upto_us == claim:  # else a loss was noted meanwhile: keep it for the next
+            self._lost_upto_us = 0
+
+    def note_lost(self, points: Sequence[Point]) -> None:
+        """These committed points will not reach the cache (a failed write, or
+        a batch the caller skipped): the next write moves complete_since past
+        them."""
+        if points:
+            self._lost_upto_us = max(self._lost_upto_us, max(p.time_us for p in points) + 1)
+
+    async def complete_since(self) -> int | None:
+        """The time_us from which the cache holds every committed point, or
+        None when no writer has vouched for it since Redis last lost its data."""
+        async with self._guard("read from"):
+            raw = await self._redis.get(f"{self.prefix}complete_since")
+        return None if raw is None else int(cast("str", raw))
 
     async def _evalsha(self, args: list[Any]) -> None:
         redis = self._redis

@@ -446,3 +446,55 @@ async def test_series_whose_names_share_colons_stay_apart(redis_url: str) -> Non
         await sink.write([Point(NOW, "a:b", "c", 1.0), Point(NOW, "a", "b:c", 2.0)], NOW)
         assert await sink.recent("a:b", "c", NOW - 1, NOW + 1) == [(NOW, "1.0")]
         assert await sink.recent("a", "b:c", NOW - 1, NOW + 1) == [(NOW, "2.0")]
+
+
+# ------------------------------------------------------- complete_since
+
+
+async def test_no_marker_until_a_writer_vouches_for_the_cache(sink: RedisSink) -> None:
+    assert await sink.complete_since() is None
+
+
+async def test_a_new_writer_vouches_only_from_its_start_plus_the_skew(redis_url: str) -> None:
+    before = time.time_ns() // 1000
+    async with RedisSink(redis_url, window_s=WINDOW_S, future_skew_s=30) as sink:
+        after = time.time_ns() // 1000
+        await sink.write(points("d", "m", (NOW, 1.0)), NOW)
+        marker = await sink.complete_since()
+    assert marker is not None
+    # A predecessor may have died with committed batches it never cached,
+    # timed up to its last moment plus the allowed future skew.
+    assert before + 30 * S <= marker <= max(after + 30 * S, NOW + 30 * S)
+
+
+async def test_a_failed_write_moves_the_marker_past_its_points(
+    own_redis: Callable[..., Awaitable[OwnRedis]],
+) -> None:
+    server = await own_redis()
+    async with RedisSink(server.url, window_s=WINDOW_S, timeout_s=1.0, future_skew_s=0) as sink:
+        await sink.write(points("d", "m", (NOW, 1.0)), NOW)
+        first = await sink.complete_since()
+        assert first is not None
+        late = first + 50 * S  # a point timed after everything vouched for so far
+        await server.kill()
+        with pytest.raises(RedisUnavailable):
+            await sink.write(points("d", "m", (late, 2.0)), late)
+        await server.start()  # empty: the marker went with the data
+        await sink.write(points("d", "m", (late + S, 3.0)), late + S)
+        # Past the lost point, and past anything the lost data held (now + skew).
+        assert await sink.complete_since() == late + S
+
+
+async def test_a_skipped_batch_moves_the_marker_and_it_never_moves_back(
+    redis_url: str,
+) -> None:
+    async with RedisSink(redis_url, window_s=WINDOW_S, future_skew_s=0) as sink:
+        await sink.write(points("d", "m", (NOW, 1.0)), NOW)
+        start = await sink.complete_since()
+        assert start is not None
+        sink.note_lost(points("d", "m", (start + 7 * S, 2.0), (start + 5 * S, 3.0)))
+        await sink.write(points("d", "m", (NOW + S, 4.0)), NOW + S)
+        assert await sink.complete_since() == start + 7 * S + 1
+        sink.note_lost(points("d", "m", (start + 2 * S, 5.0)))  # older than the marker
+        await sink.write(points("d", "m", (NOW + 2 * S, 6.0)), NOW + 2 * S)
+        assert await sink.complete_since() == start + 7 * S + 1
