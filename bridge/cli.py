@@ -19,6 +19,7 @@ import asyncpg
 import uvloop
 
 from bridge import __version__
+from bridge.api.cli import add_api_commands, run_api, run_apikey
 from bridge.broker.cli import add_broker_commands, run_broker_command
 from bridge.config import Settings, load_settings, mask_url, masked_dump
 from bridge.config_reference import reference
@@ -51,6 +52,8 @@ examples:
   bridge run --workers 4               four supervised worker processes
   bridge db migrate                    apply the schema (idempotent)
   bridge db status                     schema version, mode and features
+  bridge api                           serve the read API
+  bridge apikey create --scope read --name grafana
   bridge --config bridge.toml db maintain
   BRIDGE_DATABASE__URL=postgresql://u:p@db:5432/telemetry bridge db status
 """
@@ -157,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         "database.retention_days. Both: deletes dead letters past retention. Safe to run "
         "concurrently and as often as you like (e.g. every few minutes from cron).",
     )
+    add_api_commands(commands)
     add_broker_commands(commands)
     return parser
 
@@ -310,6 +314,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "check-config": _check_config,
     "config-reference": _config_reference,
     "broker": run_broker_command,
+    "api": run_api,
+    "apikey": run_apikey,
 }
 
 if __name__ == "__main__":

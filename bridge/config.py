@@ -169,6 +169,44 @@ class HttpSettings(Section):
     )
 
 
+class ApiSettings(Section):
+    """The read API (`bridge api`)."""
+
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(9180, ge=1, le=65535, description="Port the API listens on.")
+    online_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="A device whose last point is newer than this is online; else offline.",
+    )
+    page_size: int = Field(100, ge=1, le=10_000, description="Devices per page by default.")
+    max_page_size: int = Field(1000, ge=1, le=10_000, description="Largest page a client may ask.")
+    series_points: int = Field(
+        2000,
+        ge=100,
+        le=100_000,
+        description="Points per series a query aims to stay within; picks raw rows, 1m or 1h.",
+    )
+    max_range_days: int = Field(
+        400, ge=1, le=3650, description="Longest time range one query may ask for."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed to call the API from a browser, e.g. ["https://grafana.example"].',
+    )
+    key_cache_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="How long a checked API key is trusted before it is looked up again "
+        "(a revoked key stops working within this).",
+    )
+    ingest_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="How long a submit waits for its commit before 503."
+    )
+    db_pool_size: int = Field(8, ge=1, le=100, description="Database connections the API may open.")
+
+
 class ShutdownSettings(Section):
     grace_s: float = Field(
         20.0, gt=0, description="On SIGTERM, time to flush and ack before exiting anyway."
@@ -191,6 +229,7 @@ class Settings(BaseSettings):
     batch: BatchSettings = Field(default_factory=BatchSettings)  # type: ignore[arg-type]
     limits: Limits = Field(default_factory=Limits)  # type: ignore[arg-type]
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
