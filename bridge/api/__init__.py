@@ -1,0 +1,1 @@
+"""The read API: recent data from Redis, history from PostgreSQL, HTTP ingest."""

@@ -1,0 +1,396 @@
+"""The read API as a Litestar app (chosen in bench/bench_http.py: the cheapest
+framework that derives request validation and the OpenAPI document from the
+same declarations). The handlers only translate HTTP to bridge.api.service.
+
+Routes (all /api/v1 routes need an API key):
+
+    GET  /api/v1/devices                     registry, filtered, paged by cursor
+    GET  /api/v1/devices/{device_id}         registry row + latest values
+    GET  /api/v1/telemetry/{device_id}       a series: Redis window + database
+    POST /api/v1/telemetry                   one reading, answered once committed
+    POST /api/v1/telemetry/batch             many readings, all or nothing
+    GET  /api/v1/analytics/summary           min, max, avg, count, last
+    GET  /healthz /readyz /metrics /openapi.json /docs
+"""
+
+# No `from __future__ import annotations` here: Litestar reads the handlers'
+# annotations at runtime, and they use bounds from the settings (locals).
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.config.cors import CORSConfig
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import Parameter
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bridge import __version__
+from bridge.api import schemas
+from bridge.api.metrics import ApiMetrics
+from bridge.api.service import Api, ApiProblem
+from bridge.config import Settings, load_settings
+from bridge.telemetry import setup_logging
+
+log = logging.getLogger("bridge.api")
+PROBLEM = "application/problem+json"
+ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+
+
+def _problem_spec(description: str) -> ResponseSpec:
+    return ResponseSpec(schemas.Problem, description=description, media_type=PROBLEM)
+
+
+COMMON = {
+    400: _problem_spec("The request's parameters are invalid; the detail says which."),
+    401: _problem_spec("No API key, or an unknown or revoked one."),
+    403: _problem_spec("The key lacks the scope this route needs."),
+    503: _problem_spec("The database cannot answer now; retry after Retry-After seconds."),
+}
+
+
+def token(request: Request[Any, Any, Any]) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key") or auth
+
+
+def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litestar:
+    """The app; the connections open when it starts (its lifespan)."""
+    api = Api(settings, metrics)
+    a, lim = settings.api, settings.limits
+    DeviceId = Annotated[
+        str, Parameter(min_length=1, max_length=lim.max_id_len, pattern=ID_PATTERN)
+    ]
+    Time = Annotated[
+        str | None,
+        Parameter(
+            max_length=64,
+            description="RFC 3339 (2026-11-27T10:00:00Z) or epoch seconds, ms, µs or ns.",
+        ),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with api:
+            log.info("read API on http://%s:%d/api/v1/ (docs at /docs)", a.host, a.port)
+            yield
+
+    @get("/api/v1/devices", responses=COMMON, summary="List devices")
+    async def devices(
+        request: Request[Any, Any, Any],
+        *,
+        site: Annotated[str | None, Parameter(max_length=lim.max_id_len)] = None,
+        device_type: Annotated[
+            str | None, Parameter(query="type", max_length=lim.max_id_len)
+        ] = None,
+        status: Literal["online", "offline"] | None = None,
+        after: Annotated[
+            str | None,
+            Parameter(max_length=lim.max_id_len, description="The 'next' cursor of the last page."),
+        ] = None,
+        limit: Annotated[int | None, Parameter(ge=1, le=a.max_page_size)] = None,
+    ) -> schemas.DevicePage:
+        """The registry in device_id order. A device is online when its last point
+        is newer than api.online_after_s."""
+        await api.authorize(token(request), "read")
+        return await api.devices(  # type: ignore[return-value]
+            site=site, device_type=device_type, status=status, after=after, limit=limit
+        )
+
+    @get(
+        "/api/v1/devices/{device_id:str}",
+        responses={**COMMON, 404: _problem_spec("No such device in the registry.")},
+        summary="One device with its latest values",
+        response_headers=None,
+    )
+    async def device(
+        request: Request[Any, Any, Any], device_id: DeviceId
+    ) -> Response[schemas.DeviceDetail]:
+        """The registry row and the newest value of each metric: from Redis, or
+        from the database when Redis cannot answer (X-Cache says which)."""
+        await api.authorize(token(request), "read")
+        body, headers = await api.device(device_id)
+        return Response(body, headers=headers)  # type: ignore[arg-type]
+
+    @get(
+        "/api/v1/telemetry/{device_id:str}",
+        responses={**COMMON, 422: _problem_spec("step=raw over more points than allowed.")},
+        summary="A device's series",
+    )
+    async def telemetry(
+        request: Request[Any, Any, Any],
+        device_id: DeviceId,
+        *,
+        metric: Annotated[
+            list[str] | None,
+            Parameter(
+                description="Metric(s) to return; repeat for several. Default: all.",
+                max_items=64,
+            ),
+        ] = None,
+        start: Time = None,
+        end: Time = None,
+        step: Literal["auto", "raw", "1m", "1h"] = "auto",
+    ) -> Response[schemas.Telemetry]:
+        """Points in [start, end), default the last hour. The Redis window serves
+        the recent part and the database the rest, joined without gap or
+        duplicate. step=auto returns raw points when they fit api.series_points
+        per series, else 1-minute, else 1-hour buckets (value is the average)."""
+        await api.authorize(token(request), "read")
+        body, headers = await api.telemetry(
+            device_id, metrics=metric, start=start, end=end, step=step
+        )
+        return Response(body, headers=headers)  # type: ignore[arg-type]
+
+    @get("/api/v1/analytics/summary", responses=COMMON, summary="Summary per series")
+    async def summary(
+        request: Request[Any, Any, Any],
+        *,
+        device_id: Annotated[
+            str | None,
+            Parameter(min_length=1, max_length=lim.max_id_len, pattern=ID_PATTERN),
+        ] = None,
+        metric: Annotated[list[str] | None, Parameter(max_items=64)] = None,
+        start: Time = None,
+        end: Time = None,
+    ) -> schemas.Summary:
+        """count, min, max, avg and last of each series in [start, end) (default
+        the last hour), from the 1-hour and 1-minute rollups and the raw rows
+        at the ragged ends. Without device_id: every device."""
+        await api.authorize(token(request), "read")
+        return await api.summary(  # type: ignore[return-value]
+            device_id=device_id, metrics=metric, start=start, end=end
+        )
+
+    submit_responses = {
+        **COMMON,
+        413: _problem_spec("The body is larger, or holds more points, than allowed."),
+        422: _problem_spec("Some readings are invalid; errors[] lists each. Nothing was stored."),
+    }
+
+    @post(
+        "/api/v1/telemetry",
+        status_code=202,
+        responses=submit_responses,
+        summary="Submit one reading",
+    )
+    async def submit(request: Request[Any, Any, Any]) -> schemas.Accepted:
+        """A reading in the seed's shape. Answered once its points are committed
+        to the database (then cached): a 202 means durable. Sending it again is
+        harmless (stored once)."""
+        await api.authorize(token(request), "write")
+        return await api.submit(await request.body(), batch=False)  # type: ignore[return-value]
+
+    @post(
+        "/api/v1/telemetry/batch",
+        status_code=202,
+        responses=submit_responses,
+        summary="Submit many readings",
+    )
+    async def submit_batch(request: Request[Any, Any, Any]) -> schemas.Accepted:
+        """{"readings": [...]}: all stored, or none when any point is invalid."""
+        await api.authorize(token(request), "write")
+        return await api.submit(await request.body(), batch=True)  # type: ignore[return-value]
+
+    @get("/healthz", security=[], summary="Liveness", include_in_schema=True)
+    async def healthz() -> schemas.Health:
+        return {"status": "ok"}
+
+    @get(
+        "/readyz",
+        security=[],
+        summary="Readiness: the database answers",
+        responses={503: _problem_spec("Not ready; checks[] says why.")},
+    )
+    async def readyz(request: Request[Any, Any, Any]) -> Response[schemas.Health]:
+        ok, body = await api.ready()
+        if not ok:
+            problem = ApiProblem(
+                503,
+                "Not Ready",
+                body["checks"].get("database", "not ready"),
+                extra={"checks": body["checks"]},
+            )
+            return _problem_response(problem, request.url.path)
+        return Response(body)  # type: ignore[arg-type]
+
+    @get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE_LATEST)
+    async def metrics_endpoint() -> bytes:
+        return generate_latest(api.metrics.registry)
+
+    spec_cache: dict[str, bytes] = {}
+
+    @get("/openapi.json", include_in_schema=False, media_type=MediaType.JSON)
+    async def openapi(request: Request[Any, Any, Any]) -> bytes:
+        if "doc" not in spec_cache:
+            spec_cache["doc"] = msgspec.json.encode(openapi_document(request.app))
+        return spec_cache["doc"]
+
+    return Litestar(
+        route_handlers=[
+            devices,
+            device,
+            telemetry,
+            summary,
+            submit,
+            submit_batch,
+            healthz,
+            readyz,
+            metrics_endpoint,
+            openapi,
+        ],
+        lifespan=[lifespan],
+        exception_handlers={ApiProblem: _on_problem, HTTPException: _on_http, Exception: _on_error},
+        middleware=[_timing(api.metrics)],
+        cors_config=CORSConfig(
+            allow_origins=a.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            expose_headers=["X-Cache", "Retry-After"],
+        )
+        if a.cors_origins
+        else None,
+        openapi_config=OpenAPIConfig(
+            title="MQTT bridge read API",
+            version=__version__,
+            description="Recent telemetry from Redis, history from TimescaleDB/PostgreSQL, "
+            "and HTTP ingest. Errors are RFC 9457 problem documents.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="A key from `bridge apikey create` (also accepted as X-API-Key).",
+                    )
+                }
+            ),
+            security=[{"apiKey": []}],
+        ),
+        request_max_body_size=lim.max_payload_bytes,
+        debug=False,
+    )
+
+
+def openapi_document(app: Litestar) -> dict[str, Any]:
+    """Litestar's document, plus what it cannot see: the request bodies, which
+    the handlers read raw so that the codecs' own rules apply to them."""
+    doc: dict[str, Any] = app.openapi_schema.to_schema()
+    names = {"/api/v1/telemetry": schemas.Reading, "/api/v1/telemetry/batch": schemas.ReadingBatch}
+    (bodies,), components = msgspec.json.schema_components(
+        [schemas.ReadingBatch], ref_template="#/components/schemas/{name}"
+    )
+    doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    for path, kind in names.items():
+        op = doc["paths"][path]["post"]
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{kind.__name__}"}}
+            },
+        }
+    del bodies
+    return doc
+
+
+def _problem_response(problem: ApiProblem, path: str) -> Response[Any]:
+    return Response(
+        problem.body(path),
+        status_code=problem.status,
+        media_type=PROBLEM,
+        headers=problem.headers,
+    )
+
+
+def _on_problem(request: Request[Any, Any, Any], exc: ApiProblem) -> Response[Any]:
+    return _problem_response(exc, request.url.path)
+
+
+def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        details = [
+            f"{e.get('key', '?')}: {e.get('message', '')}"
+            for e in (exc.extra if isinstance(exc.extra, list) else [])
+            if isinstance(e, dict)
+        ]
+        problem = ApiProblem(
+            400,
+            "Bad Request",
+            "; ".join(details) or str(exc.detail),
+            extra={
+                "errors": [
+                    {"reading": None, "metric": None, "reason": "bad_parameter", "detail": d}
+                    for d in details
+                ]
+            },
+        )
+    else:
+        problem = ApiProblem(
+            status, _TITLES.get(status, "Error"), str(exc.detail), headers=dict(exc.headers or {})
+        )
+    return _problem_response(problem, request.url.path)
+
+
+_TITLES = {
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+}
+
+
+def _on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    problem = ApiProblem(
+        500, "Internal Server Error", "an unexpected error; it is logged. Please report it."
+    )
+    return _problem_response(problem, request.url.path)
+
+
+def _timing(metrics: ApiMetrics) -> Any:
+    """ASGI middleware: the request histogram and counter, by route template."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def timed(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
+
+            async def sending(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, sending)
+            finally:
+                route = scope.get("path_template") or "unmatched"
+                method = scope.get("method", "")
+                metrics.duration.labels(route, method).observe(time.perf_counter() - started)
+                metrics.requests.labels(route, method, str(status)).inc()
+
+        return timed
+
+    return middleware
+
+
+def app_from_env() -> Litestar:
+    """For the ASGI server: settings from $BRIDGE_CONFIG and BRIDGE_* variables."""
+    setup_logging("INFO")
+    return create_app(load_settings())

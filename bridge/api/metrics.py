@@ -1,0 +1,51 @@
+"""The API's Prometheus metrics, in a registry of its own.
+
+``http_request_duration_seconds``, ``cache_hits_total`` and
+``cache_requests_total`` are the names the seed's monitoring queries use.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer a request, by route template and method",
+            ["route", "method"],
+            buckets=API_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "http_requests_total",
+            "Requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.cache_requests = Counter(
+            "cache_requests_total",
+            "Series reads whose range reaches into the Redis window",
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "cache_hits_total", "Series reads served (in part) from Redis", registry=r
+        )
+        self.cache_unavailable = Counter(
+            "api_cache_unavailable_total",
+            "Reads that fell back to the database because Redis did not answer",
+            registry=r,
+        )
+        self.points_submitted = Counter(
+            "api_points_submitted_total", "Points committed through HTTP ingest", registry=r
+        )
+        self.points_rejected = Counter(
+            "api_points_rejected_total",
+            "Points of refused HTTP ingest requests, by reason",
+            ["reason"],
+            registry=r,
+        )

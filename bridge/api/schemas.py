@@ -1,0 +1,106 @@
+"""The shapes the API sends and takes, for the OpenAPI document. Responses
+are built as plain dicts by bridge.api.service; these TypedDicts describe
+them, and the schemathesis test checks that they agree."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class Device(TypedDict):
+    device_id: str
+    site_id: str | None
+    device_type: str | None
+    status: Literal["online", "offline"]
+    first_seen: str | None
+    last_seen: str | None
+    metadata: dict[str, Any]
+
+
+class DevicePage(TypedDict):
+    items: list[Device]
+    next: str | None  # the cursor for ?after=, or null on the last page
+
+
+class LatestValue(TypedDict):
+    time: str
+    value: float
+
+
+class DeviceDetail(Device):
+    latest: dict[str, LatestValue]
+
+
+class SeriesPoint(TypedDict):
+    time: str  # the point's time, or the bucket's start
+    value: float  # the value, or the bucket's average
+    min: NotRequired[float]
+    max: NotRequired[float]
+    count: NotRequired[int]
+
+
+class Series(TypedDict):
+    metric: str
+    points: list[SeriesPoint]
+
+
+class Telemetry(TypedDict):
+    device_id: str
+    start: str
+    end: str
+    resolution: Literal["raw", "1m", "1h"]
+    series: list[Series]
+
+
+class SummaryRow(TypedDict):
+    device_id: str
+    metric: str
+    count: int
+    min: float
+    max: float
+    avg: float
+    last: float
+
+
+class Summary(TypedDict):
+    start: str
+    end: str
+    series: list[SummaryRow]
+
+
+class Accepted(TypedDict):
+    accepted: int
+    durable: Literal["committed"]
+
+
+class Reading(TypedDict):
+    device_id: str
+    site_id: NotRequired[str]
+    timestamp: NotRequired[str | float | None]  # RFC 3339 or epoch s/ms/µs/ns; absent: now
+    data: dict[str, float | bool]
+
+
+class ReadingBatch(TypedDict):
+    readings: list[Reading]
+
+
+class ProblemItem(TypedDict):
+    reading: int | None
+    metric: str | None
+    reason: str
+    detail: str
+
+
+class Problem(TypedDict):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: NotRequired[list[ProblemItem]]
+    reason: NotRequired[str]
+
+
+class Health(TypedDict):
+    status: str
+    checks: NotRequired[dict[str, str]]

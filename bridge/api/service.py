@@ -1,0 +1,466 @@
+"""What each endpoint does, apart from HTTP: the web layer (bridge.api.app)
+parses requests into these calls and turns results and ApiProblems into
+responses.
+
+Every failure an endpoint can meet is an ApiProblem with its status and a
+detail that says what to do (RFC 9457 problem details). The database being
+down is a 503, never a 500; Redis being down is not an error at all: reads
+fall back to the database and say so in ``X-Cache``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import asyncpg
+import orjson
+
+from bridge.api import store
+from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body
+from bridge.api.keys import ApiKey, KeyChecker
+from bridge.api.metrics import ApiMetrics
+from bridge.api.series import SeriesQuery, SeriesReader, Step, TooManyPoints
+from bridge.api.store import Mode, Selection, to_us
+from bridge.api.summary import summarize
+from bridge.codec.values import Rejected, epoch_float_us, epoch_int_us, rfc3339_us
+from bridge.config import Settings
+from bridge.db.connect import where
+from bridge.db.migrate import recorded
+from bridge.sink.redis import RedisSink, RedisUnavailable
+from bridge.sink.timescale import TRANSIENT_CLASSES, TimescaleSink
+from bridge.topics import ID
+
+log = logging.getLogger("bridge.api")
+HOUR_US = 3_600_000_000
+Json = dict[str, Any]
+
+
+class ApiProblem(Exception):
+    """An RFC 9457 problem: the status, a short title and what to do."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        extra: Json | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+    def body(self, instance: str) -> Json:
+        return {
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+            **self.extra,
+        }
+
+
+def bad_request(detail: str, **extra: Any) -> ApiProblem:
+    return ApiProblem(400, "Bad Request", detail, extra=extra)
+
+
+def iso(time_us: int) -> str:
+    """RFC 3339 in UTC with microseconds: 2026-11-27T10:00:00.123456Z."""
+    return store.to_dt(time_us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _iso_dt(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else iso(to_us(moment))
+
+
+def parse_time(text: str, name: str) -> int:
+    """RFC 3339, or epoch seconds / ms / µs / ns told apart by magnitude."""
+    try:
+        if text.lstrip("-").isdigit() and len(text) <= 20:
+            return epoch_int_us(int(text))
+        try:
+            number = float(text)
+        except ValueError:
+            return rfc3339_us(text)
+        if number - number != 0.0:
+            raise bad_request(f"{name}={text[:40]!r} is not a time")
+        return epoch_float_us(number)
+    except Rejected:
+        raise bad_request(
+            f"{name}={text[:40]!r} is not a time: give RFC 3339 (2026-11-27T10:00:00Z) or "
+            "epoch seconds, milliseconds, microseconds or nanoseconds"
+        ) from None
+
+
+def check_id(value: str, name: str, max_len: int) -> str:
+    if not 1 <= len(value) <= max_len or ID.fullmatch(value) is None:
+        raise bad_request(
+            f"{name} must be 1-{max_len} characters of letters, digits, '_', '.', ':' and '-'"
+        )
+    return value
+
+
+def _db_is_down(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+        return True
+    return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in TRANSIENT_CLASSES
+
+
+class Api:
+    """The endpoints' logic, with the connections they share. Use as
+    ``async with Api(settings) as api``; entering succeeds while PostgreSQL
+    or Redis is down (readiness says so), and they are used once they are up."""
+
+    def __init__(self, settings: Settings, metrics: ApiMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or ApiMetrics()
+        self._pool: asyncpg.Pool | None = None
+        self._mode: Mode | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._cache: RedisSink | None = None
+        self._ingest: IngestWriter | None = None
+        self._keys: KeyChecker | None = None
+        self._series: SeriesReader | None = None
+
+    async def __aenter__(self) -> Api:
+        s = self.settings
+        self._pool = await asyncpg.create_pool(
+            s.database.url,
+            min_size=0,
+            max_size=s.api.db_pool_size,
+            timeout=s.database.connect_timeout_s,
+            command_timeout=30,
+            max_inactive_connection_lifetime=300,
+        )
+        self._stack.push_async_callback(self._pool.close)
+        if s.redis.enabled:
+            self._cache = await self._stack.enter_async_context(
+                RedisSink(
+                    s.redis.url,
+                    window_s=s.redis.window_s,
+                    prefix=s.redis.prefix,
+                    timeout_s=min(s.redis.timeout_s, 0.5),  # a read must not wait long
+                    future_skew_s=s.limits.max_future_skew_s,
+                )
+            )
+        db = await self._stack.enter_async_context(TimescaleSink(s.database))
+        self._ingest = await self._stack.enter_async_context(IngestWriter(db, self._cache))
+        self._keys = KeyChecker(self._pool, s.api.key_cache_s)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    # ------------------------------------------------------------ plumbing
+    @contextlib.asynccontextmanager
+    async def _db(self) -> AsyncIterator[asyncpg.Connection]:
+        assert self._pool is not None, "use Api inside 'async with'"
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except Exception as exc:
+            if _db_is_down(exc):
+                raise self._db_problem(exc) from exc
+            raise
+
+    def _db_problem(self, exc: BaseException) -> ApiProblem:
+        return ApiProblem(
+            503,
+            "Database Unavailable",
+            f"PostgreSQL at {where(self.settings.database.url)} cannot answer now "
+            f"({type(exc).__name__}); retry later. Recent values may still be read.",
+            headers={"Retry-After": "5"},
+        )
+
+    async def _mode_of(self, conn: asyncpg.Connection) -> Mode:
+        if self._mode is None:
+            applied = await recorded(conn)
+            if not applied:
+                raise ApiProblem(
+                    503,
+                    "Schema Missing",
+                    "the database has no bridge schema; run `bridge db migrate`",
+                )
+            self._mode = "timescaledb" if applied[0].mode == "timescaledb" else "plain"
+        return self._mode
+
+    def _reader(self, mode: Mode) -> SeriesReader:
+        if self._series is None:
+            s = self.settings
+            self._series = SeriesReader(mode, self._cache, s.api.series_points, s.redis.window_s)
+        return self._series
+
+    def _range(self, start: str | None, end: str | None) -> tuple[int, int]:
+        end_us = parse_time(end, "end") if end else time.time_ns() // 1000
+        start_us = parse_time(start, "start") if start else end_us - HOUR_US
+        if end_us <= start_us:
+            raise bad_request("end must be after start")
+        longest = self.settings.api.max_range_days * 86_400_000_000
+        if end_us - start_us > longest:
+            raise bad_request(
+                f"the range is longer than the {self.settings.api.max_range_days} days allowed"
+            )
+        return start_us, end_us
+
+    # ------------------------------------------------------------ auth
+    async def authorize(self, token: str | None, scope: Literal["read", "write"]) -> ApiKey:
+        if not token:
+            raise ApiProblem(
+                401,
+                "Unauthorized",
+                "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; "
+                "an operator makes one with `bridge apikey create`",
+                headers={"WWW-Authenticate": 'Bearer realm="bridge"'},
+            )
+        assert self._keys is not None
+        try:
+            key = await self._keys.check(token)
+        except Exception as exc:
+            if _db_is_down(exc):
+                raise self._db_problem(exc) from exc
+            raise
+        if key is None:
+            raise ApiProblem(
+                401,
+                "Unauthorized",
+                "this API key is unknown or revoked",
+                headers={"WWW-Authenticate": 'Bearer realm="bridge", error="invalid_token"'},
+            )
+        if scope not in key.scopes:
+            raise ApiProblem(
+                403,
+                "Forbidden",
+                f"this key ({key.name}) lacks the {scope!r} scope; make one with "
+                f"`bridge apikey create --scope {scope}`",
+            )
+        return key
+
+    # ------------------------------------------------------------ endpoints
+    async def devices(
+        self,
+        *,
+        site: str | None,
+        device_type: str | None,
+        status: Literal["online", "offline"] | None,
+        after: str | None,
+        limit: int | None,
+    ) -> Json:
+        a = self.settings.api
+        size = a.page_size if limit is None else limit
+        if not 1 <= size <= a.max_page_size:
+            raise bad_request(f"limit must be between 1 and {a.max_page_size}")
+        async with self._db() as conn:
+            rows = await store.devices(
+                conn,
+                site=site,
+                device_type=device_type,
+                online=None if status is None else status == "online",
+                online_after_s=a.online_after_s,
+                after=after,
+                limit=size + 1,
+            )
+        more = len(rows) > size
+        rows = rows[:size]
+        return {
+            "items": [self._device_json(d) for d in rows],
+            "next": rows[-1].device_id if more else None,
+        }
+
+    def _device_json(self, d: store.Device) -> Json:
+        fresh = (
+            d.last_seen is not None
+            and (dt.datetime.now(dt.UTC) - d.last_seen).total_seconds()
+            <= self.settings.api.online_after_s
+        )
+        return {
+            "device_id": d.device_id,
+            "site_id": d.site_id,
+            "device_type": d.device_type,
+            "status": "online" if fresh else "offline",
+            "first_seen": _iso_dt(d.first_seen),
+            "last_seen": _iso_dt(d.last_seen),
+            "metadata": orjson.loads(d.metadata),
+        }
+
+    async def device(self, device_id: str) -> tuple[Json, dict[str, str]]:
+        check_id(device_id, "device_id", self.settings.limits.max_id_len)
+        async with self._db() as conn:
+            row = await store.device(conn, device_id)
+            if row is None:
+                raise ApiProblem(404, "Not Found", f"no device {device_id!r} in the registry")
+            latest, state = await self._latest(device_id)
+            if not latest and row.last_seen is not None:
+                # Not in the cache (Redis down, or a device silent for a while).
+                since = to_us(row.last_seen) - 86_400_000_000
+                found = await store.latest(conn, device_id, since)
+                latest = {m: (t, v) for m, (t, v) in found.items()}
+        body = self._device_json(row)
+        body["latest"] = {m: {"time": iso(t), "value": v} for m, (t, v) in sorted(latest.items())}
+        return body, {"X-Cache": state}
+
+    async def _latest(self, device_id: str) -> tuple[dict[str, tuple[int, float]], str]:
+        if self._cache is None:
+            return {}, "bypass"
+        self.metrics.cache_requests.inc()
+        try:
+            got = await self._cache.latest(device_id)
+        except RedisUnavailable:
+            self.metrics.cache_unavailable.inc()
+            return {}, "unavailable"
+        if not got:
+            return {}, "miss"
+        self.metrics.cache_hits.inc()
+        return {m: (t, float(v)) for m, (t, v) in got.items()}, "hit"
+
+    async def telemetry(
+        self,
+        device_id: str,
+        *,
+        metrics: list[str] | None,
+        start: str | None,
+        end: str | None,
+        step: Step,
+    ) -> tuple[Json, dict[str, str]]:
+        lim = self.settings.limits
+        check_id(device_id, "device_id", lim.max_id_len)
+        for metric in metrics or ():
+            if not 1 <= len(metric) <= lim.max_metric_len:
+                raise bad_request(f"metric names are 1-{lim.max_metric_len} characters")
+        start_us, end_us = self._range(start, end)
+        query = SeriesQuery(device_id, metrics or None, start_us, end_us, step)
+        async with self._db() as conn:
+            reader = self._reader(await self._mode_of(conn))
+            try:
+                result = await reader.read(conn, query, time.time_ns() // 1000)
+            except TooManyPoints as exc:
+                raise ApiProblem(422, "Too Many Points", str(exc)) from None
+        if result.cache != "bypass":
+            if result.cache == "unavailable":
+                self.metrics.cache_unavailable.inc()
+            else:
+                self.metrics.cache_requests.inc()
+                if result.cache == "hit":
+                    self.metrics.cache_hits.inc()
+        series: list[Json] = []
+        for metric in sorted(set(result.raw) | set(result.buckets)):
+            if result.resolution == "raw":
+                points = [{"time": iso(t), "value": v} for t, v in result.raw[metric]]
+            else:
+                points = [
+                    {
+                        "time": iso(b.time_us),
+                        "value": b.avg,
+                        "min": b.min,
+                        "max": b.max,
+                        "count": b.count,
+                    }
+                    for b in result.buckets[metric]
+                ]
+            series.append({"metric": metric, "points": points})
+        body = {
+            "device_id": device_id,
+            "start": iso(start_us),
+            "end": iso(end_us),
+            "resolution": result.resolution,
+            "series": series,
+        }
+        return body, {"X-Cache": result.cache}
+
+    async def summary(
+        self,
+        *,
+        device_id: str | None,
+        metrics: list[str] | None,
+        start: str | None,
+        end: str | None,
+    ) -> Json:
+        if device_id is not None:
+            check_id(device_id, "device_id", self.settings.limits.max_id_len)
+        start_us, end_us = self._range(start, end)
+        sel = Selection(
+            None if device_id is None else [device_id], metrics or None, start_us, end_us
+        )
+        async with self._db() as conn:
+            found = await summarize(conn, await self._mode_of(conn), sel)
+        return {
+            "start": iso(start_us),
+            "end": iso(end_us),
+            "series": [
+                {
+                    "device_id": dev,
+                    "metric": metric,
+                    "count": s.count,
+                    "min": s.min,
+                    "max": s.max,
+                    "avg": s.avg,
+                    "last": s.last,
+                }
+                for (dev, metric), s in sorted(found.items())
+            ],
+        }
+
+    async def submit(self, body: bytes, *, batch: bool) -> Json:
+        try:
+            parsed = parse_body(body, self.settings.limits, batch, time.time_ns() // 1000)
+        except BadBody as exc:
+            self.metrics.points_rejected.labels(exc.reason).inc()
+            title = "Payload Too Large" if exc.status == 413 else "Bad Request"
+            raise ApiProblem(exc.status, title, exc.detail, extra={"reason": exc.reason}) from None
+        if parsed.problems:
+            for p in parsed.problems:
+                self.metrics.points_rejected.labels(p.reason).inc()
+            raise ApiProblem(
+                422,
+                "Invalid Readings",
+                f"{len(parsed.problems)} problem(s); nothing was stored. Fix them and send again.",
+                extra={
+                    "errors": [
+                        {
+                            "reading": p.reading,
+                            "metric": p.metric,
+                            "reason": p.reason,
+                            "detail": p.detail,
+                        }
+                        for p in parsed.problems
+                    ]
+                },
+            )
+        assert self._ingest is not None
+        try:
+            await self._ingest.submit(
+                parsed.points, parsed.sites, self.settings.api.ingest_timeout_s
+            )
+        except Unavailable as exc:
+            raise ApiProblem(503, "Not Stored", str(exc), headers={"Retry-After": "5"}) from None
+        self.metrics.points_submitted.inc(len(parsed.points))
+        return {"accepted": len(parsed.points), "durable": "committed"}
+
+    # ------------------------------------------------------------ health
+    async def ready(self) -> tuple[bool, Json]:
+        """Ready when the database answers and holds the schema; Redis is reported,
+        not required (reads fall back to the database)."""
+        checks: Json = {}
+        ok = True
+        try:
+            async with self._db() as conn:
+                await self._mode_of(conn)
+            checks["database"] = "ok"
+        except ApiProblem as exc:
+            ok, checks["database"] = False, exc.detail
+        except Exception as exc:  # e.g. a wrong password: not ready, and say why
+            ok, checks["database"] = False, f"{type(exc).__name__}: {exc}"
+        if self._cache is not None:
+            try:
+                await self._cache.complete_since()
+                checks["redis"] = "ok"
+            except RedisUnavailable as exc:
+                checks["redis"] = f"degraded: {exc}"
+        return ok, {"status": "ready" if ok else "not ready", "checks": checks}

@@ -1,0 +1,213 @@
+"""What the API reads from PostgreSQL: the registry, raw rows and rollups.
+
+Times are µs since the epoch in and out, as everywhere in the bridge. Rollup
+rows come from ``telemetry_1m`` / ``telemetry_1h``. With TimescaleDB those
+are real-time continuous aggregates, complete up to now. In plain mode the
+rollup tables lag until ``bridge_refresh_rollups()`` runs (every
+``database.maintain_interval_s``); the hours it has not refreshed yet are
+listed in ``telemetry_rollup_pending``, and for them the rows are computed
+from the raw table here, so both modes answer the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+
+Mode = Literal["timescaledb", "plain"]
+Resolution = Literal["raw", "1m", "1h"]
+WIDTH_US: dict[Resolution, int] = {"raw": 0, "1m": 60_000_000, "1h": 3_600_000_000}
+_TABLE = {"1m": "telemetry_1m", "1h": "telemetry_1h"}
+_UNIT = {"1m": "minute", "1h": "hour"}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def to_dt(time_us: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=time_us)
+
+
+def to_us(moment: dt.datetime) -> int:
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    site_id: str | None
+    device_type: str | None
+    first_seen: dt.datetime
+    last_seen: dt.datetime | None
+    metadata: str  # JSON text, as stored
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One rollup row; ``time_us`` is the bucket's start."""
+
+    time_us: int
+    avg: float
+    min: float
+    max: float
+    count: int
+    sum: float
+    first: float
+    last: float
+
+
+_DEVICE_COLUMNS = "device_id, site_id, device_type, first_seen, last_seen, metadata::text"
+
+
+def _device(row: asyncpg.Record) -> Device:
+    return Device(*row)
+
+
+async def devices(
+    conn: asyncpg.Connection,
+    *,
+    site: str | None,
+    device_type: str | None,
+    online: bool | None,
+    online_after_s: float,
+    after: str | None,
+    limit: int,
+) -> list[Device]:
+    """A page of the registry in device_id order, after the cursor ``after``."""
+    where, args = [], []
+
+    def arg(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if site is not None:
+        where.append(f"site_id = {arg(site)}")
+    if device_type is not None:
+        where.append(f"device_type = {arg(device_type)}")
+    if online is not None:
+        fresh = f"last_seen >= now() - {arg(dt.timedelta(seconds=online_after_s))}::interval"
+        where.append(fresh if online else f"(last_seen IS NULL OR NOT {fresh})")
+    if after is not None:
+        where.append(f"device_id > {arg(after)}")
+    sql = f"SELECT {_DEVICE_COLUMNS} FROM devices"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY device_id LIMIT {arg(limit)}"
+    return [_device(r) for r in await conn.fetch(sql, *args)]
+
+
+async def device(conn: asyncpg.Connection, device_id: str) -> Device | None:
+    row = await conn.fetchrow(
+        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = $1", device_id
+    )
+    return None if row is None else _device(row)
+
+
+async def latest(
+    conn: asyncpg.Connection, device_id: str, since_us: int
+) -> dict[str, tuple[int, float]]:
+    """metric -> (time_us, value) of the newest point at or after ``since_us``."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (metric) metric, time, value FROM telemetry "
+        "WHERE device_id = $1 AND time >= $2 ORDER BY metric, time DESC",
+        device_id,
+        to_dt(since_us),
+    )
+    return {r["metric"]: (to_us(r["time"]), r["value"]) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which series, over which time: [start_us, end_us). ``None`` for devices
+    or metrics means all of them."""
+
+    device_ids: list[str] | None
+    metrics: list[str] | None
+    start_us: int
+    end_us: int
+
+    def where(self, time_column: str) -> tuple[str, list[object]]:
+        """A WHERE clause over ``time_column`` and its arguments, $1 and $2 the bounds."""
+        args: list[object] = [to_dt(self.start_us), to_dt(self.end_us)]
+        sql = f"{time_column} >= $1 AND {time_column} < $2"
+        if self.device_ids is not None:
+            args.append(self.device_ids)
+            sql += f" AND device_id = ANY(${len(args)})"
+        if self.metrics is not None:
+            args.append(self.metrics)
+            sql += f" AND metric = ANY(${len(args)})"
+        return sql, args
+
+
+Series = dict[tuple[str, str], list[Bucket]]  # (device_id, metric) -> buckets, ascending
+
+
+async def raw(
+    conn: asyncpg.Connection, sel: Selection, limit: int
+) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """(device_id, metric) -> [(time_us, value)], ascending; at most ``limit`` rows in all."""
+    where, args = sel.where("time")
+    sql = (
+        f"SELECT device_id, metric, time, value FROM telemetry WHERE {where} "
+        f"ORDER BY device_id, metric, time LIMIT ${len(args) + 1}"
+    )
+    out: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for r in await conn.fetch(sql, *args, limit):
+        out.setdefault((r["device_id"], r["metric"]), []).append((to_us(r["time"]), r["value"]))
+    return out
+
+
+_AGGREGATES = (
+    "avg(value), min(value), max(value), count(*), sum(value), "
+    "(array_agg(value ORDER BY time))[1], (array_agg(value ORDER BY time DESC))[1]"
+)
+
+
+async def rollup(
+    conn: asyncpg.Connection, mode: Mode, resolution: Literal["1m", "1h"], sel: Selection
+) -> Series:
+    """The buckets that start in the selection's range, whose bounds are on
+    bucket boundaries."""
+    table, unit = _TABLE[resolution], _UNIT[resolution]
+    where, args = sel.where("bucket")
+    columns = "device_id, metric, bucket, avg, min, max, count, sum, first, last"
+    if mode == "timescaledb":
+        sql = f"SELECT {columns} FROM {table} WHERE {where}"
+    else:
+        # Hours not yet refreshed into the rollup tables: computed from raw rows.
+        raw_where, _ = sel.where("time")
+        sql = f"""
+WITH pending AS (
+    SELECT date_trunc('hour', lo, 'UTC') AS lo,
+           date_trunc('hour', hi, 'UTC') + INTERVAL '1 hour' AS hi
+    FROM telemetry_rollup_pending WHERE hi >= $1 AND lo < $2
+)
+SELECT {columns} FROM {table} r
+WHERE {where} AND NOT EXISTS (SELECT 1 FROM pending p WHERE r.bucket >= p.lo AND r.bucket < p.hi)
+UNION ALL
+SELECT device_id, metric, date_trunc('{unit}', time, 'UTC'), {_AGGREGATES}
+FROM telemetry t
+WHERE {raw_where} AND EXISTS (SELECT 1 FROM pending p WHERE t.time >= p.lo AND t.time < p.hi)
+GROUP BY 1, 2, 3"""
+    return _series(await conn.fetch(sql + " ORDER BY 1, 2, 3", *args))
+
+
+async def raw_buckets(
+    conn: asyncpg.Connection, resolution: Literal["1m", "1h"], sel: Selection
+) -> Series:
+    """Buckets computed from the raw rows inside the range only: for the ragged
+    edges of a summary, where a stored bucket would count points outside it."""
+    where, args = sel.where("time")
+    sql = (
+        f"SELECT device_id, metric, date_trunc('{_UNIT[resolution]}', time, 'UTC'), "
+        f"{_AGGREGATES} FROM telemetry WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+    return _series(await conn.fetch(sql, *args))
+
+
+def _series(rows: list[asyncpg.Record]) -> Series:
+    out: Series = {}
+    for device_id, metric, bucket, *aggregates in rows:
+        out.setdefault((device_id, metric), []).append(Bucket(to_us(bucket), *aggregates))
+    return out
