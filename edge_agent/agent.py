@@ -5,9 +5,9 @@
                           └── /healthz, /metrics (Status)
 
 Everything runs on one event loop (paho's network threads aside). SIGTERM or
-SIGINT stops the collectors, gives the forwarder a few seconds for the answers
-to what is in flight, and exits 0; whatever was not acknowledged stays in the
-spool for the next start.
+SIGINT stops the collectors (a Modbus poll under way is finished and
+spooled), forwards what is spooled for up to ``uplink.stop_grace_s``, and
+exits 0; whatever was not acknowledged stays in the spool for the next start.
 """
 
 from __future__ import annotations
@@ -113,17 +113,19 @@ async def run(settings: Settings, simulate: bool) -> int:
             settings.status.port,
         )
     sink = SpoolSink(spool, forwarder, metrics)
+    collecting_done = asyncio.Event()
     try:
         async with asyncio.TaskGroup() as tasks:
-            forwarding = tasks.create_task(forwarder.run(stop), name="forwarder")
-            background = [tasks.create_task(c.run(sink), name=c.name) for c in sources] + [
-                tasks.create_task(status.log_every(STATUS_LOG_INTERVAL_S), name="status-log")
-            ]
+            tasks.create_task(forwarder.run(collecting_done), name="forwarder")
+            status_log = tasks.create_task(status.log_every(STATUS_LOG_INTERVAL_S), name="log")
+            collecting = [tasks.create_task(c.run(sink), name=c.name) for c in sources]
             await stop.wait()
-            log.info("stopping: collectors first, then the forwarder")
-            for task in background:
+            log.info("stopping: collectors first, then forwarding what they spooled")
+            for task in collecting:
                 task.cancel()
-            await forwarding
+            await asyncio.gather(*collecting, return_exceptions=True)
+            collecting_done.set()
+            status_log.cancel()
     finally:
         if server is not None:
             server.close()

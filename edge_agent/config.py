@@ -158,6 +158,12 @@ class UplinkSettings(Section):
         0.2, gt=0, description="First delay before a message the broker did not deliver is resent."
     )
     retry_max_s: float = Field(5.0, gt=0, description="Longest such delay.")
+    stop_grace_s: float = Field(
+        5.0,
+        ge=0,
+        description="On SIGTERM, forward what is spooled for up to this long before exiting "
+        "(what is left stays in the spool).",
+    )
 
     @field_validator("topic")
     @classmethod

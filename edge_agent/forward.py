@@ -108,8 +108,9 @@ class Forwarder:
         return self._uplink is not None and self._uplink.connected
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Forwards until ``stop`` is set, then waits up to a few seconds for
-        the answers to what is in flight, and disconnects."""
+        """Forwards until ``stop`` is set (the collectors have finished by then),
+        then for up to ``stop_grace_s`` more while the spool holds readings
+        and the uplink is up, and disconnects. What is left stays spooled."""
         loop = asyncio.get_running_loop()
         self._uplink = Uplink(self._settings, threadsafe_waker(loop, self._wake_event))
         self._uplink.start()
@@ -117,9 +118,13 @@ class Forwarder:
             while not stop.is_set():
                 await self._cycle()
                 await self._sleep()
-            deadline = time.monotonic() + 5.0
-            while self._inflight and self.connected and time.monotonic() < deadline:
-                self._settle()
+            deadline = time.monotonic() + self._settings.stop_grace_s
+            while (
+                (self._spool.depth or self._inflight)
+                and self.connected
+                and time.monotonic() < deadline
+            ):
+                await self._cycle()
                 await self._sleep()
             self._settle()
         finally:

@@ -46,6 +46,7 @@ class Uplink:
         self.outcomes: deque[tuple[int, int, str]] = deque()  # mid, reason code, reason name
         self.connected = False
         self._stopping = False
+        self._unreachable_logged = False
         self.connects = 0
         self.receive_maximum = 65_535  # the MQTT default when the broker sends none
         client = mqtt.Client(
@@ -70,6 +71,7 @@ class Uplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_connect_fail = self._on_connect_fail
         self._client = client
 
     @property
@@ -102,6 +104,7 @@ class Uplink:
             return
         self.receive_maximum = int(getattr(props, "ReceiveMaximum", 65_535))
         self.connected = True
+        self._unreachable_logged = False
         self.connects += 1
         log.info(
             "connected to the cloud broker at %s (receive maximum %d)",
@@ -117,6 +120,17 @@ class Uplink:
             log.warning("lost the cloud broker at %s (%s); reconnecting", self.where, reason)
         self.connected = False
         self._wake()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if not self._unreachable_logged:
+            log.warning(
+                "cannot reach the cloud broker at %s; retrying every %d-%d s, readings wait "
+                "in the spool",
+                self.where,
+                self._settings.reconnect_min_s,
+                self._settings.reconnect_max_s,
+            )
+            self._unreachable_logged = True
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any

@@ -17,13 +17,14 @@ socket, so a dead device never delays another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ModbusException, ModbusIOException
 
 from edge_agent.collect import Sink
 from edge_agent.collect.registers import BIT_FUNCTIONS, RegisterSpec, decode
@@ -92,11 +93,18 @@ class ModbusPoller:
             while True:
                 await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
                 started = time.monotonic()
+                poll = asyncio.ensure_future(self._poll())
                 try:
-                    readings = await self._poll()
+                    readings = await asyncio.shield(poll)
+                except asyncio.CancelledError:
+                    # Stopping. Finish the poll under way (bounded by the request
+                    # timeout): what the device has served is not thrown away.
+                    with contextlib.suppress(Exception):
+                        sink.put(self.name, await poll)
+                    raise
                 except (DeviceError, ModbusException, OSError, TimeoutError) as exc:
                     self._client.close()
-                    self._failed(str(exc) or type(exc).__name__, backoff)
+                    self._failed(self._reason(exc), backoff)
                     next_poll = time.monotonic() + backoff
                     backoff = min(backoff * 2, device.backoff_max_s)
                     continue
@@ -139,6 +147,11 @@ class ModbusPoller:
                     continue
                 readings.append(Reading(device.device_id, spec.metric, time_us, value))
         return readings
+
+    def _reason(self, exc: Exception) -> str:
+        if isinstance(exc, ModbusIOException | TimeoutError):
+            return f"no answer within {self._device.timeout_s:g} s"
+        return str(exc) or type(exc).__name__
 
     def _failed(self, reason: str, retry_in: float) -> None:
         device, health = self._device, self._health
