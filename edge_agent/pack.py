@@ -21,9 +21,11 @@ import orjson
 
 from edge_agent.spool import SpooledRow
 
-# A generous estimate of one point's bytes beyond its metric name: the value
-# (up to 24 characters for a double), a timestamp, quotes and separators.
-_POINT_OVERHEAD = 48
+# An upper bound of one point's bytes beyond its metric name, in either codec:
+# the value (a double takes up to 24 characters), its own timestamp entry (17
+# digits and the keys around them, worst case), quotes and separators.
+_POINT_OVERHEAD = 72
+_ENVELOPE = 16  # {"points":[...]} or [...]
 
 
 @dataclass(slots=True)
@@ -98,12 +100,12 @@ class Packer:
         for device_id, device_rows in by_device.items():
             topic = self.topic(device_id)
             chunk: list[SpooledRow] = []
-            size = 0
+            size = _ENVELOPE
             for row in device_rows:
                 cost = len(row[2]) + _POINT_OVERHEAD
                 if chunk and (len(chunk) >= self._max_points or size + cost > self._max_bytes):
                     out.append(self._message(topic, chunk))
-                    chunk, size = [], 0
+                    chunk, size = [], _ENVELOPE
                 chunk.append(row)
                 size += cost
             out.append(self._message(topic, chunk))

@@ -40,12 +40,15 @@ def local_broker(root: Path) -> Mosquitto:
 class Agent:
     """`edge-agent` as a subprocess."""
 
-    def __init__(self, tmp: Path, config: str, name: str = "agent") -> None:
+    def __init__(
+        self, tmp: Path, config: str, name: str = "agent", max_readings: int = 1_000_000
+    ) -> None:
         self.status_port = free_port_block(1)
         self.spool = tmp / f"{name}-spool.db"
         self.config = tmp / f"{name}.toml"
         self.config.write_text(
-            f'[spool]\npath = "{self.spool}"\n\n[status]\nport = {self.status_port}\n\n{config}'
+            f'[spool]\npath = "{self.spool}"\nmax_readings = {max_readings}\n\n'
+            f"[status]\nport = {self.status_port}\n\n{config}"
         )
         self.log_path = tmp / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
