@@ -53,7 +53,12 @@ from edge_agent.uplink import Uplink, delivered, threadsafe_waker
 
 log = logging.getLogger("edge_agent.forward")
 
-READ_CHUNK = 20_000  # readings per spool read: bounds the memory of packed, unsent messages
+# Readings per spool read, which bounds the memory of packed, unsent messages.
+# A backlog read is larger: its readings are spread over every device, and a
+# device's share of one read is what its messages can pack (100,000 over 1000
+# devices: 100 readings a message).
+LIVE_CHUNK = 20_000
+BACKLOG_CHUNK = 100_000
 IDLE_TICK_S = 0.05  # wake-up period for retries and the drain rate when nothing else happens
 
 
@@ -233,22 +238,26 @@ class Forwarder:
             self._live_cursor = floor
 
     def _read_live(self) -> list[Message]:
-        rows = self._spool.read(self._live_cursor, None, READ_CHUNK)
+        rows = self._spool.read(self._live_cursor, None, LIVE_CHUNK)
         if not rows:
             return []
         self._live_cursor = rows[-1][0]
         return self._packer.pack(rows)
 
     def _read_backlog(self) -> list[Message]:
-        limit = READ_CHUNK
+        limit = BACKLOG_CHUNK
         if self._settings.drain_rate > 0:
             now = time.monotonic()
             rate = self._settings.drain_rate
-            # At most one second's worth saved up, so a pause is not followed by a burst.
+            # At most one second's worth saved up, so a pause is not followed by a
+            # burst; and read only once a full chunk (or a second's worth) is
+            # allowed, so that messages stay well packed at any rate.
             self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)
             self._tokens_at = now
+            if self._tokens < min(BACKLOG_CHUNK, rate):
+                return []
             limit = min(limit, int(self._tokens))
-        while self._backlog and limit > 0:
+        while self._backlog:
             low, high = self._backlog[0]
             rows = self._spool.read(low, high + 1, limit)
             if not rows:
