@@ -121,3 +121,8 @@ def test_the_help_explains_every_command() -> None:
     ).stdout  # fmt: skip
     assert "no matching subscribers" in top
     assert "OLDEST" in top
+
+
+def test_the_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(ROOT / "edge.example.toml"), "check-config"]) == 0
+    assert "configuration is valid" in capsys.readouterr().out
