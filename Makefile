@@ -14,7 +14,7 @@ help:
 	@echo "make services   start the local stack only"
 	@echo "make stop       stop every project instance (dev and test)"
 	@echo "make status     show what is running"
-	@echo "make bench      decoder, Redis and end-to-end ingest benchmarks (results in bench/results/)"
+	@echo "make bench      decoder, Redis, end-to-end ingest and edge agent benchmarks (results in bench/results/)"
 
 $(STAMP): pyproject.toml scripts/venv.sh
 	@scripts/venv.sh
@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_decoders.py
 	$(BIN)/python bench/bench_redis.py
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_edge.py
 
 clean: stop
 	rm -rf .stack $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
