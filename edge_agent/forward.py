@@ -78,6 +78,7 @@ class Forwarder:
         )
         self._wake_event = asyncio.Event()
         self._uplink: Uplink | None = None
+        self._connects_seen = 0
         self.rate = Rate()
 
         last_id = spool.last_id
@@ -149,6 +150,9 @@ class Forwarder:
         now = time.monotonic()
         self._age_live(now)
         self._metrics.connected.set(1 if uplink.connected else 0)
+        if uplink.connects > self._connects_seen:
+            self._metrics.connects.inc(uplink.connects - self._connects_seen)
+            self._connects_seen = uplink.connects
         if not uplink.connected:
             return
         room = min(self._settings.window, uplink.receive_maximum) - self.unanswered

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 
@@ -35,8 +35,7 @@ class Message:
     topic: str
     payload: bytes
     ids: array[int]
-    attempts: int = 0
-    retry_at: float = field(default=0.0)
+    attempts: int = 0  # publications so far, for the retry backoff
 
     @property
     def points(self) -> int:
