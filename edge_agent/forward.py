@@ -113,6 +113,13 @@ class Forwarder:
     def connected(self) -> bool:
         return self._uplink is not None and self._uplink.connected
 
+    @property
+    def uplink_error(self) -> str:
+        """Why the uplink is down, when it is."""
+        if self._uplink is None or self._uplink.connected:
+            return ""
+        return self._uplink.last_error
+
     async def run(self, stop: asyncio.Event) -> None:
         """Forwards until ``stop`` is set (the collectors have finished by then),
         then for up to ``stop_grace_s`` more while the spool holds readings

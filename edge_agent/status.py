@@ -54,7 +54,8 @@ class Status:
         metrics.publish_rate.set(rate)
         problems = []
         if not self._forwarder.connected:
-            problems.append("uplink down: readings wait in the spool")
+            why = self._forwarder.uplink_error
+            problems.append(f"uplink down{f' ({why})' if why else ''}: readings wait in the spool")
         if spool.dropped_total:
             problems.append(f"spool was full: {spool.dropped_total} oldest readings dropped")
         down = sorted(name for name, d in self._devices.items() if not d.up)
@@ -66,6 +67,7 @@ class Status:
             "pid": os.getpid(),
             "uplink": {
                 "connected": self._forwarder.connected,
+                "error": self._forwarder.uplink_error,
                 "inflight_messages": self._forwarder.unanswered,
             },
             "spool": {

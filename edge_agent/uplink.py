@@ -45,6 +45,7 @@ class Uplink:
         self._wake = wake
         self.outcomes: deque[tuple[int, int, str]] = deque()  # mid, reason code, reason name
         self.connected = False
+        self.last_error = ""  # why the last connection attempt failed, for /healthz
         self._stopping = False
         self._unreachable_logged = False
         self.connects = 0
@@ -100,7 +101,8 @@ class Uplink:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
-            log.error("the cloud broker at %s refused the connection: %s", self.where, reason)
+            self.last_error = f"refused the connection: {reason}"
+            log.error("the cloud broker at %s %s", self.where, self.last_error)
             return
         self.receive_maximum = int(getattr(props, "ReceiveMaximum", 65_535))
         self.connected = True
@@ -122,6 +124,7 @@ class Uplink:
         self._wake()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.last_error = "cannot reach it"
         if not self._unreachable_logged:
             log.warning(
                 "cannot reach the cloud broker at %s; retrying every %d-%d s, readings wait "
