@@ -81,6 +81,19 @@ class Agent:
         body = self._get("/healthz")
         return None if body is None else orjson.loads(body)
 
+    def status(self) -> dict[str, Any]:
+        """/healthz, waiting for an answer (a loaded machine may be slow to give one)."""
+        got: list[dict[str, Any]] = []
+
+        def answered() -> bool:
+            h = self.health()
+            if h is not None:
+                got.append(h)
+            return bool(got)
+
+        wait_until(answered, 30, "an answer from /healthz")
+        return got[0]
+
     def metrics(self) -> dict[str, float]:
         body = self._get("/metrics")
         assert body is not None, "no /metrics"

@@ -49,8 +49,7 @@ def test_the_agent_publishes_over_tls_as_its_gateway(
     try:
         wrong.start("simulate")
         wait_until(lambda: "refused the connection" in wrong.log(), 30, "the refusal logged")
-        health = wrong.health()
-        assert health is not None
+        health = wrong.status()
         assert health["uplink"]["connected"] is False
         assert health["uplink"]["error"] == "refused the connection: Not authorized"
         assert health["spool"]["readings"] == len(generated)
@@ -60,7 +59,7 @@ def test_the_agent_publishes_over_tls_as_its_gateway(
             bridge.wait_ready()
             agent.start("simulate")
             wait_until(lambda: count_rows(plain_db) >= len(generated), 60, "every reading")
-            wait_until(lambda: agent.health()["spool"]["readings"] == 0, 30, "an empty spool")  # type: ignore[index]
+            wait_until(lambda: agent.status()["spool"]["readings"] == 0, 30, "an empty spool")
             assert agent.stop() == 0
             wait_until(lambda: bridge.metrics()["bridge_inflight_messages"] == 0, 10, "acks")
     finally:

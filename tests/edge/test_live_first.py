@@ -77,7 +77,7 @@ def test_live_readings_overtake_a_rate_limited_backlog(
             )
             drained_when_live_arrived = backlog_stored(plain_db)
             wait_until(lambda: count_rows(plain_db) >= BACKLOG + len(live), 90, "everything")
-            wait_until(lambda: agent.health()["spool"]["readings"] == 0, 30, "an empty spool")  # type: ignore[index]
+            wait_until(lambda: agent.status()["spool"]["readings"] == 0, 30, "an empty spool")
             assert agent.stop() == 0
             wait_until(lambda: bridge.metrics()["bridge_inflight_messages"] == 0, 10, "acks")
     finally:

@@ -52,7 +52,7 @@ def test_readings_from_local_sensors_arrive_once_with_their_own_timestamps(
             publisher.publish_all(messages)
             publisher.wait_acked(60)
             wait_until(lambda: count_rows(plain_db) >= len(expected), 60, "every reading")
-            wait_until(lambda: agent.health()["spool"]["readings"] == 0, 30, "an empty spool")  # type: ignore[index]
+            wait_until(lambda: agent.status()["spool"]["readings"] == 0, 30, "an empty spool")
             metrics = agent.metrics()
             assert agent.stop() == 0
             wait_until(lambda: bridge.metrics()["bridge_inflight_messages"] == 0, 10, "acks")

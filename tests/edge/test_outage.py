@@ -61,25 +61,24 @@ def test_a_60s_outage_with_a_kill_9_in_it_loses_and_duplicates_nothing(
             broker.stop()  # SIGTERM: the uplink is gone
             stopped_at = time.monotonic()
             stored_at_stop = count_rows(plain_db)
-            wait_until(lambda: not agent.health()["uplink"]["connected"], 15, "agent sees it")  # type: ignore[index]
+            wait_until(lambda: not agent.status()["uplink"]["connected"], 15, "agent sees it")
 
             # A third of the way into the outage: kill -9, and restart on the same spool.
             wait_until(lambda: time.monotonic() - stopped_at > OUTAGE_S / 3, 60, "outage")
-            spooled_before_kill = agent.health()["spool"]["readings"]  # type: ignore[index]
+            spooled_before_kill = agent.status()["spool"]["readings"]
             agent.kill9()
             agent.start("simulate")
-            health = agent.health()
-            assert health is not None
+            health = agent.status()
             assert health["spool"]["readings"] >= spooled_before_kill
             assert not health["uplink"]["connected"]
 
             wait_until(lambda: time.monotonic() - stopped_at > OUTAGE_S, 90, "the outage's end")
-            backlog = agent.health()["spool"]["readings"]  # type: ignore[index]
-            oldest = agent.health()["spool"]["oldest_unsent_age_s"]  # type: ignore[index]
+            backlog = agent.status()["spool"]["readings"]
+            oldest = agent.status()["spool"]["oldest_unsent_age_s"]
             broker.start()
 
             wait_until(lambda: count_rows(plain_db) >= len(expected), 120, "every reading")
-            wait_until(lambda: agent.health()["spool"]["readings"] == 0, 30, "the spool empty")  # type: ignore[index]
+            wait_until(lambda: agent.status()["spool"]["readings"] == 0, 30, "the spool empty")
             wait_until(lambda: bridge.metrics()["bridge_inflight_messages"] == 0, 15, "acks")
             assert agent.stop() == 0
             assert bridge.stop() == 0

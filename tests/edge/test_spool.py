@@ -62,13 +62,12 @@ def test_a_full_spool_drops_the_oldest_counts_them_and_says_so(
     try:
         agent.start("simulate")
         wait_until(
-            lambda: agent.health()["spool"]["dropped_total"] == dropped,  # type: ignore[index]
+            lambda: agent.status()["spool"]["dropped_total"] == dropped,
             30,
             "every reading generated",
         )
-        health = agent.health()
+        health = agent.status()
         metrics = agent.metrics()
-        assert health is not None
         assert health["spool"]["readings"] == capacity
         assert health["status"] == "degraded"
         assert f"{dropped} oldest readings dropped" in " ".join(health["problems"])
@@ -80,7 +79,7 @@ def test_a_full_spool_drops_the_oldest_counts_them_and_says_so(
         with running(BridgeProcess(scenario)) as bridge:
             bridge.wait_ready()
             wait_until(lambda: count_rows(plain_db) >= capacity, 60, "the spool drained")
-            wait_until(lambda: agent.health()["spool"]["readings"] == 0, 30, "an empty spool")  # type: ignore[index]
+            wait_until(lambda: agent.status()["spool"]["readings"] == 0, 30, "an empty spool")
             assert agent.stop() == 0
             wait_until(lambda: bridge.metrics()["bridge_inflight_messages"] == 0, 10, "acks")
     finally:
@@ -104,12 +103,12 @@ def test_a_puback_of_no_matching_subscribers_keeps_the_reading_until_the_bridge_
         agent.start("simulate")
         # Nobody subscribes to this test's topics yet: every PUBACK says 0x10.
         wait_until(lambda: agent.metrics().get(not_delivered, 0) >= 10, 30, "0x10 answers")
-        assert agent.health()["spool"]["readings"] == len(generated)  # type: ignore[index]
+        assert agent.status()["spool"]["readings"] == len(generated)
         assert count_rows(plain_db) == 0
         with running(BridgeProcess(scenario)) as bridge:
             bridge.wait_ready()
             wait_until(lambda: count_rows(plain_db) >= len(generated), 60, "every reading")
-            wait_until(lambda: agent.health()["spool"]["readings"] == 0, 30, "an empty spool")  # type: ignore[index]
+            wait_until(lambda: agent.status()["spool"]["readings"] == 0, 30, "an empty spool")
             assert agent.stop() == 0
             wait_until(lambda: bridge.metrics()["bridge_inflight_messages"] == 0, 10, "acks")
     finally:
