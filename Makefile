@@ -9,12 +9,12 @@ STACK := scripts/stack.sh
 .PHONY: run test services stop status lint typecheck bench clean help
 
 help:
-	@echo "make run        start the local stack (Mosquitto, PostgreSQL, Redis), apply the schema, run the bridge"
+	@echo "make run        start the local stack (Mosquitto, PostgreSQL, Redis), apply the schema, run the bridge and a simulated fleet"
 	@echo "make test       lint, type-check and run the whole test suite against real services"
 	@echo "make services   start the local stack only"
 	@echo "make stop       stop every project instance (dev and test)"
 	@echo "make status     show what is running"
-	@echo "make bench      decoder, Redis and end-to-end ingest benchmarks (results in bench/results/)"
+	@echo "make bench      decoder, Redis, end-to-end ingest and edge agent benchmarks (results in bench/results/)"
 
 $(STAMP): pyproject.toml scripts/venv.sh
 	@scripts/venv.sh
@@ -30,14 +30,17 @@ run: services
 	@echo "Running on loopback:"
 	@$(STACK) info dev
 	@echo "  Bridge      http://127.0.0.1:9108/metrics  (also /healthz, /readyz)"
+	@echo "  Edge agent  http://127.0.0.1:9120/healthz  (also /metrics); 100 simulated pumps, log .stack/dev/log/edge-agent.log"
 	@echo
 	@echo "Publish a reading as the demo device (its credentials are in .stack/dev/credentials.env):"
 	@echo "  source .stack/dev/credentials.env; mosquitto_pub -p 11883 -u \$$DEVICE_USERNAME -P \$$DEVICE_PASSWORD -q 1 -t telemetry/site-1/pump-1 -m '{\"data\": {\"flow_rate\": 1234.5}}'"
 	@echo "See it stored:"
 	@echo "  psql -h 127.0.0.1 -p 15432 -U bridge bridge -c 'SELECT * FROM telemetry ORDER BY time DESC LIMIT 5'"
-	@echo "Ctrl-C stops the bridge; make stop stops the services."
+	@echo "Watch the fleet arrive:"
+	@echo "  psql -h 127.0.0.1 -p 15432 -U bridge bridge -c 'SELECT device_id, count(*), max(time) FROM telemetry GROUP BY 1 ORDER BY 1 LIMIT 5'"
+	@echo "Ctrl-C stops the bridge and the edge agent; make stop stops the services."
 	@echo
-	@set -a; source <($(STACK) env dev); set +a; exec $(BIN)/bridge run
+	@scripts/run-dev.sh
 
 status:
 	@$(STACK) status dev
@@ -60,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_decoders.py
 	$(BIN)/python bench/bench_redis.py
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_edge.py
 
 clean: stop
 	rm -rf .stack $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,136 @@
+"""One agent: collectors -> spool -> forwarder -> cloud broker, and the status.
+
+    collectors ──put──► Spool (SQLite, WAL) ◄──read / delete after PUBACK── Forwarder ──► broker
+                          │
+                          └── /healthz, /metrics (Status)
+
+Everything runs on one event loop (paho's network threads aside). SIGTERM or
+SIGINT stops the collectors (a Modbus poll under way is finished and
+spooled), forwards what is spooled for up to ``uplink.stop_grace_s``, and
+exits 0; whatever was not acknowledged stays in the spool for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Mapping, Sequence
+
+from edge_agent.collect import Collector
+from edge_agent.collect.local_mqtt import LocalMqtt
+from edge_agent.collect.modbus import ModbusPoller
+from edge_agent.collect.simulator import Simulator
+from edge_agent.config import Settings
+from edge_agent.forward import Forwarder
+from edge_agent.spool import Spool
+from edge_agent.status import Status
+from edge_agent.telemetry import DeviceHealth, Metrics
+from edge_agent.types import Reading
+
+log = logging.getLogger("edge_agent")
+
+STATUS_LOG_INTERVAL_S = 30.0
+
+
+class SpoolSink:
+    """What collectors hand their readings to: the spool, then a word to the forwarder."""
+
+    def __init__(self, spool: Spool, forwarder: Forwarder, metrics: Metrics) -> None:
+        self._spool = spool
+        self._forwarder = forwarder
+        self._metrics = metrics
+        self._dropped_logged_at = 0.0
+
+    def put(
+        self, source: str, readings: Sequence[Reading], state: Mapping[str, int] | None = None
+    ) -> None:
+        first_id, dropped = self._spool.append(readings, state)
+        if readings:
+            self._metrics.collected.labels(source=source).inc(len(readings))
+            self._forwarder.spooled(first_id)
+        if dropped:
+            self._metrics.dropped.inc(dropped)
+            now = time.monotonic()
+            if now - self._dropped_logged_at > 10:
+                self._dropped_logged_at = now
+                log.warning(
+                    "spool full (%d readings): dropped the %d oldest; %d dropped in all. "
+                    "The uplink is down or too slow; raise spool.max_readings to hold longer",
+                    self._spool.max_readings,
+                    dropped,
+                    self._spool.dropped_total,
+                )
+
+    def state(self, key: str) -> int | None:
+        value = self._spool.get_state(key, -1)
+        return None if value == -1 else value
+
+
+def collectors(
+    settings: Settings, simulate: bool, metrics: Metrics, devices: dict[str, DeviceHealth]
+) -> list[Collector]:
+    out: list[Collector] = []
+    if simulate:
+        out.append(Simulator(settings.simulator))
+    for device in settings.modbus.devices:
+        devices[device.device_id] = DeviceHealth()
+        out.append(ModbusPoller(device, metrics, devices[device.device_id]))
+    if settings.local_mqtt.enabled:
+        out.append(LocalMqtt(settings.local_mqtt, metrics))
+    return out
+
+
+async def run(settings: Settings, simulate: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    metrics = Metrics()
+    spool = Spool(settings.spool.path, settings.spool.max_readings, settings.spool.synchronous)
+    metrics.dropped.inc(spool.dropped_total)
+    log.info(
+        "spool %s: %d readings waiting, %d dropped when full so far",
+        settings.spool.path,
+        spool.depth,
+        spool.dropped_total,
+    )
+    forwarder = Forwarder(settings.uplink, settings.agent.site_id, spool, metrics)
+    devices: dict[str, DeviceHealth] = {}
+    sources = collectors(settings, simulate, metrics, devices)
+    if not sources:
+        log.warning("no collector configured: only the spool's backlog will be forwarded")
+    status = Status(spool, forwarder, metrics, devices)
+    server = None
+    if settings.status.port:
+        server = await status.serve(settings.status.host, settings.status.port)
+        log.info(
+            "status on http://%s:%d/healthz and /metrics",
+            settings.status.host,
+            settings.status.port,
+        )
+    sink = SpoolSink(spool, forwarder, metrics)
+    collecting_done = asyncio.Event()
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(forwarder.run(collecting_done), name="forwarder")
+            status_log = tasks.create_task(status.log_every(STATUS_LOG_INTERVAL_S), name="log")
+            collecting = [tasks.create_task(c.run(sink), name=c.name) for c in sources]
+            await stop.wait()
+            log.info("stopping: collectors first, then forwarding what they spooled")
+            for task in collecting:
+                task.cancel()
+            await asyncio.gather(*collecting, return_exceptions=True)
+            collecting_done.set()
+            status_log.cancel()
+    finally:
+        if server is not None:
+            server.close()
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        log.info("stopped; %d readings stay in the spool for the next start", spool.depth)
+        spool.close()
+    return 0

@@ -1,0 +1,281 @@
+"""The forwarder: readings leave the spool for the cloud broker, live first.
+
+Contract: a reading is deleted from the spool only after the cloud broker
+answered its message's PUBLISH with a PUBACK that says delivered (a reason
+code below 0x80 and not 0x10, "no matching subscribers"). A message answered
+otherwise is kept (in memory, its readings still in the spool) and published
+again after a backoff of ``retry_min_s``, doubling up to ``retry_max_s``. A
+crash loses only that memory: on the next start every reading still in the
+spool is sent again, and the bridge stores a repeated reading once.
+
+Order: live first, then backlog.
+
+- A reading is *live* for ``live_window_s`` after it was spooled. Live
+  readings are sent as soon as they are spooled, oldest first, limited only
+  by the window.
+- Everything older is *backlog*: what the spool held when the agent started,
+  and what could not be sent in time (the uplink was down, or live traffic
+  exceeded the uplink). Backlog is sent oldest first, at most ``drain_rate``
+  readings a second, and only with the room live readings leave.
+
+Why not FIFO: after an outage of hours, FIFO would make every dashboard and
+alarm wait for the whole backlog before it sees the present; live-first keeps
+them current, and the drain rate keeps many gateways coming back at once from
+flooding the bridge. What it costs: readings reach the database out of time
+order, which the database does not mind (rows are keyed by device time).
+
+Every id is claimed once per process: either by the live cursor (ids at or
+below it have been read for sending or handed to the backlog) or by one
+backlog range, each drained from its low end. So nothing is read twice while
+its message is in flight.
+
+Window: at most ``min(window, the broker's Receive Maximum)`` messages are
+published and unanswered at once, messages waiting for a retry included, so
+memory stays bounded whatever the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from itertools import count
+
+from edge_agent.config import UplinkSettings
+from edge_agent.pack import Message, Packer
+from edge_agent.spool import Spool
+from edge_agent.telemetry import Metrics, Rate
+from edge_agent.uplink import Uplink, delivered, threadsafe_waker
+
+log = logging.getLogger("edge_agent.forward")
+
+# Readings per spool read, which bounds the memory of packed, unsent messages.
+# A backlog read is larger: its readings are spread over every device, and a
+# device's share of one read is what its messages can pack (100,000 over 1000
+# devices: 100 readings a message).
+LIVE_CHUNK = 20_000
+BACKLOG_CHUNK = 100_000
+IDLE_TICK_S = 0.05  # wake-up period for retries and the drain rate when nothing else happens
+
+
+class Forwarder:
+    def __init__(
+        self, settings: UplinkSettings, site_id: str, spool: Spool, metrics: Metrics
+    ) -> None:
+        self._settings = settings
+        self._spool = spool
+        self._metrics = metrics
+        self._packer = Packer(
+            settings.topic,
+            site_id,
+            settings.codec,
+            settings.max_points_per_message,
+            settings.max_bytes_per_message,
+        )
+        self._wake_event = asyncio.Event()
+        self._uplink: Uplink | None = None
+        self._connects_seen = 0
+        self.rate = Rate()
+
+        last_id = spool.last_id
+        self._live_cursor = last_id
+        # (low exclusive, high inclusive) id ranges, oldest first; all that was
+        # spooled before this start is backlog.
+        self._backlog: deque[list[int]] = deque([[0, last_id]] if last_id else [])
+        self._appends: deque[tuple[float, int]] = deque()  # (when, last id before it)
+        self._live_ready: deque[Message] = deque()
+        self._backlog_ready: deque[Message] = deque()
+        self._retries: list[tuple[float, int, Message]] = []  # heap by due time
+        self._order = count()
+        self._inflight: dict[int, Message] = {}
+        self._undelivered: dict[str, int] = {}  # reason -> messages, since the last log line
+        self._undelivered_logged_at = 0.0
+        self._tokens = 0.0
+        self._tokens_at = time.monotonic()
+
+    # --- called by the agent ---------------------------------------------------
+
+    def spooled(self, first_id: int) -> None:
+        """A collector's append committed readings from ``first_id`` on."""
+        self._appends.append((time.monotonic(), first_id - 1))
+        self._wake_event.set()
+
+    @property
+    def unanswered(self) -> int:
+        """Messages published and not answered yet, or waiting for a retry."""
+        return len(self._inflight) + len(self._retries)
+
+    @property
+    def connected(self) -> bool:
+        return self._uplink is not None and self._uplink.connected
+
+    @property
+    def uplink_error(self) -> str:
+        """Why the uplink is down, when it is."""
+        if self._uplink is None or self._uplink.connected:
+            return ""
+        return self._uplink.last_error
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Forwards until ``stop`` is set (the collectors have finished by then),
+        then for up to ``stop_grace_s`` more while the spool holds readings
+        and the uplink is up, and disconnects. What is left stays spooled."""
+        loop = asyncio.get_running_loop()
+        self._uplink = Uplink(self._settings, threadsafe_waker(loop, self._wake_event))
+        self._uplink.start()
+        try:
+            while not stop.is_set():
+                await self._cycle()
+                await self._sleep()
+            deadline = time.monotonic() + self._settings.stop_grace_s
+            while (
+                (self._spool.depth or self._inflight)
+                and self.connected
+                and time.monotonic() < deadline
+            ):
+                await self._cycle()
+                await self._sleep()
+            self._settle()
+        finally:
+            await asyncio.to_thread(self._uplink.stop)
+
+    # --- one turn ----------------------------------------------------------------
+
+    async def _sleep(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake_event.wait(), IDLE_TICK_S)
+        self._wake_event.clear()
+
+    async def _cycle(self) -> None:
+        self._settle()
+        uplink = self._uplink
+        assert uplink is not None
+        now = time.monotonic()
+        self._age_live(now)
+        self._metrics.connected.set(1 if uplink.connected else 0)
+        if uplink.connects > self._connects_seen:
+            self._metrics.connects.inc(uplink.connects - self._connects_seen)
+            self._connects_seen = uplink.connects
+        if not uplink.connected:
+            return
+        room = min(self._settings.window, uplink.receive_maximum) - self.unanswered
+        while room > 0 and self._retries and self._retries[0][0] <= now:
+            _, _, message = heapq.heappop(self._retries)
+            self._publish(message)
+            room -= 1
+        room = self._send(room, self._live_ready, self._read_live)
+        self._send(room, self._backlog_ready, self._read_backlog)
+        self._metrics.inflight.set(self.unanswered)
+        # Give the collectors' appends a turn between large batches.
+        await asyncio.sleep(0)
+
+    def _send(self, room: int, ready: deque[Message], refill: Callable[[], list[Message]]) -> int:
+        while room > 0:
+            if not ready:
+                ready.extend(refill())
+                if not ready:
+                    break
+            self._publish(ready.popleft())
+            room -= 1
+        return room
+
+    def _publish(self, message: Message) -> None:
+        assert self._uplink is not None
+        message.attempts += 1
+        self._inflight[self._uplink.publish(message.topic, message.payload)] = message
+
+    def _settle(self) -> None:
+        """Takes in the broker's answers: deletes what was delivered, schedules
+        the rest for a retry."""
+        assert self._uplink is not None
+        outcomes = self._uplink.outcomes
+        done: list[int] = []
+        messages = points = 0
+        now = time.monotonic()
+        while outcomes:
+            mid, reason, name = outcomes.popleft()
+            message = self._inflight.pop(mid, None)
+            if message is None:
+                continue
+            if delivered(reason):
+                done.extend(message.ids)
+                messages += 1
+                points += message.points
+                continue
+            self._metrics.not_delivered.labels(reason=name).inc()
+            backoff = min(
+                self._settings.retry_max_s,
+                self._settings.retry_min_s * 2 ** min(message.attempts - 1, 16),
+            )
+            self._undelivered[name] = self._undelivered.get(name, 0) + 1
+            heapq.heappush(self._retries, (now + backoff, next(self._order), message))
+        self._log_undelivered(now)
+        if done:
+            self._spool.delete(done)
+            self._metrics.published_messages.inc(messages)
+            self._metrics.published_points.inc(points)
+            self.rate.add(points)
+
+    def _log_undelivered(self, now: float) -> None:
+        """At most one line every 10 s about messages the broker did not deliver."""
+        if not self._undelivered or now - self._undelivered_logged_at < 10:
+            return
+        log.warning(
+            "the cloud broker did not deliver %s; kept in the spool and sent again after "
+            "a backoff (%.1f-%.0f s). 'No matching subscribers' means the bridge is not "
+            "subscribed (yet): e.g. the broker restarted",
+            ", ".join(f"{n} messages ({reason})" for reason, n in self._undelivered.items()),
+            self._settings.retry_min_s,
+            self._settings.retry_max_s,
+        )
+        self._undelivered.clear()
+        self._undelivered_logged_at = now
+
+    # --- what to send ---------------------------------------------------------------
+
+    def _age_live(self, now: float) -> None:
+        """Readings spooled longer ago than the live window and not yet read
+        become a backlog range."""
+        cutoff = now - self._settings.live_window_s
+        while self._appends and self._appends[0][0] < cutoff:
+            self._appends.popleft()
+        floor = self._appends[0][1] if self._appends else self._spool.last_id
+        if floor > self._live_cursor:
+            self._backlog.append([self._live_cursor, floor])
+            self._live_cursor = floor
+
+    def _read_live(self) -> list[Message]:
+        rows = self._spool.read(self._live_cursor, None, LIVE_CHUNK)
+        if not rows:
+            return []
+        self._live_cursor = rows[-1][0]
+        return self._packer.pack(rows)
+
+    def _read_backlog(self) -> list[Message]:
+        limit = BACKLOG_CHUNK
+        if self._settings.drain_rate > 0:
+            now = time.monotonic()
+            rate = self._settings.drain_rate
+            # At most one second's worth saved up, so a pause is not followed by a
+            # burst; and read only once a full chunk (or a second's worth) is
+            # allowed, so that messages stay well packed at any rate.
+            self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)
+            self._tokens_at = now
+            if self._tokens < min(BACKLOG_CHUNK, rate):
+                return []
+            limit = min(limit, int(self._tokens))
+        while self._backlog:
+            low, high = self._backlog[0]
+            rows = self._spool.read(low, high + 1, limit)
+            if not rows:
+                self._backlog.popleft()
+                continue
+            self._backlog[0][0] = rows[-1][0]
+            if self._settings.drain_rate > 0:
+                self._tokens -= len(rows)
+            return self._packer.pack(rows)
+        return []

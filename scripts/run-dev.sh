@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The last step of `make run`: the bridge in the foreground, and in the
+# background an edge agent with a simulated fleet of 100 pumps publishing
+# through the dev broker, so a first run shows data flowing end to end.
+#
+# The agent logs in as the gateway gw-site-1 (provisioned here once, with the
+# broker's ACL letting it publish telemetry/site-1/+), spools in
+# .stack/dev/edge-spool.db and logs to .stack/dev/log/edge-agent.log. It is
+# stopped (SIGTERM) whenever the bridge exits, Ctrl-C included.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BIN=.venv/bin
+STATE=.stack/dev
+ETC=$STATE/mosquitto/etc
+GATEWAY=gw-site-1
+say() { printf '[run] %s\n' "$*" >&2; }
+
+set -a
+# shellcheck disable=SC1090
+source <(scripts/stack.sh env dev)
+set +a
+
+if [ ! -s "$STATE/gateway.env" ]; then
+    say "provisioning the gateway account $GATEWAY on the dev broker"
+    password=$("$BIN/bridge" broker provision "$GATEWAY" --gateway site-1 --acl "$ETC/acl" \
+        --passwd "$ETC/passwd" --reload "$STATE/mosquitto/mosquitto.pid" 2>>"$STATE/log/broker-setup.log")
+    (umask 077; printf 'EDGE_UPLINK__USERNAME=%s\nEDGE_UPLINK__PASSWORD=%s\n' "$GATEWAY" "$password" >"$STATE/gateway.env")
+    say "its credentials are in $STATE/gateway.env"
+fi
+
+cat >"$STATE/edge.toml" <<TOML
+# Written by scripts/run-dev.sh for make run; edits are overwritten.
+[agent]
+site_id = "site-1"
+
+[spool]
+path = "$ROOT/$STATE/edge-spool.db"
+
+[uplink]
+host = "127.0.0.1"
+port = $BRIDGE_MQTT__PORT
+client_id = "$GATEWAY"
+TOML
+
+set -a
+# shellcheck disable=SC1091
+source "$STATE/gateway.env"
+set +a
+"$BIN/edge-agent" --config "$STATE/edge.toml" simulate --devices 100 --rate 1 \
+    >>"$STATE/log/edge-agent.log" 2>&1 &
+agent=$!
+stop_agent() {
+    if kill -0 "$agent" 2>/dev/null; then
+        kill -TERM "$agent" 2>/dev/null || true
+        wait "$agent" 2>/dev/null || true
+        say "edge agent stopped"
+    fi
+}
+trap stop_agent EXIT
+say "edge agent: 100 simulated pumps (pid $agent), status http://127.0.0.1:${EDGE_STATUS__PORT:-9120}/healthz, log $STATE/log/edge-agent.log"
+
+# Not exec: this shell stays to stop the agent when the bridge exits.
+"$BIN/bridge" run
