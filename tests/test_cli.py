@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bridge.config import DatabaseSettings
+from bridge.db.migrate import discover
 from tests.conftest import Stack
 
 BRIDGE = [sys.executable, "-m", "bridge.cli"]
@@ -64,12 +66,13 @@ def test_migrate_then_status_in_plain_mode(empty_db: str) -> None:
     assert "nothing to apply" in second.stdout
     status = bridge("db", "status", url=empty_db)
     assert status.returncode == 0, status.stderr
-    assert "version 2 (up to date)" in status.stdout
+    latest = discover(DatabaseSettings().migrations_dir, "plain")[-1].version
+    assert f"version {latest} (up to date)" in status.stdout
     assert "plain PostgreSQL" in status.stdout
     assert "day partition(s)" in status.stdout
     data = json.loads(bridge("db", "status", "--json", url=empty_db).stdout)
     assert data["mode"] == "plain"
-    assert data["version"] == 2
+    assert data["version"] == latest
     assert data["pending"] == []
     assert set(data["features"]) == {"partitions", "rollups", "retention"}
 
