@@ -2,8 +2,7 @@
 are built as plain dicts by bridge.api.service; these TypedDicts describe
 them, and the schemathesis test checks that they agree."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Litestar reads NotRequired at runtime.
 from typing import Any, Literal, NotRequired, TypedDict
 
 

@@ -27,7 +27,14 @@ from bridge.api.metrics import ApiMetrics
 from bridge.api.series import SeriesQuery, SeriesReader, Step, TooManyPoints
 from bridge.api.store import Mode, Selection, to_us
 from bridge.api.summary import summarize
-from bridge.codec.values import Rejected, epoch_float_us, epoch_int_us, rfc3339_us
+from bridge.codec.values import (
+    Rejected,
+    epoch_float_us,
+    epoch_int_us,
+    is_metric_name,
+    metric_name_problem,
+    rfc3339_us,
+)
 from bridge.config import Settings
 from bridge.db.connect import where
 from bridge.db.migrate import recorded
@@ -106,6 +113,12 @@ def check_id(value: str, name: str, max_len: int) -> str:
             f"{name} must be 1-{max_len} characters of letters, digits, '_', '.', ':' and '-'"
         )
     return value
+
+
+def check_metrics(metrics: list[str] | None, max_len: int) -> None:
+    for metric in metrics or ():
+        if not is_metric_name(metric, max_len):
+            raise bad_request(f"metric {metric[:40]!r}: {metric_name_problem(metric, max_len)}")
 
 
 def _db_is_down(exc: BaseException) -> bool:
@@ -254,6 +267,9 @@ class Api:
         limit: int | None,
     ) -> Json:
         a = self.settings.api
+        for name, value in (("site", site), ("type", device_type), ("after", after)):
+            if value is not None:
+                check_id(value, name, self.settings.limits.max_id_len)
         size = a.page_size if limit is None else limit
         if not 1 <= size <= a.max_page_size:
             raise bad_request(f"limit must be between 1 and {a.max_page_size}")
@@ -331,9 +347,7 @@ class Api:
     ) -> tuple[Json, dict[str, str]]:
         lim = self.settings.limits
         check_id(device_id, "device_id", lim.max_id_len)
-        for metric in metrics or ():
-            if not 1 <= len(metric) <= lim.max_metric_len:
-                raise bad_request(f"metric names are 1-{lim.max_metric_len} characters")
+        check_metrics(metrics, lim.max_metric_len)
         start_us, end_us = self._range(start, end)
         query = SeriesQuery(device_id, metrics or None, start_us, end_us, step)
         async with self._db() as conn:
@@ -384,6 +398,7 @@ class Api:
     ) -> Json:
         if device_id is not None:
             check_id(device_id, "device_id", self.settings.limits.max_id_len)
+        check_metrics(metrics, self.settings.limits.max_metric_len)
         start_us, end_us = self._range(start, end)
         sel = Selection(
             None if device_id is None else [device_id], metrics or None, start_us, end_us
