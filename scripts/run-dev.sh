@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The last step of `make run`: the bridge in the foreground, and in the
 # background an edge agent with a simulated fleet of 100 pumps publishing
-# through the dev broker, so a first run shows data flowing end to end.
+# through the dev broker, so a first run shows data flowing end to end, and
+# the read API (its dev key, read and write, is made once into
+# .stack/dev/api.env; its log is .stack/dev/log/api.log).
 #
 # The agent logs in as the gateway gw-site-1 (provisioned here once, with the
 # broker's ACL letting it publish telemetry/site-1/+), spools in
@@ -50,15 +52,29 @@ set +a
 "$BIN/edge-agent" --config "$STATE/edge.toml" simulate --devices 100 --rate 1 \
     >>"$STATE/log/edge-agent.log" 2>&1 &
 agent=$!
-stop_agent() {
-    if kill -0 "$agent" 2>/dev/null; then
-        kill -TERM "$agent" 2>/dev/null || true
-        wait "$agent" 2>/dev/null || true
-        say "edge agent stopped"
-    fi
+
+if [ ! -s "$STATE/api.env" ]; then
+    key=$("$BIN/bridge" apikey create --scope read --scope write --name dev)
+    (umask 077; printf 'API_KEY=%s\n' "$key" >"$STATE/api.env")
+    say "made a read/write API key for the dev stack; it is in $STATE/api.env"
+fi
+"$BIN/bridge" api >>"$STATE/log/api.log" 2>&1 &
+api=$!
+
+stop_helpers() {
+    local pid name
+    for pid_name in "$agent:edge agent" "$api:read API"; do
+        pid=${pid_name%%:*} name=${pid_name#*:}
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+            say "$name stopped"
+        fi
+    done
 }
-trap stop_agent EXIT
+trap stop_helpers EXIT
+say "read API: http://127.0.0.1:${BRIDGE_API__PORT:-9180}/docs (pid $api), log $STATE/log/api.log"
 say "edge agent: 100 simulated pumps (pid $agent), status http://127.0.0.1:${EDGE_STATUS__PORT:-9120}/healthz, log $STATE/log/edge-agent.log"
 
-# Not exec: this shell stays to stop the agent when the bridge exits.
+# Not exec: this shell stays to stop the agent and the API when the bridge exits.
 "$BIN/bridge" run
