@@ -16,8 +16,8 @@ database, and measures side by side:
 - rss_peak_mb: the bridge worker's peak RSS (VmHWM) over all of it;
 - soak (--soak SECONDS): RSS over a long run at half rate.
 
-Publishers run in their own processes (paho, MQTT v5, QoS 1, own window of
-5000 unacked messages). Every component shares this machine's cores, so the
+Publishers run in their own processes (raw_publisher.py: pre-encoded MQTT v5
+PUBLISH packets on a plain socket, QoS 1, a window of 5000 unacked messages). Every component shares this machine's cores, so the
 CPU each one used is reported next to every figure.
 
     .venv/bin/python bench/bench_ingest.py [--quick] [--soak SECONDS] [--profile]
@@ -585,81 +585,37 @@ def single_payloads(n: int, devices: int, start: dt.datetime) -> Iterator[tuple[
         yield f"telemetry/site-{d % 10:02d}/{device}", orjson.dumps(msg, option=orjson.OPT_UTC_Z)
 
 
-class _Window:
-    """Counts PUBACKs; lets the sender wait until fewer than `low` are unacked."""
-
-    def __init__(self) -> None:
-        self.sent = 0
-        self.acked = 0
-        self.low = 0
-        self.event = threading.Event()
-
-    def on_publish(self, *_: object) -> None:  # paho's network thread
-        self.acked += 1
-        if self.sent - self.acked < self.low:
-            self.event.set()
-
-    def wait_below(self, low: int, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while self.sent - self.acked >= low:
-            self.low = low
-            self.event.clear()
-            if self.sent - self.acked < low:
-                break
-            self.event.wait(0.01)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"broker PUBACKs stalled at {self.acked}/{self.sent}")
-        self.low = 0
-
-
 def publisher_main(spec: dict[str, Any], out: Any, go: Any) -> None:
-    """A publisher process: builds its messages, waits for `go`, publishes."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    """A publisher process: encodes its messages, waits for `go`, publishes."""
+    from raw_publisher import Encoded, RawPublisher
 
-    messages: list[tuple[str, bytes]] = []
+    messages: list[Encoded] = []
     if spec["kind"] == "batch":
-        messages = list(batch_payloads(spec["n"], spec["devices"], spec["start_ms"]))
+        payloads = batch_payloads(spec["n"], spec["devices"], spec["start_ms"])
+        messages = [Encoded(t, p) for t, p in payloads]
     elif spec["kind"] == "single":
         start = dt.datetime.fromtimestamp(spec["start_ms"] / 1000, dt.UTC)
-        messages = list(single_payloads(spec["n"], spec["devices"], start))
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"pub-{os.getpid()}", protocol=mqtt.MQTTv5
-    )
-    client.max_inflight_messages_set(0)  # 0: paho never scans its in-flight list
-    client.max_queued_messages_set(0)
-    window = _Window()
-    client.on_publish = window.on_publish
-    connected = threading.Event()
-    client.on_connect = lambda *_: connected.set()
-    client.connect("127.0.0.1", spec["port"], clean_start=True)
-    client.loop_start()
-    if not connected.wait(10):
-        raise RuntimeError("publisher could not connect")
+        messages = [Encoded(t, p) for t, p in single_payloads(spec["n"], spec["devices"], start)]
+    client = RawPublisher(spec["port"], f"pub-{os.getpid()}", WINDOW)
     out.put(("ready", os.getpid()))
     go.wait()
     first = time.time()
     if spec["kind"] == "paced":
-        _publish_paced(client, window, spec, out)
+        _publish_paced(client, spec, out)
     else:
-        for topic, payload in messages:
-            if window.sent - window.acked >= WINDOW:
-                window.wait_below(WINDOW - WINDOW // 10)
-            info = client.publish(topic, payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
-            window.sent += 1
+        client.publish(messages)
     last_publish = time.time()
-    window.wait_below(1)
+    client.wait_acked()
     done = {"first": first, "last_publish": last_publish, "last_ack": time.time()}
-    out.put(("done", done | {"sent": window.sent}))
-    client.disconnect()
-    client.loop_stop()
+    out.put(("done", done | {"sent": client.acked, "retried": client.retried}))
+    client.close()
 
 
-def _publish_paced(client: Any, window: _Window, spec: dict[str, Any], out: Any) -> None:
+def _publish_paced(client: Any, spec: dict[str, Any], out: Any) -> None:
     """100-reading messages at `rate` messages/s for `duration` s. The first
     reading of each carries its publish time (ms); readings are 1 ms apart."""
+    from raw_publisher import Encoded
+
     rate, duration, devices = spec["rate"], spec["duration"], spec["devices"]
     started = time.time()
     last_t0: dict[int, int] = {}
@@ -668,6 +624,7 @@ def _publish_paced(client: Any, window: _Window, spec: dict[str, Any], out: Any)
         delay = started + k / rate - time.time()
         if delay > 0:
             time.sleep(delay)
+        client.poll()
         d = k % devices
         t0 = max(int(time.time() * 1000), last_t0.get(d, 0) + 100)
         last_t0[d] = t0
@@ -681,11 +638,8 @@ def _publish_paced(client: Any, window: _Window, spec: dict[str, Any], out: Any)
                 for i in range(100)
             ]
         )
-        if window.sent - window.acked >= WINDOW:
-            window.wait_below(WINDOW - WINDOW // 10)
         published = time.time()
-        client.publish(f"telemetry/site-{d % 10:02d}/{device}", payload, qos=1)
-        window.sent += 1
+        client.publish([Encoded(f"telemetry/site-{d % 10:02d}/{device}", payload)])
         if spec["report"]:
             measured = published - started >= spec["warmup"]
             out.put(("m", device, t0 * 1000, (t0 + 99) * 1000, published, measured))
@@ -1037,6 +991,7 @@ def throughput(
         "devices": devices,
         "seconds": round(seconds, 2),
         "publisher_msgs_per_s": round(messages / pub_seconds),
+        "publisher_retried": done["retried"],
         "publisher_done_before_commit_s": round(committed_at - done["last_ack"], 2),
         "rows_verified": stored,
         "database_mode": mode,
@@ -1599,7 +1554,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             peaks["soak"] = soaked["rss_peak_vmhwm_mb"]
         rss_phase = max(peaks, key=peaks.__getitem__)
         results: dict[str, Any] = {
-            "what": "bridge end to end: publish (paho, MQTT v5, QoS 1) -> Mosquitto -> "
+            "what": "bridge end to end: publish (raw socket, MQTT v5, QoS 1) -> Mosquitto -> "
             "`bridge run` -> PostgreSQL commit (+ Redis cache), on private services",
             "note": f"absolute figures: {shared} (broker, database, Redis, bridge, "
             "publisher); see cpu_percent_of_one_core in each run",
