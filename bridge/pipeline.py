@@ -78,7 +78,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.router = Router(settings.mqtt.routes, settings.limits)
         self.filters = [f"$share/{settings.mqtt.group}/{f}" for f in self.router.filters]
-        self.tracker = AckTracker(self._send_ack)
+        self.tracker = AckTracker(self._send_acks)
         self.batcher = Batcher(
             settings.batch.max_points, settings.batch.max_delay_ms / 1000, self._enqueue
         )
@@ -130,9 +130,9 @@ class Worker:
         self._queue.put_nowait(batch)
         self.metrics.queued_batches.set(self._queue.qsize())
 
-    def _send_ack(self, mid: int) -> None:
+    def _send_acks(self, mids: list[int]) -> None:
         if self._source is not None:
-            self._source.ack(mid)
+            self._source.ack(mids)
 
     # ------------------------------------------------------------ writing
     async def _writer(self, db: TimescaleSink) -> None:
@@ -183,8 +183,7 @@ class Worker:
             self._cache(batch.points)
 
     def _settle(self, tickets: list[Ticket]) -> None:
-        for ticket in tickets:
-            self.tracker.settle(ticket)
+        self.tracker.settle(tickets)
         self._unsettled -= len(tickets)
         if self._unsettled == 0:
             self._idle.set()
