@@ -61,7 +61,7 @@ from bridge.config import load_settings
 from bridge.pipeline import worker_client_id
 from bridge.router import Router
 from bridge.sink.redis import RedisSink
-from bridge.sink.timescale import _CREATE_STAGING, _INSERT, _REGISTRY, STAGING
+from bridge.sink.timescale import _INSERT as SINK_INSERT
 from bridge.types import Point
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -764,59 +764,91 @@ def copy_limit(svc: Services, rows: int, mode_box: list[str]) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         mode_box.append(await svc.create_db("bench_copy"))
         url = svc.db_url("bench_copy")
-        runs: dict[str, list[dict[str, Any]]] = {"plain": [], "with_registry": []}
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in COPY_VARIANTS}
         try:
             # Alternating, each into an emptied table, so that order and cache
-            # effects fall on both variants alike.
-            for variant in ("plain", "with_registry") * 2:
+            # effects fall on every variant alike.
+            for variant in list(COPY_VARIANTS) * 2:
                 await asyncio.to_thread(wait_quiet)
                 conn = await asyncpg.connect(url)
                 try:
                     await conn.execute("TRUNCATE telemetry")
                 finally:
                     await conn.close()
-                runs[variant].append(
-                    await _copy_run(url, points, svc.postmaster, variant == "with_registry")
-                )
+                runs[variant].append(await _copy_run(url, points, svc.postmaster, variant))
         finally:
             await svc.drop_db("bench_copy")
-        plain = statistics.fmean(r["rows_per_s"] for r in runs["plain"])
-        registry = statistics.fmean(r["rows_per_s"] for r in runs["with_registry"])
+        rate = {v: statistics.fmean(r["rows_per_s"] for r in runs[v]) for v in runs}
+        pg_us = {
+            v: round(statistics.fmean(r["postgres_cpu_us_per_row"] for r in runs[v]), 2)
+            for v in runs
+        }
         return {
-            "points_per_s": round(plain),
+            "points_per_s": round(rate["staging"]),
             "rows": len(points),
             "connections": 2,
             "batch_rows": 1000,
-            "method": "per batch, one transaction: binary COPY into the sink's temp staging "
-            "table, then its INSERT INTO telemetry SELECT ... ON CONFLICT DO NOTHING; "
-            "mean of 2 runs, alternating with the with_registry variant",
-            "with_registry_points_per_s": round(registry),
-            "with_registry_note": "the same, plus the sink's device-registry upsert per batch "
-            "(the bridge does this too)",
+            "method": COPY_VARIANTS["staging"] + "; mean of 2 runs, alternating with the "
+            "other variants",
+            "plain_copy_points_per_s": round(rate["plain_copy"]),
+            "sink_route_points_per_s": round(rate["sink"]),
+            "staging_to_plain_copy": round(rate["staging"] / rate["plain_copy"], 3),
+            "postgres_cpu_us_per_row": pg_us,
+            "variants": COPY_VARIANTS,
             "runs": runs,
         }
 
     return asyncio.run(go())
 
 
-async def _copy_run(
-    url: str, points: list[Point], postmaster: int, registry: bool
-) -> dict[str, Any]:
+# The reference (points_per_s) is the idempotent COPY: what the database
+# does when nothing but the write itself runs. The bridge's own statement is
+# measured alongside, and plain COPY shows what idempotence costs.
+COPY_VARIANTS = {
+    "staging": "per batch, one transaction: binary COPY into a temporary staging table, "
+    "then INSERT INTO telemetry SELECT ... FROM it ON CONFLICT DO NOTHING",
+    "plain_copy": "per batch, binary COPY straight into telemetry (not idempotent: one "
+    "duplicate aborts the batch)",
+    "sink": "per batch, the sink's own statement (bridge/sink/timescale.py): INSERT INTO "
+    "telemetry SELECT ... FROM unnest(arrays) ON CONFLICT DO NOTHING, its own transaction",
+}
+_CREATE_STAGING = """
+CREATE TEMPORARY TABLE bench_staging (
+    time_us bigint NOT NULL, device_id text NOT NULL, metric text NOT NULL,
+    value double precision NOT NULL
+) ON COMMIT DELETE ROWS"""
+_FROM_STAGING = """
+INSERT INTO telemetry (time, device_id, metric, value)
+SELECT TIMESTAMPTZ 'epoch' + time_us * INTERVAL '1 microsecond', device_id, metric, value
+FROM bench_staging
+ON CONFLICT DO NOTHING"""
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+COLUMNS = ["time", "device_id", "metric", "value"]
+
+
+async def _copy_run(url: str, points: list[Point], postmaster: int, variant: str) -> dict[str, Any]:
+    rows: list[tuple[Any, ...]] = list(points)
+    if variant == "plain_copy":  # telemetry's own column types
+        rows = [(_EPOCH + dt.timedelta(microseconds=p[0]), *p[1:]) for p in points]
     conns = [await asyncpg.connect(url) for _ in range(2)]
-    batches = iter([points[i : i + 1000] for i in range(0, len(points), 1000)])
+    batches = iter([rows[i : i + 1000] for i in range(0, len(rows), 1000)])
     written = 0
 
     async def writer(conn: asyncpg.Connection) -> None:
         nonlocal written
         for batch in batches:
-            async with conn.transaction():
-                await conn.copy_records_to_table(STAGING, records=batch)
-                status = await conn.execute(_INSERT)
+            if variant == "sink":
+                status = await conn.execute(SINK_INSERT, *zip(*batch, strict=True))
                 written += int(status.rsplit(" ", 1)[1])
-                if registry:
-                    ids = sorted({p.device_id for p in batch})
-                    sites = [f"site-{int(i[4:]) % 10:02d}" for i in ids]
-                    await conn.execute(_REGISTRY, ids, sites)
+                continue
+            async with conn.transaction():
+                if variant == "plain_copy":
+                    await conn.copy_records_to_table("telemetry", records=batch, columns=COLUMNS)
+                    written += len(batch)
+                else:
+                    await conn.copy_records_to_table("bench_staging", records=batch)
+                    status = await conn.execute(_FROM_STAGING)
+                    written += int(status.rsplit(" ", 1)[1])
 
     try:
         for c in conns:
@@ -830,10 +862,11 @@ async def _copy_run(
         for c in conns:
             await c.close()
     if written != len(points):
-        raise RuntimeError(f"copy_limit wrote {written} of {len(points)} rows")
+        raise RuntimeError(f"copy_limit {variant} wrote {written} of {len(points)} rows")
     return {
         "rows_per_s": round(len(points) / seconds),
         "seconds": round(seconds, 2),
+        "postgres_cpu_us_per_row": round(cpu["postgres"] / 100 * seconds * 1e6 / len(points), 2),
         "cpu_percent_of_one_core": cpu,
     }
 
@@ -1515,7 +1548,12 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             + f", Mosquitto {info['mosquitto']}, Redis {info['redis']}"
         )
         print(f"absolute figures: {shared} (broker, database, Redis, bridge, publisher)")
-        print(f"  copy limit: {copy['points_per_s']:,} points/s")
+        print(
+            f"  copy limit (idempotent COPY via staging): {copy['points_per_s']:,} points/s; "
+            f"plain COPY {copy['plain_copy_points_per_s']:,}, the sink's statement "
+            f"{copy['sink_route_points_per_s']:,}; PostgreSQL µs/row "
+            + ", ".join(f"{k} {v}" for k, v in copy["postgres_cpu_us_per_row"].items())
+        )
         batch = throughput(
             svc, "batch", "batch", sizes.batch_messages, sizes.batch_devices, profile=args.profile
         )
@@ -1575,6 +1613,9 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
                 "drain": single_drain,
             },
             "ratio_batch_to_limit": round(batch["points_per_s"] / copy["points_per_s"], 3),
+            "ratio_batch_to_sink_route": round(
+                batch["points_per_s"] / copy["sink_route_points_per_s"], 3
+            ),
             "latency_ms": lat,
             "rss_peak_mb": peaks[rss_phase],
             "rss_peak_phase": rss_phase,
