@@ -96,14 +96,20 @@ class Worker:
         self._last_message = time.monotonic()
         self._db_ok = False
         self._db: TimescaleSink | None = None
+        # Counted here per message, added to the metrics per batch and on each
+        # scrape: a prometheus_client update takes a lock, a few per message
+        # add up at 20k messages/s.
+        self._messages_received = 0
+        self._points_received = 0
+        self.metrics.inflight_messages.set_function(lambda: self.tracker.in_flight)
+        self.metrics.queued_batches.set_function(self._queue.qsize)
 
     # ------------------------------------------------------------ intake
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         """The paho callback: decode and batch, synchronously, on the loop."""
         if not self._taking:
             return  # not acked: the broker redelivers it to this session
-        m = self.metrics
-        m.messages_received.inc()
+        self._messages_received += 1
         self._last_message = time.monotonic()
         ticket = self.tracker.track(mid) if qos > 0 else None
         received_us = time.time_ns() // 1000
@@ -112,23 +118,28 @@ class Worker:
         except Exception as exc:  # a bug of ours: keep the message, keep running
             log.exception("cannot handle a message on %r; dead-lettered", topic[:200])
             routed = internal_error(topic, payload, received_us, exc)
-        if routed.rejected_message is not None:
-            m.messages_rejected.labels(routed.rejected_message).inc()
-        for reason, count in routed.rejected_points.items():
-            m.points_rejected.labels(reason).inc(count)
-        if routed.points:
-            m.points_received.inc(len(routed.points))
+        if routed.dead_letters:
+            m = self.metrics
+            if routed.rejected_message is not None:
+                m.messages_rejected.labels(routed.rejected_message).inc()
+            for reason, count in routed.rejected_points.items():
+                m.points_rejected.labels(reason).inc(count)
+        self._points_received += len(routed.points)
         if ticket is not None:
             self._unsettled += 1
             self._idle.clear()
         self.batcher.add(
             ticket, routed.points, routed.dead_letters, routed.device_id, routed.site_id
         )
-        m.inflight_messages.set(self.tracker.in_flight)
 
     def _enqueue(self, batch: Batch) -> None:
         self._queue.put_nowait(batch)
-        self.metrics.queued_batches.set(self._queue.qsize())
+        self._count_received()
+
+    def _count_received(self) -> None:
+        self.metrics.messages_received.inc(self._messages_received)
+        self.metrics.points_received.inc(self._points_received)
+        self._messages_received = self._points_received = 0
 
     def _send_acks(self, mids: list[int]) -> None:
         if self._source is not None:
@@ -138,7 +149,6 @@ class Worker:
     async def _writer(self, db: TimescaleSink) -> None:
         while True:
             item = await self._queue.get()
-            self.metrics.queued_batches.set(self._queue.qsize())
             if item is _STOP:
                 return
             assert isinstance(item, Batch)
@@ -187,7 +197,6 @@ class Worker:
         self._unsettled -= len(tickets)
         if self._unsettled == 0:
             self._idle.set()
-        self.metrics.inflight_messages.set(self.tracker.in_flight)
 
     def _cache(self, points: list[Point]) -> None:
         if not self.settings.redis.enabled:
@@ -300,6 +309,7 @@ class Worker:
         return status, "application/json", json.dumps({"ready": status == 200, **checks}).encode()
 
     async def _metrics(self) -> http.Response:
+        self._count_received()
         if self._db is not None:
             used, idle = self._db.pool_stats()
             self.metrics.db_pool_connections.labels("used").set(used)
