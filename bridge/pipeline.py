@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 
 import aiomqtt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -323,6 +324,10 @@ class Worker:
 
     async def run(self, retire: bool = False, idle_s: float = 1.0) -> None:
         """Runs until stop() (or, retiring, until the session is drained)."""
+        with _fewer_gc_passes():
+            await self._run(retire, idle_s)
+
+    async def _run(self, retire: bool, idle_s: float) -> None:
         s = self.settings
         server = None
         if s.http.port:
@@ -406,6 +411,24 @@ class Worker:
         if self._source is not None:
             await self._source.close(end_session=end_session)
         log.info("stopped%s", "; session ended" if end_session else "")
+
+
+@contextlib.contextmanager
+def _fewer_gc_passes() -> Iterator[None]:
+    """Raises the cyclic GC's first threshold while the worker runs.
+
+    Decoding allocates a tuple per point and a dict per reading, and with the
+    default threshold (a pass every 700 allocations) the collector took about
+    half of the decode time of 100-reading messages (1.24 -> 0.68 µs per
+    point at 50,000, micro-benchmark). Points hold no reference cycles, and
+    the memory bound is Receive Maximum, not the collector.
+    """
+    saved = gc.get_threshold()
+    gc.set_threshold(50_000, *saved[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
 
 
 async def _first(*aws: Awaitable[object]) -> None:
