@@ -3,6 +3,8 @@ reads cut them into; everything else left whole for paho."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -79,7 +81,7 @@ def test_publishes_are_delivered_whole_and_in_order_however_reads_cut_them(
 ) -> None:
     data, expected = stream()
     bounds = [0, *sorted(set(cuts)), len(data)]
-    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
     got: list[tuple[str, bytes, int, int]] = []
     splitter = PublishSplitter(Chunks(chunks), lambda *m: got.append(m))
     for_paho = read_all(splitter, 2 * len(chunks) + 20)
