@@ -7,7 +7,8 @@ database, and measures side by side:
 
 - copy_limit: the database's own idempotent write rate for the same rows into
   the same table (asyncpg, 2 connections, 1000-row batches: binary COPY into
-  the sink's staging table, then its INSERT ... ON CONFLICT DO NOTHING);
+  a staging table, then INSERT ... ON CONFLICT DO NOTHING), next to plain
+  COPY and the sink's own statement;
 - batch:      publish-to-committed points/s for 100-reading seed_json messages;
 - single:     the same for single-reading messages (1 worker, and 2 workers
               when 1 is CPU-bound), plus the drain rate of a queued backlog;
