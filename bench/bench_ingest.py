@@ -7,7 +7,8 @@ database, and measures side by side:
 
 - copy_limit: the database's own idempotent write rate for the same rows into
   the same table (asyncpg, 2 connections, 1000-row batches: binary COPY into
-  the sink's staging table, then its INSERT ... ON CONFLICT DO NOTHING);
+  a staging table, then INSERT ... ON CONFLICT DO NOTHING), next to plain
+  COPY and the sink's own statement;
 - batch:      publish-to-committed points/s for 100-reading seed_json messages;
 - single:     the same for single-reading messages (1 worker, and 2 workers
               when 1 is CPU-bound), plus the drain rate of a queued backlog;
@@ -16,8 +17,8 @@ database, and measures side by side:
 - rss_peak_mb: the bridge worker's peak RSS (VmHWM) over all of it;
 - soak (--soak SECONDS): RSS over a long run at half rate.
 
-Publishers run in their own processes (paho, MQTT v5, QoS 1, own window of
-5000 unacked messages). Every component shares this machine's cores, so the
+Publishers run in their own processes (raw_publisher.py: pre-encoded MQTT v5
+PUBLISH packets on a plain socket, QoS 1, a window of 5000 unacked messages). Every component shares this machine's cores, so the
 CPU each one used is reported next to every figure.
 
     .venv/bin/python bench/bench_ingest.py [--quick] [--soak SECONDS] [--profile]
@@ -61,7 +62,7 @@ from bridge.config import load_settings
 from bridge.pipeline import worker_client_id
 from bridge.router import Router
 from bridge.sink.redis import RedisSink
-from bridge.sink.timescale import _CREATE_STAGING, _INSERT, _REGISTRY, STAGING
+from bridge.sink.timescale import _INSERT as SINK_INSERT
 from bridge.types import Point
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -585,81 +586,37 @@ def single_payloads(n: int, devices: int, start: dt.datetime) -> Iterator[tuple[
         yield f"telemetry/site-{d % 10:02d}/{device}", orjson.dumps(msg, option=orjson.OPT_UTC_Z)
 
 
-class _Window:
-    """Counts PUBACKs; lets the sender wait until fewer than `low` are unacked."""
-
-    def __init__(self) -> None:
-        self.sent = 0
-        self.acked = 0
-        self.low = 0
-        self.event = threading.Event()
-
-    def on_publish(self, *_: object) -> None:  # paho's network thread
-        self.acked += 1
-        if self.sent - self.acked < self.low:
-            self.event.set()
-
-    def wait_below(self, low: int, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while self.sent - self.acked >= low:
-            self.low = low
-            self.event.clear()
-            if self.sent - self.acked < low:
-                break
-            self.event.wait(0.01)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"broker PUBACKs stalled at {self.acked}/{self.sent}")
-        self.low = 0
-
-
 def publisher_main(spec: dict[str, Any], out: Any, go: Any) -> None:
-    """A publisher process: builds its messages, waits for `go`, publishes."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    """A publisher process: encodes its messages, waits for `go`, publishes."""
+    from raw_publisher import Encoded, RawPublisher
 
-    messages: list[tuple[str, bytes]] = []
+    messages: list[Encoded] = []
     if spec["kind"] == "batch":
-        messages = list(batch_payloads(spec["n"], spec["devices"], spec["start_ms"]))
+        payloads = batch_payloads(spec["n"], spec["devices"], spec["start_ms"])
+        messages = [Encoded(t, p) for t, p in payloads]
     elif spec["kind"] == "single":
         start = dt.datetime.fromtimestamp(spec["start_ms"] / 1000, dt.UTC)
-        messages = list(single_payloads(spec["n"], spec["devices"], start))
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"pub-{os.getpid()}", protocol=mqtt.MQTTv5
-    )
-    client.max_inflight_messages_set(0)  # 0: paho never scans its in-flight list
-    client.max_queued_messages_set(0)
-    window = _Window()
-    client.on_publish = window.on_publish
-    connected = threading.Event()
-    client.on_connect = lambda *_: connected.set()
-    client.connect("127.0.0.1", spec["port"], clean_start=True)
-    client.loop_start()
-    if not connected.wait(10):
-        raise RuntimeError("publisher could not connect")
+        messages = [Encoded(t, p) for t, p in single_payloads(spec["n"], spec["devices"], start)]
+    client = RawPublisher(spec["port"], f"pub-{os.getpid()}", WINDOW)
     out.put(("ready", os.getpid()))
     go.wait()
     first = time.time()
     if spec["kind"] == "paced":
-        _publish_paced(client, window, spec, out)
+        _publish_paced(client, spec, out)
     else:
-        for topic, payload in messages:
-            if window.sent - window.acked >= WINDOW:
-                window.wait_below(WINDOW - WINDOW // 10)
-            info = client.publish(topic, payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
-            window.sent += 1
+        client.publish(messages)
     last_publish = time.time()
-    window.wait_below(1)
+    client.wait_acked()
     done = {"first": first, "last_publish": last_publish, "last_ack": time.time()}
-    out.put(("done", done | {"sent": window.sent}))
-    client.disconnect()
-    client.loop_stop()
+    out.put(("done", done | {"sent": client.acked, "retried": client.retried}))
+    client.close()
 
 
-def _publish_paced(client: Any, window: _Window, spec: dict[str, Any], out: Any) -> None:
+def _publish_paced(client: Any, spec: dict[str, Any], out: Any) -> None:
     """100-reading messages at `rate` messages/s for `duration` s. The first
     reading of each carries its publish time (ms); readings are 1 ms apart."""
+    from raw_publisher import Encoded
+
     rate, duration, devices = spec["rate"], spec["duration"], spec["devices"]
     started = time.time()
     last_t0: dict[int, int] = {}
@@ -668,6 +625,7 @@ def _publish_paced(client: Any, window: _Window, spec: dict[str, Any], out: Any)
         delay = started + k / rate - time.time()
         if delay > 0:
             time.sleep(delay)
+        client.poll()
         d = k % devices
         t0 = max(int(time.time() * 1000), last_t0.get(d, 0) + 100)
         last_t0[d] = t0
@@ -681,11 +639,8 @@ def _publish_paced(client: Any, window: _Window, spec: dict[str, Any], out: Any)
                 for i in range(100)
             ]
         )
-        if window.sent - window.acked >= WINDOW:
-            window.wait_below(WINDOW - WINDOW // 10)
         published = time.time()
-        client.publish(f"telemetry/site-{d % 10:02d}/{device}", payload, qos=1)
-        window.sent += 1
+        client.publish([Encoded(f"telemetry/site-{d % 10:02d}/{device}", payload)])
         if spec["report"]:
             measured = published - started >= spec["warmup"]
             out.put(("m", device, t0 * 1000, (t0 + 99) * 1000, published, measured))
@@ -810,59 +765,91 @@ def copy_limit(svc: Services, rows: int, mode_box: list[str]) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         mode_box.append(await svc.create_db("bench_copy"))
         url = svc.db_url("bench_copy")
-        runs: dict[str, list[dict[str, Any]]] = {"plain": [], "with_registry": []}
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in COPY_VARIANTS}
         try:
             # Alternating, each into an emptied table, so that order and cache
-            # effects fall on both variants alike.
-            for variant in ("plain", "with_registry") * 2:
+            # effects fall on every variant alike.
+            for variant in list(COPY_VARIANTS) * 2:
                 await asyncio.to_thread(wait_quiet)
                 conn = await asyncpg.connect(url)
                 try:
                     await conn.execute("TRUNCATE telemetry")
                 finally:
                     await conn.close()
-                runs[variant].append(
-                    await _copy_run(url, points, svc.postmaster, variant == "with_registry")
-                )
+                runs[variant].append(await _copy_run(url, points, svc.postmaster, variant))
         finally:
             await svc.drop_db("bench_copy")
-        plain = statistics.fmean(r["rows_per_s"] for r in runs["plain"])
-        registry = statistics.fmean(r["rows_per_s"] for r in runs["with_registry"])
+        rate = {v: statistics.fmean(r["rows_per_s"] for r in runs[v]) for v in runs}
+        pg_us = {
+            v: round(statistics.fmean(r["postgres_cpu_us_per_row"] for r in runs[v]), 2)
+            for v in runs
+        }
         return {
-            "points_per_s": round(plain),
+            "points_per_s": round(rate["staging"]),
             "rows": len(points),
             "connections": 2,
             "batch_rows": 1000,
-            "method": "per batch, one transaction: binary COPY into the sink's temp staging "
-            "table, then its INSERT INTO telemetry SELECT ... ON CONFLICT DO NOTHING; "
-            "mean of 2 runs, alternating with the with_registry variant",
-            "with_registry_points_per_s": round(registry),
-            "with_registry_note": "the same, plus the sink's device-registry upsert per batch "
-            "(the bridge does this too)",
+            "method": COPY_VARIANTS["staging"] + "; mean of 2 runs, alternating with the "
+            "other variants",
+            "plain_copy_points_per_s": round(rate["plain_copy"]),
+            "sink_route_points_per_s": round(rate["sink"]),
+            "staging_to_plain_copy": round(rate["staging"] / rate["plain_copy"], 3),
+            "postgres_cpu_us_per_row": pg_us,
+            "variants": COPY_VARIANTS,
             "runs": runs,
         }
 
     return asyncio.run(go())
 
 
-async def _copy_run(
-    url: str, points: list[Point], postmaster: int, registry: bool
-) -> dict[str, Any]:
+# The reference (points_per_s) is the idempotent COPY: what the database
+# does when nothing but the write itself runs. The bridge's own statement is
+# measured alongside, and plain COPY shows what idempotence costs.
+COPY_VARIANTS = {
+    "staging": "per batch, one transaction: binary COPY into a temporary staging table, "
+    "then INSERT INTO telemetry SELECT ... FROM it ON CONFLICT DO NOTHING",
+    "plain_copy": "per batch, binary COPY straight into telemetry (not idempotent: one "
+    "duplicate aborts the batch)",
+    "sink": "per batch, the sink's own statement (bridge/sink/timescale.py): INSERT INTO "
+    "telemetry SELECT ... FROM unnest(arrays) ON CONFLICT DO NOTHING, its own transaction",
+}
+_CREATE_STAGING = """
+CREATE TEMPORARY TABLE bench_staging (
+    time_us bigint NOT NULL, device_id text NOT NULL, metric text NOT NULL,
+    value double precision NOT NULL
+) ON COMMIT DELETE ROWS"""
+_FROM_STAGING = """
+INSERT INTO telemetry (time, device_id, metric, value)
+SELECT TIMESTAMPTZ 'epoch' + time_us * INTERVAL '1 microsecond', device_id, metric, value
+FROM bench_staging
+ON CONFLICT DO NOTHING"""
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+COLUMNS = ["time", "device_id", "metric", "value"]
+
+
+async def _copy_run(url: str, points: list[Point], postmaster: int, variant: str) -> dict[str, Any]:
+    rows: list[tuple[Any, ...]] = list(points)
+    if variant == "plain_copy":  # telemetry's own column types
+        rows = [(_EPOCH + dt.timedelta(microseconds=p[0]), *p[1:]) for p in points]
     conns = [await asyncpg.connect(url) for _ in range(2)]
-    batches = iter([points[i : i + 1000] for i in range(0, len(points), 1000)])
+    batches = iter([rows[i : i + 1000] for i in range(0, len(rows), 1000)])
     written = 0
 
     async def writer(conn: asyncpg.Connection) -> None:
         nonlocal written
         for batch in batches:
-            async with conn.transaction():
-                await conn.copy_records_to_table(STAGING, records=batch)
-                status = await conn.execute(_INSERT)
+            if variant == "sink":
+                status = await conn.execute(SINK_INSERT, *zip(*batch, strict=True))
                 written += int(status.rsplit(" ", 1)[1])
-                if registry:
-                    ids = sorted({p.device_id for p in batch})
-                    sites = [f"site-{int(i[4:]) % 10:02d}" for i in ids]
-                    await conn.execute(_REGISTRY, ids, sites)
+                continue
+            async with conn.transaction():
+                if variant == "plain_copy":
+                    await conn.copy_records_to_table("telemetry", records=batch, columns=COLUMNS)
+                    written += len(batch)
+                else:
+                    await conn.copy_records_to_table("bench_staging", records=batch)
+                    status = await conn.execute(_FROM_STAGING)
+                    written += int(status.rsplit(" ", 1)[1])
 
     try:
         for c in conns:
@@ -876,10 +863,11 @@ async def _copy_run(
         for c in conns:
             await c.close()
     if written != len(points):
-        raise RuntimeError(f"copy_limit wrote {written} of {len(points)} rows")
+        raise RuntimeError(f"copy_limit {variant} wrote {written} of {len(points)} rows")
     return {
         "rows_per_s": round(len(points) / seconds),
         "seconds": round(seconds, 2),
+        "postgres_cpu_us_per_row": round(cpu["postgres"] / 100 * seconds * 1e6 / len(points), 2),
         "cpu_percent_of_one_core": cpu,
     }
 
@@ -1037,6 +1025,7 @@ def throughput(
         "devices": devices,
         "seconds": round(seconds, 2),
         "publisher_msgs_per_s": round(messages / pub_seconds),
+        "publisher_retried": done["retried"],
         "publisher_done_before_commit_s": round(committed_at - done["last_ack"], 2),
         "rows_verified": stored,
         "database_mode": mode,
@@ -1560,7 +1549,12 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             + f", Mosquitto {info['mosquitto']}, Redis {info['redis']}"
         )
         print(f"absolute figures: {shared} (broker, database, Redis, bridge, publisher)")
-        print(f"  copy limit: {copy['points_per_s']:,} points/s")
+        print(
+            f"  copy limit (idempotent COPY via staging): {copy['points_per_s']:,} points/s; "
+            f"plain COPY {copy['plain_copy_points_per_s']:,}, the sink's statement "
+            f"{copy['sink_route_points_per_s']:,}; PostgreSQL µs/row "
+            + ", ".join(f"{k} {v}" for k, v in copy["postgres_cpu_us_per_row"].items())
+        )
         batch = throughput(
             svc, "batch", "batch", sizes.batch_messages, sizes.batch_devices, profile=args.profile
         )
@@ -1599,7 +1593,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             peaks["soak"] = soaked["rss_peak_vmhwm_mb"]
         rss_phase = max(peaks, key=peaks.__getitem__)
         results: dict[str, Any] = {
-            "what": "bridge end to end: publish (paho, MQTT v5, QoS 1) -> Mosquitto -> "
+            "what": "bridge end to end: publish (raw socket, MQTT v5, QoS 1) -> Mosquitto -> "
             "`bridge run` -> PostgreSQL commit (+ Redis cache), on private services",
             "note": f"absolute figures: {shared} (broker, database, Redis, bridge, "
             "publisher); see cpu_percent_of_one_core in each run",
@@ -1620,6 +1614,9 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
                 "drain": single_drain,
             },
             "ratio_batch_to_limit": round(batch["points_per_s"] / copy["points_per_s"], 3),
+            "ratio_batch_to_sink_route": round(
+                batch["points_per_s"] / copy["sink_route_points_per_s"], 3
+            ),
             "latency_ms": lat,
             "rss_peak_mb": peaks[rss_phase],
             "rss_peak_phase": rss_phase,

@@ -9,8 +9,10 @@ too, then releases the longest settled prefix.
 Invariants:
   * ``track`` is called once per message, in arrival order; it returns the
     message's ticket.
-  * A ticket is settled at most once; ``ack`` is called for it at most once,
-    and only after every earlier ticket of the same connection was acked.
+  * A ticket is settled at most once; it is acked at most once, and only
+    after (or together with) every earlier ticket of the same connection.
+  * ``send_acks`` gets the packet ids released by one ``settle`` call, in
+    arrival order, in one list, so that a batch's acks go out in one write.
   * Tickets belong to one connection (an epoch). After a reconnect, tickets
     of the old connection are never acked: their packet ids mean nothing on
     the new connection, and the broker redelivers those messages anyway.
@@ -19,7 +21,7 @@ Invariants:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -33,8 +35,8 @@ class Ticket:
 class AckTracker:
     """Releases acks in arrival order. Not thread-safe: use from the event loop."""
 
-    def __init__(self, send_ack: Callable[[int], None]) -> None:
-        self._send_ack = send_ack
+    def __init__(self, send_acks: Callable[[list[int]], None]) -> None:
+        self._send_acks = send_acks
         self._epoch = 0
         self._pending: deque[Ticket] = deque()
 
@@ -58,14 +60,18 @@ class AckTracker:
         self._pending.append(ticket)
         return ticket
 
-    def settle(self, ticket: Ticket) -> int:
-        """Marks a message settled; sends every ack now releasable. Returns how many."""
-        if ticket.epoch != self._epoch:
-            return 0  # the broker will redeliver it on the current connection
-        ticket.settled = True
-        released = 0
+    def settle(self, tickets: Iterable[Ticket]) -> int:
+        """Marks messages settled; sends every ack now releasable. Returns how many."""
+        epoch = self._epoch
+        for ticket in tickets:
+            # Old tickets are skipped: the broker redelivers those messages
+            # on the current connection.
+            if ticket.epoch == epoch:
+                ticket.settled = True
         pending = self._pending
+        mids = []
         while pending and pending[0].settled:
-            self._send_ack(pending.popleft().mid)
-            released += 1
-        return released
+            mids.append(pending.popleft().mid)
+        if mids:
+            self._send_acks(mids)
+        return len(mids)

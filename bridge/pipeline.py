@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 
 import aiomqtt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -78,7 +79,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.router = Router(settings.mqtt.routes, settings.limits)
         self.filters = [f"$share/{settings.mqtt.group}/{f}" for f in self.router.filters]
-        self.tracker = AckTracker(self._send_ack)
+        self.tracker = AckTracker(self._send_acks)
         self.batcher = Batcher(
             settings.batch.max_points, settings.batch.max_delay_ms / 1000, self._enqueue
         )
@@ -97,14 +98,20 @@ class Worker:
         self._db_ok = False
         self._db: TimescaleSink | None = None
         self._cache_sink: RedisSink | None = None
+        # Counted here per message, added to the metrics per batch and on each
+        # scrape: a prometheus_client update takes a lock, a few per message
+        # add up at 20k messages/s.
+        self._messages_received = 0
+        self._points_received = 0
+        self.metrics.inflight_messages.set_function(lambda: self.tracker.in_flight)
+        self.metrics.queued_batches.set_function(self._queue.qsize)
 
     # ------------------------------------------------------------ intake
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         """The paho callback: decode and batch, synchronously, on the loop."""
         if not self._taking:
             return  # not acked: the broker redelivers it to this session
-        m = self.metrics
-        m.messages_received.inc()
+        self._messages_received += 1
         self._last_message = time.monotonic()
         ticket = self.tracker.track(mid) if qos > 0 else None
         received_us = time.time_ns() // 1000
@@ -113,33 +120,37 @@ class Worker:
         except Exception as exc:  # a bug of ours: keep the message, keep running
             log.exception("cannot handle a message on %r; dead-lettered", topic[:200])
             routed = internal_error(topic, payload, received_us, exc)
-        if routed.rejected_message is not None:
-            m.messages_rejected.labels(routed.rejected_message).inc()
-        for reason, count in routed.rejected_points.items():
-            m.points_rejected.labels(reason).inc(count)
-        if routed.points:
-            m.points_received.inc(len(routed.points))
+        if routed.dead_letters:
+            m = self.metrics
+            if routed.rejected_message is not None:
+                m.messages_rejected.labels(routed.rejected_message).inc()
+            for reason, count in routed.rejected_points.items():
+                m.points_rejected.labels(reason).inc(count)
+        self._points_received += len(routed.points)
         if ticket is not None:
             self._unsettled += 1
             self._idle.clear()
         self.batcher.add(
             ticket, routed.points, routed.dead_letters, routed.device_id, routed.site_id
         )
-        m.inflight_messages.set(self.tracker.in_flight)
 
     def _enqueue(self, batch: Batch) -> None:
         self._queue.put_nowait(batch)
-        self.metrics.queued_batches.set(self._queue.qsize())
+        self._count_received()
 
-    def _send_ack(self, mid: int) -> None:
+    def _count_received(self) -> None:
+        self.metrics.messages_received.inc(self._messages_received)
+        self.metrics.points_received.inc(self._points_received)
+        self._messages_received = self._points_received = 0
+
+    def _send_acks(self, mids: list[int]) -> None:
         if self._source is not None:
-            self._source.ack(mid)
+            self._source.ack(mids)
 
     # ------------------------------------------------------------ writing
     async def _writer(self, db: TimescaleSink) -> None:
         while True:
             item = await self._queue.get()
-            self.metrics.queued_batches.set(self._queue.qsize())
             if item is _STOP:
                 return
             assert isinstance(item, Batch)
@@ -184,12 +195,10 @@ class Worker:
             self._cache(batch.points)
 
     def _settle(self, tickets: list[Ticket]) -> None:
-        for ticket in tickets:
-            self.tracker.settle(ticket)
+        self.tracker.settle(tickets)
         self._unsettled -= len(tickets)
         if self._unsettled == 0:
             self._idle.set()
-        self.metrics.inflight_messages.set(self.tracker.in_flight)
 
     def _cache(self, points: list[Point]) -> None:
         if not self.settings.redis.enabled:
@@ -304,6 +313,7 @@ class Worker:
         return status, "application/json", json.dumps({"ready": status == 200, **checks}).encode()
 
     async def _metrics(self) -> http.Response:
+        self._count_received()
         if self._db is not None:
             used, idle = self._db.pool_stats()
             self.metrics.db_pool_connections.labels("used").set(used)
@@ -317,6 +327,10 @@ class Worker:
 
     async def run(self, retire: bool = False, idle_s: float = 1.0) -> None:
         """Runs until stop() (or, retiring, until the session is drained)."""
+        with _fewer_gc_passes():
+            await self._run(retire, idle_s)
+
+    async def _run(self, retire: bool, idle_s: float) -> None:
         s = self.settings
         server = None
         if s.http.port:
@@ -402,6 +416,24 @@ class Worker:
         if self._source is not None:
             await self._source.close(end_session=end_session)
         log.info("stopped%s", "; session ended" if end_session else "")
+
+
+@contextlib.contextmanager
+def _fewer_gc_passes() -> Iterator[None]:
+    """Raises the cyclic GC's first threshold while the worker runs.
+
+    Decoding allocates a tuple per point and a dict per reading, and with the
+    default threshold (a pass every 700 allocations) the collector took about
+    half of the decode time of 100-reading messages (1.24 -> 0.68 µs per
+    point at 50,000, micro-benchmark). Points hold no reference cycles, and
+    the memory bound is Receive Maximum, not the collector.
+    """
+    saved = gc.get_threshold()
+    gc.set_threshold(50_000, *saved[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
 
 
 async def _first(*aws: Awaitable[object]) -> None:

@@ -10,35 +10,45 @@ from bridge.ack import AckTracker
 
 def test_acks_wait_for_every_earlier_message() -> None:
     sent: list[int] = []
-    tracker = AckTracker(sent.append)
+    tracker = AckTracker(sent.extend)
     a, b, c = tracker.track(1), tracker.track(2), tracker.track(3)
-    assert tracker.settle(c) == 0
-    assert tracker.settle(b) == 0
+    assert tracker.settle([c]) == 0
+    assert tracker.settle([b]) == 0
     assert sent == []
-    assert tracker.settle(a) == 3
+    assert tracker.settle([a]) == 3
     assert sent == [1, 2, 3]
     assert tracker.in_flight == 0
 
 
 def test_tickets_of_an_old_connection_are_never_acked() -> None:
     sent: list[int] = []
-    tracker = AckTracker(sent.append)
+    tracker = AckTracker(sent.extend)
     old = tracker.track(7)
     tracker.new_connection()
     new = tracker.track(7)  # the broker reuses the packet id on the new connection
-    assert tracker.settle(old) == 0
+    assert tracker.settle([old]) == 0
     assert sent == []
-    assert tracker.settle(new) == 1
+    assert tracker.settle([new]) == 1
     assert sent == [7]
 
 
 @given(st.permutations(list(range(1, 60))))
 def test_any_settle_order_acks_each_once_in_arrival_order(order: list[int]) -> None:
     sent: list[int] = []
-    tracker = AckTracker(sent.append)
+    tracker = AckTracker(sent.extend)
     tickets = {mid: tracker.track(mid) for mid in range(1, 60)}
     for mid in order:
-        tracker.settle(tickets[mid])
+        tracker.settle([tickets[mid]])
         # Whatever is acked is a prefix of the arrival order.
         assert sent == list(range(1, len(sent) + 1))
     assert sent == list(range(1, 60))
+
+
+def test_a_batch_of_settled_messages_is_acked_in_one_call() -> None:
+    calls: list[list[int]] = []
+    tracker = AckTracker(calls.append)
+    tickets = [tracker.track(mid) for mid in (5, 6, 7, 8)]
+    assert tracker.settle(tickets[1:3]) == 0  # 6 and 7 wait for 5
+    assert tracker.settle([tickets[0]]) == 3
+    assert tracker.settle([tickets[3]]) == 1
+    assert calls == [[5, 6, 7], [8]]

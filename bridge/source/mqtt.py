@@ -14,20 +14,26 @@ Why it looks the way it does (measured on Mosquitto 2.0.11, see MEASURED.md):
     on a fresh process's first connect: we always resume (clean_start False)
     and ask for a session expiry.
   * aiomqtt's ``messages`` iterator costs a queue and an await per message and
-    tops out near 6-9k msg/s; a paho ``on_message`` callback on the same client
-    runs 2-3x faster, so the callback feeds the batcher directly.
+    tops out near 6-9k msg/s; even a paho ``on_message`` callback spends more
+    on paho than on the message: one ``loop_read`` and several small reads per
+    packet, a ``Properties`` object and an ``MQTTMessage`` per PUBLISH (about
+    half of the bridge's time with single-reading messages, bench/README.md).
+    So ``PublishSplitter`` reads the socket 64 KiB at a time, parses PUBLISH
+    packets itself and calls ``on_message`` directly; paho still sees, and
+    handles, everything else (CONNACK, SUBACK, PINGRESP, DISCONNECT). The
+    properties of a PUBLISH are skipped: the bridge uses none of them, and
+    without a Topic Alias Maximum in our CONNECT the broker sends no aliases.
+  * A PUBACK per ``ack`` call is a wake-up and a ``send()`` each; ``ack`` takes
+    a batch's packet ids and writes all their PUBACKs at once.
   * The Receive Maximum we send caps unacked messages in flight: it is the
     bridge's memory bound, and it replaces the broker's max_inflight_messages.
-  * paho reads one packet per ``loop_read`` with several small ``recv`` calls,
-    and aiomqtt calls it once per socket wake-up: for small messages the
-    system calls and wake-ups cost more than the message (38-45% of the
-    bridge's time, bench/README.md). ``BufferedSocket`` reads 64 KiB at a time
-    and serves paho's reads from memory; its ``pending()`` makes aiomqtt keep
-    reading until the buffer is empty (the same path TLS sockets take).
 
 aiomqtt (2.5) runs the connection lifecycle on the event loop; the paho client
 it wraps is reached through ``_client``, in this module only, because aiomqtt
-has no ack API yet (its issue #345). pyproject pins aiomqtt below 2.6 for this.
+has no ack API yet (its issue #345). Of paho (2.2) we use ``_create_socket``
+and ``_packet_queue`` (which queues bytes behind paho's own packets, so a
+partly written packet is never interleaved). pyproject pins aiomqtt below 2.6
+and paho below 3 for this.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -51,40 +58,118 @@ log = logging.getLogger("bridge.source.mqtt")
 OnMessage = Callable[[str, bytes, int, int], None]
 
 READ_CHUNK = 65536
+PUBLISH = 0x30
+PUBACK = 0x40
+_PUBACK = struct.Struct("!BBH")
 
 
-class BufferedSocket:
-    """A paho socket whose reads come from a buffer filled 64 KiB at a time.
+class ProtocolViolation(ConnectionError):
+    """The broker sent what MQTT does not allow: the connection is dropped
+    (paho sees an OSError from ``recv``), and unacked messages are redelivered."""
 
-    paho needs only ``recv`` and, for TLS, ``pending``; every other call goes
-    to the real socket. ``recv`` raises exactly what the socket raises (so
-    paho sees BlockingIOError / SSLWantReadError as before) and returns b""
-    at end of stream.
+
+class PublishSplitter:
+    """A paho socket that takes PUBLISH packets out of the stream.
+
+    Each ``recv`` reads the real socket once, 64 KiB at most, hands every
+    complete PUBLISH in it to ``on_message`` (in stream order) and keeps every
+    other packet (CONNACK, SUBACK, PINGRESP, DISCONNECT...), whole, for paho, which then reads them from memory. When nothing is left
+    for paho, ``recv`` raises BlockingIOError, which paho takes as "no data
+    yet". Errors of the real socket (BlockingIOError, SSLWantReadError, OSError)
+    pass through unchanged, and ``b""`` means end of stream. paho needs only
+    ``recv`` and, for TLS, ``pending``; every other call goes to the real
+    socket.
     """
 
-    __slots__ = ("_buf", "_pos", "_sock")
+    __slots__ = ("_for_paho", "_need", "_on_message", "_partial", "_pos", "_sock")
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, on_message: OnMessage) -> None:
         self._sock = sock
-        self._buf = b""
+        self._on_message = on_message
+        self._for_paho = b""
         self._pos = 0
+        self._partial = bytearray()  # the start of a packet that has not fully arrived
+        self._need = 0  # its whole size, when its header has arrived
 
     def recv(self, size: int) -> bytes:
-        if self._pos >= len(self._buf):
+        if self._pos >= len(self._for_paho):
             data: bytes = self._sock.recv(READ_CHUNK)
             if not data:
                 return data
-            self._buf, self._pos = data, 0
+            if self._partial:
+                self._partial += data
+                if len(self._partial) < self._need:
+                    raise BlockingIOError  # a large packet, still arriving
+                data = bytes(self._partial)
+                self._partial.clear()
+            self._for_paho, self._pos = self._split(data), 0
+            if not self._for_paho:
+                raise BlockingIOError
         start = self._pos
-        self._pos = min(start + size, len(self._buf))
-        return self._buf[start : self._pos]
+        self._pos = min(start + size, len(self._for_paho))
+        return self._for_paho[start : self._pos]
 
     def pending(self) -> int:
         inner = getattr(self._sock, "pending", None)
-        return len(self._buf) - self._pos + (inner() if inner is not None else 0)
+        return len(self._for_paho) - self._pos + (inner() if inner is not None else 0)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
+
+    def _split(self, data: bytes) -> bytes:
+        """Delivers the PUBLISH packets of ``data``; returns the other packets'
+        bytes, and keeps an incomplete last packet for the next read."""
+        others: list[bytes] = []
+        on_message = self._on_message
+        pos, n = 0, len(data)
+        while pos < n:
+            first = data[pos]
+            i, size = _varint(data, pos + 1, n)
+            end = i + size
+            if i < 0 or end > n:
+                self._partial += data[pos:]
+                self._need = end - pos if i >= 0 else 0
+                break
+            if first & 0xF0 == PUBLISH:
+                qos = (first >> 1) & 3
+                if qos > 1:
+                    # Subscriptions are QoS 1: the broker must not send QoS 2.
+                    raise ProtocolViolation(f"QoS {qos} PUBLISH from the broker")
+                topic_end = i + 2 + (data[i] << 8 | data[i + 1]) if size >= 2 else end + 1
+                mid = 0
+                if qos and topic_end + 2 <= end:
+                    mid = data[topic_end] << 8 | data[topic_end + 1]
+                    topic_end += 2
+                props, props_size = _varint(data, topic_end, end)  # -1 past the end
+                payload_at = props + props_size
+                if props < 0 or payload_at > end or (qos and not mid):
+                    raise ProtocolViolation("malformed PUBLISH packet from the broker")
+                raw_topic = data[i + 2 : topic_end - 2 * qos]
+                try:
+                    topic = raw_topic.decode()
+                except UnicodeDecodeError:
+                    topic = raw_topic.decode("utf-8", "replace")
+                on_message(topic, data[payload_at:end], mid, qos)
+            else:
+                others.append(data[pos:end])
+            pos = end
+        return b"".join(others)
+
+
+def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:
+    """(position after, value) of the MQTT variable byte integer at ``i``;
+    position -1 when it runs past ``end`` (not arrived yet, or malformed)."""
+    value, shift = 0, 0
+    while i < end:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return i, value
+        shift += 7
+        if shift > 21:
+            raise ProtocolViolation("a length of more than 4 bytes from the broker")
+    return -1, 0
 
 
 class MqttSource:
@@ -92,7 +177,6 @@ class MqttSource:
         self.client_id = client_id
         self.session_present = False
         self._settings = settings
-        self._on_message = on_message
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = settings.session_expiry_s
         props.ReceiveMaximum = settings.receive_maximum
@@ -120,8 +204,11 @@ class MqttSource:
         inner = self._paho = self._client._client  # see the module docstring
         inner.manual_ack_set(True)
         create_socket = inner._create_socket
-        inner._create_socket = lambda: BufferedSocket(create_socket())  # type: ignore[method-assign]
-        inner.on_message = self._message
+
+        def splitter() -> PublishSplitter:
+            return PublishSplitter(create_socket(), on_message)
+
+        inner._create_socket = splitter  # type: ignore[method-assign]
         aiomqtt_on_connect = inner.on_connect
         assert aiomqtt_on_connect is not None
 
@@ -130,13 +217,6 @@ class MqttSource:
             aiomqtt_on_connect(client, userdata, flags, *rest)
 
         inner.on_connect = on_connect
-
-    def _message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            topic = msg._topic.decode("utf-8", "replace")
-        self._on_message(topic, bytes(msg.payload), msg.mid, msg.qos)
 
     async def connect(self) -> None:
         """Connects and resumes the session. Raises aiomqtt.MqttError."""
@@ -153,9 +233,13 @@ class MqttSource:
         disconnected: asyncio.Future[None] = self._client._disconnected
         await asyncio.wait([disconnected])
 
-    def ack(self, mid: int) -> None:
+    def ack(self, mids: list[int]) -> None:
+        """PUBACKs these packet ids, in this order, in one write: a batch's acks
+        cost one system call, not one each."""
         # On a dead connection this fails quietly; the broker redelivers.
-        self._paho.ack(mid, 1)
+        if mids:
+            data = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
+            self._paho._packet_queue(PUBACK, data, 0, 0)
 
     async def close(self, end_session: bool = False) -> None:
         """Disconnects. ``end_session`` sets session expiry 0, so the broker drops
