@@ -1,18 +1,17 @@
 """The database sink: a batch in, committed rows out, idempotently.
 
 One batch is one transaction on one pooled connection:
-  1. INSERT INTO telemetry SELECT ... FROM unnest(<one array per column>)
-     ON CONFLICT DO NOTHING, so a redelivered or republished point is stored
-     once (the unique key is device_id, metric, time);
-  2. the batch's dead letters into rejected_messages;
-  3. the device registry, for devices not updated in the last few seconds
+  1. binary COPY of the points into a per-connection temporary staging table;
+  2. INSERT INTO telemetry SELECT ... FROM staging ON CONFLICT DO NOTHING, so a
+     redelivered or republished point is stored once (the unique key is
+     device_id, metric, time);
+  3. the batch's dead letters into rejected_messages;
+  4. the device registry, for devices not updated in the last few seconds
      (first_seen, last_seen, site).
-Usually there is only step 1, sent as one statement (its own transaction):
-one round trip per batch. A binary COPY into a temporary staging table and
-an INSERT ... SELECT from it took four (BEGIN, COPY, INSERT, COMMIT) and cost
-PostgreSQL about 8 µs of CPU per row against 6.8 for unnest (2 connections,
-1000-row batches, TimescaleDB; bench/README.md). Works the same on a
-hypertable and on plain partitions.
+Works the same on a hypertable and on plain partitions. Measured in
+bench/bench_ingest.py: the staging route costs PostgreSQL about twice the CPU
+per row of a plain (not idempotent) COPY; an INSERT ... FROM unnest(arrays)
+would cost a fifth less, but the design is COPY (bench/README.md).
 
 Errors, by what the caller must do (classified by SQLSTATE class, never by
 message text):
@@ -30,7 +29,6 @@ message text):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -46,10 +44,16 @@ from bridge.types import Point
 
 log = logging.getLogger("bridge.sink.timescale")
 
-_INSERT = """
+STAGING = "bridge_staging"
+_CREATE_STAGING = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (
+    time_us bigint NOT NULL, device_id text NOT NULL, metric text NOT NULL,
+    value double precision NOT NULL
+) ON COMMIT DELETE ROWS"""
+_INSERT = f"""
 INSERT INTO telemetry (time, device_id, metric, value)
-SELECT TIMESTAMPTZ 'epoch' + t * INTERVAL '1 microsecond', d, m, v
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[]) AS u(t, d, m, v)
+SELECT TIMESTAMPTZ 'epoch' + time_us * INTERVAL '1 microsecond', device_id, metric, value
+FROM {STAGING}
 ON CONFLICT DO NOTHING"""
 _DEAD_LETTER = """
 INSERT INTO rejected_messages (received_at, topic, reason, detail, payload, payload_size)
@@ -147,6 +151,7 @@ class TimescaleSink:
             self._settings.url,
             min_size=0,
             max_size=self._settings.pool_size,
+            init=self._init_connection,
             reset=_keep_session,
             timeout=self._settings.connect_timeout_s,
             command_timeout=60,
@@ -159,6 +164,10 @@ class TimescaleSink:
     ) -> None:
         if self._pool is not None:
             await self._pool.close()
+
+    @staticmethod
+    async def _init_connection(conn: asyncpg.Connection) -> None:
+        await conn.execute(_CREATE_STAGING)
 
     def pool_stats(self) -> tuple[int, int]:
         """(connections in use, idle connections)."""
@@ -227,12 +236,11 @@ class TimescaleSink:
         try:
             started = time.perf_counter()
             stale = self._registry.stale(sites)
-            # One statement is a transaction of its own: skip BEGIN and COMMIT.
-            alone = not (dead_letters or stale)
-            async with contextlib.nullcontext() if alone else conn.transaction():
+            async with conn.transaction():
                 written = 0
                 if points:
-                    status = await conn.execute(_INSERT, *zip(*points, strict=True))
+                    await conn.copy_records_to_table(STAGING, records=points)
+                    status = await conn.execute(_INSERT)
                     written = int(status.rsplit(" ", 1)[1])
                 if dead_letters:
                     await conn.execute(_DEAD_LETTER, *_dead_letter_columns(dead_letters))
@@ -277,5 +285,6 @@ def _dead_letter_columns(rows: Sequence[DeadLetter]) -> tuple[list[object], ...]
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """The pool's reset on release, a no-op: the sink never changes session
-    state (no SET, LISTEN, cursors or advisory locks), and asyncpg's default
-    reset costs a round trip per batch."""
+    state (no SET, LISTEN, cursors or advisory locks; the staging table is
+    emptied by each commit), and asyncpg's default reset costs a round trip
+    per batch."""
