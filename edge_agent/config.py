@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,17 +20,15 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from bridge import settings_file
 from bridge.codec.values import METRIC_NAME
 from bridge.topics import ID, TopicTemplate
 from edge_agent.collect.registers import RegisterSpec
@@ -364,53 +361,10 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
     """
     if path is None and os.environ.get("EDGE_CONFIG"):
         path = Path(os.environ["EDGE_CONFIG"])
-    if path is not None:
-        _check_toml(path)
-
-    class _FromFile(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-            if path is not None:
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-            return tuple(sources)
-
-    where = f"{path} and EDGE_* variables" if path else "EDGE_* variables"
     try:
-        data = _FromFile().model_dump()
-        for section, values in (overrides or {}).items():
-            data[section] = {**data[section], **values}
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid configuration ({where}):\n{_describe(exc)}") from None
-
-
-def _check_toml(path: Path) -> None:
-    try:
-        with path.open("rb") as f:
-            tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown key; check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  {loc}: {msg.removeprefix('Value error, ')}")
-    return "\n".join(lines)
+        return settings_file.load(Settings, path, "EDGE_*", overrides)
+    except settings_file.SettingsProblem as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
