@@ -14,6 +14,7 @@ from bridge.db.migrate import discover, migrate, recorded
 from bridge.errors import MigrationError
 
 MIGRATIONS = DatabaseSettings().migrations_dir
+ALL = discover(MIGRATIONS, "plain")
 
 SCHEMA_SNAPSHOT = """
 SELECT c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod)
@@ -32,13 +33,13 @@ async def test_migrate_twice_changes_nothing(empty_db: str) -> None:
     conn = await asyncpg.connect(empty_db)
     try:
         first = await migrate(conn, MIGRATIONS, "plain", 90)
-        assert [m.label for m in first.pending] == ["0001_registry", "0002_telemetry"]
+        assert [m.label for m in first.pending] == [m.label for m in ALL]
         before = await _snapshot(conn)
         second = await migrate(conn, MIGRATIONS, "auto", 90)
         assert second.pending == []
         assert second.mode == "plain"
         assert await _snapshot(conn) == before
-        assert [a.version for a in await recorded(conn)] == [1, 2]
+        assert [a.version for a in await recorded(conn)] == [m.version for m in ALL]
     finally:
         await conn.close()
 
@@ -47,8 +48,8 @@ async def test_concurrent_migrators_apply_each_migration_once(empty_db: str) -> 
     conns = [await asyncpg.connect(empty_db) for _ in range(3)]
     try:
         plans = await asyncio.gather(*(migrate(c, MIGRATIONS, "plain", 90) for c in conns))
-        assert sorted(len(p.pending) for p in plans) == [0, 0, 2]
-        assert [a.version for a in await recorded(conns[0])] == [1, 2]
+        assert sorted(len(p.pending) for p in plans) == [0, 0, len(ALL)]
+        assert [a.version for a in await recorded(conns[0])] == [m.version for m in ALL]
     finally:
         for c in conns:
             await c.close()
@@ -74,13 +75,14 @@ async def test_objects_created_by_hand_give_a_clear_error_and_roll_back(empty_db
 async def test_failing_migration_is_rolled_back_whole(empty_db: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, folder)
-    (folder / "0003_broken.sql").write_text("CREATE TABLE half_done (id int);\nSELECT 1 / 0;\n")
+    broken = f"{ALL[-1].version + 1:04d}_broken"
+    (folder / f"{broken}.sql").write_text("CREATE TABLE half_done (id int);\nSELECT 1 / 0;\n")
     conn = await asyncpg.connect(empty_db)
     try:
-        with pytest.raises(MigrationError, match=r"0003_broken failed: division by zero"):
+        with pytest.raises(MigrationError, match=rf"{broken} failed: division by zero"):
             await migrate(conn, folder, "plain", 90)
         assert await conn.fetchval("SELECT to_regclass('half_done')") is None
-        assert [a.version for a in await recorded(conn)] == [1, 2]
+        assert [a.version for a in await recorded(conn)] == [m.version for m in ALL]
     finally:
         await conn.close()
 
