@@ -42,12 +42,13 @@ function setStatus(text, error = false) {
   $("status").classList.toggle("error", error);
 }
 
-// Every device, following the cursor (a demo page: a few pages at most).
-async function allDevices(query) {
+// Every device, following the cursor in pages of the API's default size
+// (a demo page: it stops after 50 pages).
+async function allDevices() {
   const devices = [];
   let after = null;
-  for (let page = 0; page < 20; page++) {
-    const doc = await api(`/api/v1/devices?limit=1000${query}${after ? `&after=${encodeURIComponent(after)}` : ""}`);
+  for (let page = 0; page < 50; page++) {
+    const doc = await api(`/api/v1/devices${after ? `?after=${encodeURIComponent(after)}` : ""}`);
     devices.push(...doc.items);
     if (!doc.next) break;
     after = doc.next;
@@ -72,7 +73,7 @@ function fillSelect(select, values, chosen) {
 }
 
 async function refreshFleet() {
-  const [devices, rate] = await Promise.all([allDevices(""), ingestRate()]);
+  const [devices, rate] = await Promise.all([allDevices(), ingestRate()]);
   const online = devices.filter((d) => d.status === "online");
   $("ingest-rate").textContent = rate.toFixed(1);
   $("devices-online").textContent = String(online.length);
