@@ -32,6 +32,7 @@ run: services
 	@echo "  Bridge      http://127.0.0.1:9108/metrics  (also /healthz, /readyz)"
 	@echo "  Edge agent  http://127.0.0.1:9120/healthz  (also /metrics); 100 simulated pumps, log .stack/dev/log/edge-agent.log"
 	@echo "  Read API    http://127.0.0.1:9180/docs  (key in .stack/dev/api.env), log .stack/dev/log/api.log"
+	@echo "  Live view   http://127.0.0.1:9180/  (the line '[run] live view: ...' below has the URL with the dev key)"
 	@echo
 	@echo "Publish a reading as the demo device (its credentials are in .stack/dev/credentials.env):"
 	@echo "  source .stack/dev/credentials.env; mosquitto_pub -p 11883 -u \$$DEVICE_USERNAME -P \$$DEVICE_PASSWORD -q 1 -t telemetry/site-1/pump-1 -m '{\"data\": {\"flow_rate\": 1234.5}}'"

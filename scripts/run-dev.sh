@@ -74,6 +74,9 @@ stop_helpers() {
 }
 trap stop_helpers EXIT
 say "read API: http://127.0.0.1:${BRIDGE_API__PORT:-9180}/docs (pid $api), log $STATE/log/api.log"
+# The key goes in the fragment, which the browser never sends: the page keeps
+# it in localStorage and takes it out of the address bar.
+say "live view: http://127.0.0.1:${BRIDGE_API__PORT:-9180}/#key=$(sed -n 's/^API_KEY=//p' "$STATE/api.env")"
 say "edge agent: 100 simulated pumps (pid $agent), status http://127.0.0.1:${EDGE_STATUS__PORT:-9120}/healthz, log $STATE/log/edge-agent.log"
 
 # Not exec: this shell stays to stop the agent and the API when the bridge exits.

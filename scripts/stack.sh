@@ -19,7 +19,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(mosquitto mosquitto-clients redis-server postgresql)
+# prometheus (prometheus, promtool) and chromium are for the tests of the
+# dashboards' rules and of the API's live view page.
+PACKAGES=(mosquitto mosquitto-clients redis-server postgresql prometheus chromium)
 
 say() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -58,6 +60,17 @@ install_packages() {
     # shellcheck disable=SC2086
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends $missing >/dev/null \
         || die "apt-get install $missing failed; run it by hand to see why"
+    # Debian's prometheus starts a system-wide server on :9090 where services
+    # start on install. We only want its binaries (the tests run a Prometheus
+    # of their own, on a free port), so stop that one and keep it off at boot.
+    if [[ " $missing " == *" prometheus "* ]]; then
+        if [ -d /run/systemd/system ]; then
+            "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+        elif [ -x /etc/init.d/prometheus ]; then
+            "${sudo[@]}" /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+            "${sudo[@]}" update-rc.d prometheus disable >/dev/null 2>&1 || true
+        fi
+    fi
 }
 
 # ---------------------------------------------------------------- helpers

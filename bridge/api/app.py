@@ -11,6 +11,8 @@ Routes (all /api/v1 routes need an API key):
     POST /api/v1/telemetry/batch             many readings, all or nothing
     GET  /api/v1/analytics/summary           min, max, avg, count, last
     GET  /healthz /readyz /metrics /openapi.json /docs
+    GET  /  /static/*                        the live view (bridge/api/static), open;
+                                             its data comes from /api/v1 with a key
 """
 
 # No `from __future__ import annotations` here: Litestar reads the handlers'
@@ -19,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -31,6 +34,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import Parameter
+from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -44,6 +48,7 @@ from bridge.telemetry import setup_logging
 log = logging.getLogger("bridge.api")
 PROBLEM = "application/problem+json"
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+STATIC = Path(__file__).parent / "static"
 
 
 def _problem_spec(description: str) -> ResponseSpec:
@@ -235,6 +240,11 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
     async def metrics_endpoint() -> bytes:
         return generate_latest(api.metrics.registry)
 
+    @get("/", include_in_schema=False, media_type=MediaType.HTML)
+    async def live_view() -> bytes:
+        """The live view page; it asks for a key and reads /api/v1 with it."""
+        return (STATIC / "index.html").read_bytes()
+
     spec_cache: dict[str, bytes] = {}
 
     @get("/openapi.json", include_in_schema=False, media_type=MediaType.JSON)
@@ -255,6 +265,8 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
             readyz,
             metrics_endpoint,
             openapi,
+            live_view,
+            create_static_files_router("/static", [STATIC], include_in_schema=False),
         ],
         lifespan=[lifespan],
         exception_handlers={ApiProblem: _on_problem, HTTPException: _on_http, Exception: _on_error},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,7 +43,10 @@ class ApiProcess:
         env |= {"BRIDGE_API__PORT": str(self.port)} | self.env
         argv = [sys.executable, "-m", "bridge.cli", "--config", str(self.config), "api"]
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=ROOT)
+            # A session of its own, so kill() reaches granian's worker too.
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=log, env=env, cwd=ROOT, start_new_session=True
+            )
         wait_until(
             lambda: self.request("GET", "/healthz").status == 200 or self.exited(),
             30,
@@ -89,14 +93,17 @@ class ApiProcess:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill()
             raise AssertionError(f"bridge api did not stop within {timeout}s") from None
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        """SIGKILL to the server and its worker: granian forks one, which a
+        SIGKILL to the parent alone leaves running, holding the port."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 def create_key(config: Path, *scopes: str) -> str:

@@ -1,0 +1,101 @@
+"""The live view in a real browser (headless Chromium) against a running
+stack with data flowing: the chart gains points and the device's latest value
+changes, read through the API with the key given in the URL fragment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import wait_until
+from tests.view.browser import Chromium
+from tests.view.conftest import DEVICES, Flowing
+
+DEVICE = "pump-0001"
+METRIC = "flow_rate"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Chromium]:
+    chromium = Chromium(tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+def _latest(browser: Chromium) -> str | None:
+    value: str | None = browser.evaluate(
+        f"document.querySelector('#latest tr[data-metric=\"{METRIC}\"] .value')?.textContent"
+    )
+    return value
+
+
+def _chart(browser: Chromium) -> tuple[int, int]:
+    points, last = browser.evaluate(
+        "(() => { const c = document.getElementById('chart');"
+        " return c ? [Number(c.dataset.points), Number(c.dataset.last || 0)] : [0, 0]; })()"
+    )
+    return int(points), int(last)
+
+
+def test_the_live_view_shows_data_flowing(
+    flowing: Flowing, browser: Chromium, tmp_path: Path
+) -> None:
+    base = f"http://127.0.0.1:{flowing.api.port}/"
+    browser.navigate(f"{base}#key={flowing.read_key}&device={DEVICE}&metric={METRIC}")
+
+    wait_until(lambda: _chart(browser)[0] > 0 and _latest(browser), 30, "the first chart")
+    # The key left the address bar for localStorage.
+    assert flowing.read_key not in browser.evaluate("location.href")
+    assert browser.evaluate("localStorage.getItem('bridge.apiKey')") == flowing.read_key
+    first_points, first_last = _chart(browser)
+    first_value = _latest(browser)
+
+    wait_until(
+        lambda: _chart(browser)[0] > first_points and _chart(browser)[1] > first_last,
+        30,
+        f"the chart to gain points (it had {first_points})",
+    )
+    wait_until(
+        lambda: _latest(browser) != first_value, 30, f"{METRIC} to change from {first_value}"
+    )
+    wait_until(
+        lambda: (
+            browser.evaluate("document.getElementById('devices-online').textContent")
+            == str(DEVICES)
+        ),
+        30,
+        f"{DEVICES} devices online",
+    )
+    assert float(browser.evaluate("document.getElementById('ingest-rate').textContent")) > 0
+    assert browser.evaluate("document.getElementById('device').value") == DEVICE
+    assert not browser.errors, browser.errors
+
+    shot = tmp_path / "live-view.png"
+    browser.screenshot(shot)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000
+
+
+def test_without_a_key_the_page_asks_for_one(flowing: Flowing, browser: Chromium) -> None:
+    browser.navigate(f"http://127.0.0.1:{flowing.api.port}/")
+    wait_until(
+        lambda: browser.evaluate("document.getElementById('key-form').hidden") is False,
+        30,
+        "the key form",
+    )
+    assert browser.evaluate("document.getElementById('live').hidden") is True
+    # A wrong key is refused by the API and the form comes back.
+    browser.evaluate(
+        "document.getElementById('key-input').value = 'not-a-key';"
+        "document.getElementById('key-form').requestSubmit()"
+    )
+    wait_until(
+        lambda: "refused" in browser.evaluate("document.getElementById('status').textContent"),
+        30,
+        "the refusal",
+    )
+    assert browser.evaluate("document.getElementById('key-form').hidden") is False
