@@ -27,9 +27,9 @@ RESTART_DELAY_S = 0.5  # doubles on each quick crash, up to 10 s
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the supervisor dies, so no orphan worker
-    keeps a client id that a new supervisor's worker would fight over."""
+def die_with_parent() -> None:
+    """In a child process: get SIGTERM when the parent dies, so no orphan keeps
+    what a new parent's child needs (a client id, a listening port)."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -42,7 +42,7 @@ def supervise(workers: int, config: Path | None, grace_s: float) -> int:
         argv += ["run", "--worker-index", str(index)]
         # Own session: a terminal's Ctrl-C reaches the supervisor only, which
         # passes one signal on (two would mean "exit at once" to a worker).
-        proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads here
+        proc = subprocess.Popen(argv, start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509 - no threads here
         log.info("worker %d started (pid %d)", index, proc.pid)
         return proc
 

@@ -19,6 +19,7 @@ Routes (all /api/v1 routes need an API key):
 # annotations at runtime, and they use bounds from the settings (locals).
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,6 +44,7 @@ from bridge.api import schemas
 from bridge.api.metrics import ApiMetrics
 from bridge.api.service import Api, ApiProblem
 from bridge.config import Settings, load_settings
+from bridge.supervisor import die_with_parent
 from bridge.telemetry import setup_logging
 
 log = logging.getLogger("bridge.api")
@@ -412,6 +414,12 @@ def _timing(metrics: ApiMetrics) -> Any:
 
 
 def app_from_env() -> Litestar:
-    """For the ASGI server: settings from $BRIDGE_CONFIG and BRIDGE_* variables."""
+    """For the ASGI server, in its worker process: settings from $BRIDGE_CONFIG
+    and BRIDGE_* variables."""
+    # granian's worker outlives a killed main process, keeping the port: a
+    # restarted `bridge api` could not bind. Tie its life to its parent's.
+    die_with_parent()
+    if os.getppid() == 1:  # the parent died before that took effect
+        raise SystemExit(1)
     setup_logging("INFO")
     return create_app(load_settings())
