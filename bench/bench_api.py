@@ -622,6 +622,34 @@ def wrk_result(proc: subprocess.Popen[str]) -> dict[str, Any]:
     raise RuntimeError(f"wrk gave no result:\n{out[-2000:]}")
 
 
+def in_app(before: dict[str, float], after: dict[str, float]) -> dict[str, dict[str, float]]:
+    """From the API's own request histogram (handler and middleware time, not
+    the server's or the network's): per route, the share of requests answered
+    within each bucket bound, in %."""
+    counts: dict[str, dict[float, float]] = {}
+    for name, value in after.items():
+        if not name.startswith("http_request_duration_seconds_bucket{"):
+            continue
+        labels = dict(
+            part.split("=", 1) for part in name[name.index("{") + 1 : -1].split(",") if "=" in part
+        )
+        route = f"{labels['method'].strip(chr(34))} {labels['route'].strip(chr(34))}"
+        if "/api/v1/" not in route:
+            continue
+        le = float(labels["le"].strip('"'))
+        counts.setdefault(route, {})[le] = value - before.get(name, 0.0)
+    out: dict[str, dict[str, float]] = {}
+    for route, buckets in counts.items():
+        total = buckets.get(float("inf"), 0.0)
+        if total:
+            out[route] = {
+                f"le_{le * 1000:g}ms": round(100 * n / total, 1)
+                for le, n in sorted(buckets.items())
+                if le != float("inf") and 0.005 <= le <= 0.25
+            } | {"requests": total}
+    return out
+
+
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -692,6 +720,7 @@ def load_run(
         "cpu_percent_of_one_core": cpu,
         "disturbed": cpu["other processes"] > DISTURBED,
         "series_reads_from_redis": f"{hits:.0f} of {asked:.0f}",
+        "in_app_percent_within": in_app(api0, api1),
         "bridge_ingest": {
             "points_per_s": round(points / meter.wall),
             "published_msgs_per_s": round((pub1[0] - pub0[0]) / meter.wall),
