@@ -118,10 +118,11 @@ class Sizes:
     runs: int
     saturation_s: int  # the mix without think time (0: skip saturation)
     solo_s: int  # each endpoint alone without think time
+    quiet_wait_s: int  # longest wait for a quiet machine before a run
 
 
-FULL = Sizes(1000, 24, 10, 20, 120, 2, 20, 10)
-QUICK = Sizes(100, 24, 10, 5, 20, 1, 6, 4)
+FULL = Sizes(1000, 24, 10, 20, 120, 2, 20, 10, 60)
+QUICK = Sizes(100, 24, 10, 5, 20, 1, 6, 4, 15)
 
 _children: list[Any] = []  # processes to end on the way out, whatever happens
 
@@ -761,7 +762,7 @@ def steady(dep: Deployment, sizes: Sizes, runs: int, profile: Path | None) -> li
     split = [(ep, ep.connections) for ep in ENDPOINTS]
     out = []
     for n in range(1, runs + 1):
-        waited = wait_quiet(dep, 60)
+        waited = wait_quiet(dep, sizes.quiet_wait_s)
         print(f"  run {n}: warm-up {sizes.warmup_s}s, then {sizes.measure_s}s measured", flush=True)
         load_run(dep, split, sizes.warmup_s, think=THINK_MS, seed=1000 * n)
         res = load_run(
@@ -779,10 +780,38 @@ def steady(dep: Deployment, sizes: Sizes, runs: int, profile: Path | None) -> li
     return out
 
 
+def isolated(dep: Deployment, sizes: Sizes, seconds: int) -> dict[str, Any]:
+    """Each endpoint alone at its steady-state load (its clients, the same think
+    time): how much of a figure in the mix comes from sharing the API's event
+    loop and the machine with the other endpoints."""
+    print(f"  each endpoint alone at its steady-state load, {seconds}s each", flush=True)
+    out = {}
+    for i, ep in enumerate(ENDPOINTS):
+        waited = wait_quiet(dep, sizes.quiet_wait_s // 2)
+        load_run(dep, [(ep, ep.connections)], 5, think=THINK_MS, seed=9000 + i)
+        res = load_run(dep, [(ep, ep.connections)], seconds, think=THINK_MS, seed=9500 + i)
+        r = res["endpoints"][ep.key]
+        out[ep.key] = {k: r[k] for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "requests")} | {
+            "errors": r["errors"],
+            "in_app_percent_within": res["in_app_percent_within"],
+            "other_processes_percent_of_one_core": res["cpu_percent_of_one_core"][
+                "other processes"
+            ],
+            "disturbed": res["disturbed"],
+            "waited_for_quiet_s": waited,
+        }
+        print(
+            f"    alone: {ep.key:<20} {r['requests']:>6,} req  p50 {r['p50_ms']:7.2f}  "
+            f"p95 {r['p95_ms']:7.2f}  p99 {r['p99_ms']:7.2f}  max {r['max_ms']:7.1f} ms"
+            + ("  (disturbed)" if res["disturbed"] else "")
+        )
+    return out
+
+
 def saturation(dep: Deployment, sizes: Sizes, profile: Path | None) -> dict[str, Any]:
     """The mix without think time, then each endpoint alone (10 connections)."""
     split = [(ep, ep.connections) for ep in ENDPOINTS]
-    wait_quiet(dep, 30)
+    wait_quiet(dep, sizes.quiet_wait_s // 2)
     load_run(dep, split, 3, think="0", seed=5000)
     print(f"  saturation: the same mix without think time, {sizes.saturation_s}s", flush=True)
     mix = load_run(
@@ -867,6 +896,13 @@ def parse_args() -> tuple[argparse.Namespace, Sizes]:
         "--runs", type=int, metavar="N", help="measured runs (default 2; 1 with --quick)"
     )
     parser.add_argument("--no-saturation", action="store_true", help="skip the saturation runs")
+    parser.add_argument(
+        "--isolate",
+        type=int,
+        default=0,
+        metavar="S",
+        help="also run each endpoint alone at its steady-state load for S seconds",
+    )
     parser.add_argument(
         "--live-rate",
         type=float,
@@ -989,6 +1025,8 @@ def build_results(
         "dataset": parts["dataset"],
         "runs": runs,
     }
+    if parts.get("alone"):
+        results["alone_at_steady_load"] = parts["alone"]
     if parts.get("saturation"):
         results["saturation"] = parts["saturation"]
     return results
@@ -1052,8 +1090,11 @@ def main() -> None:
         dep = deploy(svc, sizes, args.live_rate, procs)
         print(f"steady state: 50 clients, think time {THINK_MS} ms [{shared}]")
         runs = steady(dep, sizes, sizes.runs, profile)
+        alone = isolated(dep, sizes, args.isolate) if args.isolate else None
         sat = saturation(dep, sizes, profile) if sizes.saturation_s else None
-        results = build_results(args, sizes, info, runs=runs, dataset=dataset, saturation=sat)
+        results = build_results(
+            args, sizes, info, runs=runs, dataset=dataset, saturation=sat, alone=alone
+        )
         results["elapsed_s"] = round(time.monotonic() - began, 1)
         results_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = results_path.with_suffix(".tmp")
