@@ -46,6 +46,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -55,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 from services import (
     DISTURBED,
     ROOT,
@@ -73,7 +75,16 @@ API_PORT, BRIDGE_HTTP_PORT = 37180, 37108
 PORTS = Ports(postgres=37432, redis=37379, mqtt=37883, also=(API_PORT, BRIDGE_HTTP_PORT))
 # The load: more shared_buffers than bench_ingest (the dataset is ~5 GB), and
 # room for the load's WAL without forced checkpoints.
-PG_SETTINGS = ("shared_buffers=1GB", "maintenance_work_mem=256MB", "max_wal_size=4GB")
+# Lock waits over 50 ms and statements over 100 ms are logged, and each run
+# reports those of its own window (postgres_log in runs[]).
+PG_SETTINGS = (
+    "shared_buffers=1GB",
+    "maintenance_work_mem=256MB",
+    "max_wal_size=4GB",
+    "log_lock_waits=on",
+    "deadlock_timeout=50ms",
+    "log_min_duration_statement=100ms",
+)
 SKEW_S = 5  # [limits] max_future_skew_s: the cache vouches from the bridge's start + this
 METRICS = {"flow_rate": (1000.0, 1500.0), "pip": (2500.0, 3000.0), "temperature": (60.0, 80.0)}
 SITES = 20
@@ -180,6 +191,7 @@ class Dataset:
     """The points of every device and metric every `spacing_us`, the last at `end_us`."""
 
     url: str
+    admin_url: str  # the same database as the superuser
     mode: str
     devices: list[str]
     per_series: int
@@ -286,7 +298,7 @@ class Dataset:
         return time.monotonic() - began
 
     async def materialize(self) -> dict[str, Any]:
-        """Rollups refreshed, then VACUUM ANALYZE; seconds of each, sizes."""
+        """Rollups refreshed, VACUUM ANALYZE, CHECKPOINT; seconds of each, sizes."""
         out: dict[str, Any] = {}
         t = time.monotonic()
         conn = await asyncpg.connect(self.url)
@@ -302,14 +314,21 @@ class Dataset:
                 await conn.execute("SELECT bridge_refresh_rollups()")
             out["rollups_s"] = round(time.monotonic() - t, 1)
             print(f"    rollups materialized in {out['rollups_s']:.0f}s", flush=True)
-            t = time.monotonic()
-            await conn.execute("VACUUM ANALYZE")
-            out["vacuum_analyze_s"] = round(time.monotonic() - t, 1)
             size = await conn.fetchval("SELECT pg_database_size(current_database())")
             out["database_mb"] = round(size / 2**20)
             out["rollup_rows_1m"] = await conn.fetchval("SELECT count(*) FROM telemetry_1m")
         finally:
             await conn.close()
+        # As the superuser: VACUUM ANALYZE (the catalogs too), then CHECKPOINT,
+        # so that writing out the load's ~5 GB does not happen during a run.
+        t = time.monotonic()
+        admin = await asyncpg.connect(self.admin_url)
+        try:
+            await admin.execute("VACUUM ANALYZE")
+            await admin.execute("CHECKPOINT")
+        finally:
+            await admin.close()
+        out["vacuum_analyze_checkpoint_s"] = round(time.monotonic() - t, 1)
         return out
 
 
@@ -318,6 +337,7 @@ async def load_dataset(svc: Services, db: str, sizes: Sizes, mode: str) -> dict[
     spacing_us = sizes.spacing_s * 1_000_000
     data = Dataset(
         svc.db_url(db),
+        svc.admin_url.rsplit("/", 1)[0] + "/" + db,
         mode,
         device_ids(sizes.devices),
         sizes.hours * 3600 // sizes.spacing_s,
@@ -336,7 +356,8 @@ async def load_dataset(svc: Services, db: str, sizes: Sizes, mode: str) -> dict[
     out |= await data.materialize()
     out["load_s"] = round(time.monotonic() - began, 1)
     print(
-        f"    VACUUM ANALYZE {out['vacuum_analyze_s']:.0f}s; dataset ready in {out['load_s']:.0f}s, "
+        f"    VACUUM ANALYZE + CHECKPOINT {out['vacuum_analyze_checkpoint_s']:.0f}s; "
+        f"dataset ready in {out['load_s']:.0f}s, "
         f"database {out['database_mb']:,} MB"
     )
     return out
@@ -697,7 +718,11 @@ def load_run(
     meter = CpuMeter(dep.components(), dep.svc.postmaster)
     api_cpu0 = sum(cpu_seconds(p) for p in dep.api.tree())
     spy = Profiler(dep.api_worker(), profile) if profile else None
+    probe = StallProbe(dep.svc, "api")
+    log_at = (dep.svc.tmp / "postgres.log").stat().st_size
     results = {ep.key: wrk_result(p) for ep, p in procs}
+    probes = probe.stop()
+    pg_log, _ = postgres_log(dep.svc, log_at)
     api_cpu = sum(cpu_seconds(p) for p in dep.api.tree()) - api_cpu0
     if spy:
         spy.stop()
@@ -722,6 +747,8 @@ def load_run(
         "disturbed": cpu["other processes"] > DISTURBED,
         "series_reads_from_redis": f"{hits:.0f} of {asked:.0f}",
         "in_app_percent_within": in_app(api0, api1),
+        "stall_probe": probes,
+        "postgres_log": pg_log,
         "bridge_ingest": {
             "points_per_s": round(points / meter.wall),
             "published_msgs_per_s": round((pub1[0] - pub0[0]) / meter.wall),
@@ -735,6 +762,89 @@ def load_run(
             },
         },
     }
+
+
+def postgres_log(svc: Services, offset: int) -> tuple[dict[str, Any], int]:
+    """What PostgreSQL logged from `offset` on: lock waits, slow statements,
+    background jobs that failed; and the new offset."""
+    path = svc.tmp / "postgres.log"
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+        offset += len(text.encode())
+        lines = [ln for ln in text.splitlines() if ln[:4].isdigit()]
+        kinds = {
+            "lock_waits": [ln for ln in lines if "still waiting for" in ln],
+            "slow_statements": [ln for ln in lines if "duration:" in ln],
+            "job_errors": [
+                ln for ln in lines if "threw an error" in ln or "exited with exit" in ln
+            ],
+        }
+        return {
+            k: {"count": len(v), "first": [x[:300] for x in v[:4]]} for k, v in kinds.items()
+        }, offset
+    return {}, offset
+
+
+class StallProbe:
+    """Every 100 ms, in a thread: GET /healthz of the API (its event loop),
+    SELECT 1 on PostgreSQL, PING to Redis. The slowest answers of each, with
+    their times, tell which component a stall that hit every endpoint at once
+    was in."""
+
+    def __init__(self, svc: Services, db: str) -> None:
+        self.svc, self.db = svc, db
+        self.samples: dict[str, list[tuple[float, float]]] = {
+            "api": [],
+            "postgres": [],
+            "redis": [],
+        }
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.thread.start()
+
+    async def _run(self) -> None:
+        conn = await asyncpg.connect(self.svc.db_url(self.db))
+        cache = aioredis.Redis.from_url(self.svc.redis_url)
+        health = f"http://127.0.0.1:{API_PORT}/healthz"
+        try:
+            while not self.stop_event.is_set():
+                t0 = time.perf_counter()
+                await asyncio.to_thread(http_get, health)
+                t1 = time.perf_counter()
+                await conn.fetchval("SELECT 1")
+                t2 = time.perf_counter()
+                await cache.ping()
+                t3 = time.perf_counter()
+                now = time.time()
+                self.samples["api"].append((now, (t1 - t0) * 1000))
+                self.samples["postgres"].append((now, (t2 - t1) * 1000))
+                self.samples["redis"].append((now, (t3 - t2) * 1000))
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+            await cache.aclose()
+
+    def stop(self) -> dict[str, Any]:
+        self.stop_event.set()
+        self.thread.join(10)
+        out: dict[str, Any] = {}
+        for name, pairs in self.samples.items():
+            worst = sorted(pairs, key=lambda p: -p[1])[:5]
+            values = sorted(ms for _, ms in pairs)
+            out[name] = {
+                "samples": len(values),
+                "p50_ms": round(values[len(values) // 2], 2) if values else None,
+                "p99_ms": round(values[int(len(values) * 0.99)], 2) if values else None,
+                "slowest": [
+                    {
+                        "at": time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at * 10) % 10}",
+                        "ms": round(ms, 1),
+                    }
+                    for at, ms in worst
+                ],
+            }
+        return out
 
 
 class Profiler:
