@@ -307,9 +307,7 @@ class Dataset:
                 # Twice: 2.28.3 sometimes leaves a bucket behind on the first call.
                 for _ in range(2):
                     for view in ("telemetry_1m", "telemetry_1h"):
-                        await conn.execute(
-                            f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)"
-                        )
+                        await refresh(conn, view)
             else:
                 await conn.execute("SELECT bridge_refresh_rollups()")
             out["rollups_s"] = round(time.monotonic() - t, 1)
@@ -330,6 +328,19 @@ class Dataset:
             await admin.close()
         out["vacuum_analyze_checkpoint_s"] = round(time.monotonic() - t, 1)
         return out
+
+
+async def refresh(conn: asyncpg.Connection, view: str) -> None:
+    """Refreshes a continuous aggregate in full; waits while its policy job
+    (every minute, so it can start during the load) refreshes a window."""
+    for _ in range(60):
+        try:
+            await conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
+        except asyncpg.LockNotAvailableError:
+            await asyncio.sleep(2)
+        else:
+            return
+    raise RuntimeError(f"could not refresh {view}: its policy job held it for 2 minutes")
 
 
 async def load_dataset(svc: Services, db: str, sizes: Sizes, mode: str) -> dict[str, Any]:
