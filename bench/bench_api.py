@@ -941,6 +941,8 @@ def isolated(dep: Deployment, sizes: Sizes, seconds: int) -> dict[str, Any]:
             ],
             "disturbed": res["disturbed"],
             "waited_for_quiet_s": waited,
+            "stall_probe": res["stall_probe"],
+            "postgres_log": res["postgres_log"],
         }
         print(
             f"    alone: {ep.key:<20} {r['requests']:>6,} req  p50 {r['p50_ms']:7.2f}  "
@@ -980,6 +982,8 @@ def saturation(dep: Deployment, sizes: Sizes, profile: Path | None) -> dict[str,
             "postgres_cpu_percent_of_one_core": res["cpu_percent_of_one_core"]["postgres"],
             "machine_total": res["cpu_percent_of_one_core"]["machine total"],
             "disturbed": res["disturbed"],
+            "stall_probe": res["stall_probe"],
+            "postgres_log": res["postgres_log"],
         }
         print(
             f"    alone, 10 connections: {ep.key:<20} {r['requests_per_s']:>8,.0f} req/s  "
