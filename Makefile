@@ -14,7 +14,7 @@ help:
 	@echo "make services   start the local stack only"
 	@echo "make stop       stop every project instance (dev and test)"
 	@echo "make status     show what is running"
-	@echo "make bench      decoder, Redis, end-to-end ingest and edge agent benchmarks (results in bench/results/)"
+	@echo "make bench      decoder, Redis, end-to-end ingest, edge agent and read API (quick) benchmarks (results in bench/results/)"
 
 $(STAMP): pyproject.toml scripts/venv.sh
 	@scripts/venv.sh
@@ -68,6 +68,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_redis.py
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_edge.py
+	@command -v wrk >/dev/null || $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -qq wrk >/dev/null
+	$(BIN)/python bench/bench_api.py --quick
 
 clean: stop
 	rm -rf .stack $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -12,6 +12,7 @@ When Redis cannot answer, everything comes from the database.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -138,9 +139,12 @@ class SeriesReader:
         RedisUnavailable; the caller then reads it all from the database."""
         assert self._cache is not None
         names = metrics if metrics is not None else sorted(await self._cache.latest(q.device_id))
+        # The metrics' ranges are read concurrently: one round trip's wait, not one per metric.
+        replies = await asyncio.gather(
+            *(self._cache.recent(q.device_id, m, start_us, end_us - 1) for m in names)
+        )
         got: dict[str, list[tuple[int, float]]] = {}
-        for metric in names:
-            pairs = await self._cache.recent(q.device_id, metric, start_us, end_us - 1)
+        for metric, pairs in zip(names, replies, strict=True):
             if pairs:
                 got[metric] = [(t, float(v)) for t, v in pairs]
         out.cache = "hit"

@@ -11,6 +11,7 @@ from the raw table here, so both modes answer the same.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +24,7 @@ WIDTH_US: dict[Resolution, int] = {"raw": 0, "1m": 60_000_000, "1h": 3_600_000_0
 _TABLE = {"1m": "telemetry_1m", "1h": "telemetry_1h"}
 _UNIT = {"1m": "minute", "1h": "hour"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+SLICE = 400  # rows converted between two yields to the event loop (~0.5 ms)
 
 
 def to_dt(time_us: int) -> dt.datetime:
@@ -43,9 +45,11 @@ class Device:
     metadata: str  # JSON text, as stored
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bucket:
-    """One rollup row; ``time_us`` is the bucket's start."""
+    """One rollup row; ``time_us`` is the bucket's start. Not frozen: a series
+    holds thousands, and a frozen dataclass's __init__ costs four times as
+    much per row. Treat it as read-only."""
 
     time_us: int
     avg: float
@@ -128,15 +132,26 @@ class Selection:
     end_us: int
 
     def where(self, time_column: str) -> tuple[str, list[object]]:
-        """A WHERE clause over ``time_column`` and its arguments, $1 and $2 the bounds."""
+        """A WHERE clause over ``time_column`` and its arguments, $1 and $2 the bounds.
+
+        One device (or metric) is ``= $n``, several ``= ANY($n)``. asyncpg
+        prepares every statement, and after five runs PostgreSQL may switch
+        to a generic plan, which cannot see how many ids the array holds: for
+        ``device_id = ANY($3)`` it chose the rollup's time index and filtered
+        every device's rows (60 ms for one device's day at 100 devices, ~10x
+        that at 1000; bench/bench_api.py). ``= $3`` keeps the (device_id,
+        time) index in the generic plan too."""
         args: list[object] = [to_dt(self.start_us), to_dt(self.end_us)]
         sql = f"{time_column} >= $1 AND {time_column} < $2"
-        if self.device_ids is not None:
-            args.append(self.device_ids)
-            sql += f" AND device_id = ANY(${len(args)})"
-        if self.metrics is not None:
-            args.append(self.metrics)
-            sql += f" AND metric = ANY(${len(args)})"
+        for column, values in (("device_id", self.device_ids), ("metric", self.metrics)):
+            if values is None:
+                continue
+            if len(values) == 1:
+                args.append(values[0])
+                sql += f" AND {column} = ${len(args)}"
+            else:
+                args.append(values)
+                sql += f" AND {column} = ANY(${len(args)})"
         return sql, args
 
 
@@ -190,7 +205,7 @@ SELECT device_id, metric, date_trunc('{unit}', time, 'UTC'), {_AGGREGATES}
 FROM telemetry t
 WHERE {raw_where} AND EXISTS (SELECT 1 FROM pending p WHERE t.time >= p.lo AND t.time < p.hi)
 GROUP BY 1, 2, 3"""
-    return _series(await conn.fetch(sql + " ORDER BY 1, 2, 3", *args))
+    return await _series(await conn.fetch(sql + " ORDER BY 1, 2, 3", *args))
 
 
 async def raw_buckets(
@@ -203,11 +218,22 @@ async def raw_buckets(
         f"SELECT device_id, metric, date_trunc('{_UNIT[resolution]}', time, 'UTC'), "
         f"{_AGGREGATES} FROM telemetry WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     )
-    return _series(await conn.fetch(sql, *args))
+    return await _series(await conn.fetch(sql, *args))
 
 
-def _series(rows: list[asyncpg.Record]) -> Series:
+async def _series(rows: list[asyncpg.Record]) -> Series:
+    """Rows of (device_id, metric, bucket, avg, min, max, count, sum, first, last).
+
+    Converted SLICE rows at a time, yielding to the event loop in between: a
+    day of 1-minute buckets for 3 metrics is ~4,300 rows and several ms of
+    CPU, which would otherwise hold up every other request (a submit waiting
+    behind it misses its 10 ms; bench/bench_api.py)."""
     out: Series = {}
-    for device_id, metric, bucket, *aggregates in rows:
-        out.setdefault((device_id, metric), []).append(Bucket(to_us(bucket), *aggregates))
+    for start in range(0, len(rows), SLICE):
+        if start:
+            await asyncio.sleep(0)
+        for r in rows[start : start + SLICE]:
+            out.setdefault((r[0], r[1]), []).append(
+                Bucket(to_us(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+            )
     return out
