@@ -41,6 +41,7 @@ from bridge.db.connect import connect
 from bridge.db.maintain import maintain
 from bridge.errors import BridgeError
 from bridge.router import Router, internal_error
+from bridge.sink.cache_feed import CacheFeed
 from bridge.sink.redis import RedisSink, RedisUnavailable
 from bridge.sink.timescale import TimescaleSink, TransientDbError
 from bridge.source.mqtt import MqttSource
@@ -84,9 +85,6 @@ class Worker:
             settings.batch.max_points, settings.batch.max_delay_ms / 1000, self._enqueue
         )
         self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._redis_queue: asyncio.Queue[list[Point]] = asyncio.Queue(
-            settings.redis.max_pending_batches
-        )
         self._source: MqttSource | None = None
         self._taking = True
         self._stop = asyncio.Event()
@@ -97,7 +95,8 @@ class Worker:
         self._last_message = time.monotonic()
         self._db_ok = False
         self._db: TimescaleSink | None = None
-        self._cache_sink: RedisSink | None = None
+        self._feed: CacheFeed | None = None  # set once the cache is open
+        self._cache_logged = 0.0
         # Counted here per message, added to the metrics per batch and on each
         # scrape: a prometheus_client update takes a lock, a few per message
         # add up at 20k messages/s.
@@ -201,31 +200,14 @@ class Worker:
             self._idle.set()
 
     def _cache(self, points: list[Point]) -> None:
-        if not self.settings.redis.enabled:
-            return
-        try:
-            self._redis_queue.put_nowait(points)
-        except asyncio.QueueFull:
-            self.metrics.redis_errors.labels("backlog").inc()
-            if self._cache_sink is not None:
-                self._cache_sink.note_lost(points)
+        if self.settings.redis.enabled and self._feed is not None:
+            self._feed.put(points)
 
-    async def _redis_writer(self, cache: RedisSink) -> None:
-        last_log = 0.0
-        while True:
-            points = await self._redis_queue.get()
-            # Catch up in one call when batches queued up behind a slow write,
-            # rather than skip them (one EVALSHA costs little per point).
-            while not self._redis_queue.empty() and len(points) < 20_000:
-                points = points + self._redis_queue.get_nowait()
-            try:
-                await cache.write(points, time.time_ns() // 1000)
-                self.metrics.redis_writes.inc()
-            except RedisUnavailable as exc:
-                self.metrics.redis_errors.labels("unavailable").inc()
-                if time.monotonic() - last_log > 10:
-                    log.warning("cache not updated (database ingest goes on): %s", exc)
-                    last_log = time.monotonic()
+    def _cache_missed(self, reason: str, exc: RedisUnavailable | None) -> None:
+        self.metrics.redis_errors.labels(reason).inc()
+        if exc is not None and time.monotonic() - self._cache_logged > 10:
+            log.warning("cache not updated (database ingest goes on): %s", exc)
+            self._cache_logged = time.monotonic()
 
     # ------------------------------------------------------------ MQTT
     async def _mqtt(self, retire: bool) -> None:
@@ -354,12 +336,17 @@ class Worker:
             ) as cache,
         ):
             self._db = db
-            self._cache_sink = cache
+            self._feed = CacheFeed(
+                cache,
+                s.redis.max_pending_batches,
+                self.metrics.redis_writes.inc,
+                self._cache_missed,
+            )
             tasks = [
                 asyncio.create_task(self._writer(db), name=f"writer-{i}")
                 for i in range(s.database.pool_size)
             ]
-            tasks.append(asyncio.create_task(self._redis_writer(cache), name="redis"))
+            tasks.append(asyncio.create_task(self._feed.run(), name="redis"))
             if self.index == 0 and not retire and s.database.maintain_interval_s > 0:
                 tasks.append(asyncio.create_task(self._maintain(), name="maintain"))
             mqtt = asyncio.create_task(self._mqtt(retire), name="mqtt")
@@ -411,7 +398,7 @@ class Worker:
             self._queue.put_nowait(_STOP)
         # Let the last cache updates go out, briefly; the cache is best effort.
         deadline = time.monotonic() + min(2.0, grace)
-        while not self._redis_queue.empty() and time.monotonic() < deadline:
+        while self._feed is not None and not self._feed.idle and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         if self._source is not None:
             await self._source.close(end_session=end_session)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -40,7 +39,8 @@ from bridge.codec.values import (
     show,
 )
 from bridge.limits import Limits
-from bridge.sink.redis import RedisSink, RedisUnavailable
+from bridge.sink.cache_feed import CacheFeed
+from bridge.sink.redis import RedisSink
 from bridge.sink.timescale import TimescaleSink, TransientDbError
 from bridge.topics import ID
 from bridge.types import Point
@@ -95,6 +95,7 @@ def parse_body(body: bytes, limits: Limits, batch: bool, received_us: int) -> Pa
         readings = [doc]
     out = Parsed()
     count = 0
+    window = TimeWindow.of(DecodeContext("", None, received_us, limits))  # needs no device
     for index, reading in enumerate(readings):
         where = index if batch else None
         if type(reading) is not dict:
@@ -113,36 +114,30 @@ def parse_body(body: bytes, limits: Limits, batch: bool, received_us: int) -> Pa
                 f"more than the {limits.max_points_per_message} points a request may hold",
                 413,
             )
-        _reading(reading, data, where, TimeWindowFor(limits, received_us), out)
+        _reading(reading, data, where=where, limits=limits, window=window, out=out)
     if not readings:
         out.problems.append(Problem(None, None, "no_points", "the body holds no readings"))
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class TimeWindowFor:
-    limits: Limits
-    received_us: int
-
-
 def _reading(
     reading: dict[str, object],
     data: dict[str, object],
+    *,
     where: int | None,
-    at: TimeWindowFor,
+    limits: Limits,
+    window: TimeWindow,
     out: Parsed,
 ) -> None:
-    limits = at.limits
     device_id = reading.get("device_id")
-    problem = _id_problem(device_id, limits, "device_id")
+    problem = id_problem(device_id, "device_id", limits.max_id_len)
     site_id = reading.get("site_id")
     if problem is None and site_id is not None:
-        problem = _id_problem(site_id, limits, "site_id")
+        problem = id_problem(site_id, "site_id", limits.max_id_len)
     if problem is not None:
         out.problems.append(Problem(where, None, "bad_device", problem))
         return
     assert isinstance(device_id, str)
-    window = TimeWindow.of(DecodeContext(device_id, None, at.received_us, limits))
     try:
         time_us = point_time_us(reading.get("timestamp"), window)
     except Rejected as exc:
@@ -169,12 +164,13 @@ def _fail(requests: list[_Request], exc: Exception) -> None:
             request.done.set_exception(exc)
 
 
-def _id_problem(value: object, limits: Limits, name: str) -> str | None:
+def id_problem(value: object, name: str, max_len: int) -> str | None:
+    """What is wrong with a device or site id, or None: the topics' rules."""
     if type(value) is not str:
         return f"{name} must be a string, got {kind(value)}"
-    if not 1 <= len(value) <= limits.max_id_len or ID.fullmatch(value) is None:
+    if not 1 <= len(value) <= max_len or ID.fullmatch(value) is None:
         return (
-            f"{name} {show(value)} must be 1-{limits.max_id_len} characters of "
+            f"{name} {show(value)} must be 1-{max_len} characters of "
             "letters, digits, '_', '.', ':' and '-'"
         )
     return None
@@ -202,21 +198,20 @@ class IngestWriter:
         max_points: int = 20_000,
     ) -> None:
         self._db = db
-        self._cache = cache
         self._writers = writers
         self._max_points = max_points
         self._waiting: deque[_Request] = deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._cache_queue: asyncio.Queue[list[Point]] = asyncio.Queue(64)
+        self._feed = None if cache is None else CacheFeed(cache, max_pending=64)
 
     async def __aenter__(self) -> IngestWriter:
         self._tasks = [
             asyncio.create_task(self._write_loop(), name=f"ingest-{i}")
             for i in range(self._writers)
         ]
-        if self._cache is not None:
-            self._tasks.append(asyncio.create_task(self._cache_loop(), name="ingest-cache"))
+        if self._feed is not None:
+            self._tasks.append(asyncio.create_task(self._feed.run(), name="ingest-cache"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -285,18 +280,5 @@ class IngestWriter:
         return taken
 
     def _to_cache(self, points: list[Point]) -> None:
-        if self._cache is None or not points:
-            return
-        try:
-            self._cache_queue.put_nowait(points)
-        except asyncio.QueueFull:
-            self._cache.note_lost(points)
-
-    async def _cache_loop(self) -> None:
-        assert self._cache is not None
-        while True:
-            points = await self._cache_queue.get()
-            while not self._cache_queue.empty() and len(points) < 20_000:
-                points = points + self._cache_queue.get_nowait()
-            with contextlib.suppress(RedisUnavailable):  # counted by the sink's marker
-                await self._cache.write(points, time.time_ns() // 1000)
+        if self._feed is not None and points:
+            self._feed.put(points)

@@ -38,7 +38,6 @@ class SeriesResult:
     raw: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     buckets: dict[str, list[Bucket]] = field(default_factory=dict)
     cache: CacheState = "bypass"  # hit: part came from Redis; miss: none did
-    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +121,7 @@ class SeriesReader:
         if cut is not None and db_end < q.end_us:
             recent = await self._recent(q, metrics, db_end, q.end_us, out)
             for metric, points in recent.items():
-                out.raw.setdefault(metric, []).extend((t, v) for t, v in points)
+                out.raw.setdefault(metric, []).extend(points)
         if any(len(points) > limit for points in out.raw.values()):
             return None
         return out

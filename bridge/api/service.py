@@ -23,7 +23,7 @@ import asyncpg
 import orjson
 
 from bridge.api import store
-from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body
+from bridge.api.ingest import BadBody, IngestWriter, Unavailable, id_problem, parse_body
 from bridge.api.keys import ApiKey, KeyChecker
 from bridge.api.metrics import ApiMetrics
 from bridge.api.series import SeriesQuery, SeriesReader, Step, TooManyPoints
@@ -42,7 +42,6 @@ from bridge.db.connect import where
 from bridge.db.migrate import recorded
 from bridge.sink.redis import RedisSink, RedisUnavailable
 from bridge.sink.timescale import TRANSIENT_CLASSES, TimescaleSink
-from bridge.topics import ID
 
 log = logging.getLogger("bridge.api")
 HOUR_US = 3_600_000_000
@@ -128,10 +127,9 @@ def parse_time(text: str, name: str) -> int:
 
 
 def check_id(value: str, name: str, max_len: int) -> str:
-    if not 1 <= len(value) <= max_len or ID.fullmatch(value) is None:
-        raise bad_request(
-            f"{name} must be 1-{max_len} characters of letters, digits, '_', '.', ':' and '-'"
-        )
+    problem = id_problem(value, name, max_len)
+    if problem is not None:
+        raise bad_request(problem)
     return value
 
 

@@ -1,0 +1,63 @@
+"""Committed batches to the Redis cache, in the background: best effort and
+bounded, never in the way of the commit that came before.
+
+A batch that finds ``max_pending`` batches already waiting is skipped, and
+the sink's complete_since moves past it (``RedisSink.note_lost``), so readers
+take those times from the database. Batches that queued up behind a slow
+write go out together, in one call: one EVALSHA costs little per point, so
+catching up beats skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from bridge.sink.redis import RedisSink, RedisUnavailable
+from bridge.types import Point
+
+MERGE_UP_TO = 20_000  # points per catch-up call
+
+
+class CacheFeed:
+    def __init__(
+        self,
+        sink: RedisSink,
+        max_pending: int,
+        on_written: Callable[[], None] = lambda: None,
+        on_error: Callable[[str, RedisUnavailable | None], None] = lambda reason, exc: None,
+    ) -> None:
+        """``on_error(reason, exc)`` hears of every batch the cache misses:
+        reason "backlog" (skipped, exc None) or "unavailable" (Redis failed)."""
+        self._sink = sink
+        self._queue: asyncio.Queue[list[Point]] = asyncio.Queue(max_pending)
+        self._on_written = on_written
+        self._on_error = on_error
+
+    def put(self, points: list[Point]) -> None:
+        """Never waits: a full queue skips the batch."""
+        try:
+            self._queue.put_nowait(points)
+        except asyncio.QueueFull:
+            self._sink.note_lost(points)
+            self._on_error("backlog", None)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be written."""
+        return self._queue.empty()
+
+    async def run(self) -> None:
+        """Writes what is put, until cancelled."""
+        queue = self._queue
+        while True:
+            points = await queue.get()
+            while not queue.empty() and len(points) < MERGE_UP_TO:
+                points = points + queue.get_nowait()
+            try:
+                await self._sink.write(points, time.time_ns() // 1000)
+            except RedisUnavailable as exc:  # the sink noted the loss
+                self._on_error("unavailable", exc)
+            else:
+                self._on_written()
