@@ -19,7 +19,7 @@ from typing import Literal
 import asyncpg
 
 from bridge.api import store
-from bridge.api.store import WIDTH_US, Bucket, Mode, Resolution, Selection
+from bridge.api.store import WIDTH_US, Mode, Resolution, Selection, SeriesBucket
 from bridge.sink.redis import RedisSink, RedisUnavailable
 
 Step = Literal["auto", "raw", "1m", "1h"]
@@ -36,7 +36,7 @@ class TooManyPoints(Exception):
 class SeriesResult:
     resolution: Resolution
     raw: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    buckets: dict[str, list[Bucket]] = field(default_factory=dict)
+    buckets: dict[str, list[SeriesBucket]] = field(default_factory=dict)
     cache: CacheState = "bypass"  # hit: part came from Redis; miss: none did
 
 
@@ -163,10 +163,9 @@ class SeriesReader:
         seam = last if cut is None else max(first, min(last, -(-cut // width) * width))
         out = SeriesResult(resolution, cache=state)
         if seam > first:
-            rows = await store.rollup(
+            out.buckets = await store.rollup_series(
                 conn, self._mode, resolution, Selection([q.device_id], q.metrics, first, seam)
             )
-            out.buckets = {metric: buckets for (_, metric), buckets in rows.items()}
         if seam < last:
             recent = await self._recent(q, q.metrics, seam, last, out)
             for metric, points in recent.items():
@@ -174,34 +173,23 @@ class SeriesReader:
         return out
 
 
-def bucketize(points: list[tuple[int, float]], width: int) -> list[Bucket]:
+def bucketize(points: list[tuple[int, float]], width: int) -> list[SeriesBucket]:
     """Ascending (time_us, value) pairs into buckets of ``width`` µs, as the
     database computes them."""
-    out: list[Bucket] = []
+    out: list[SeriesBucket] = []
     start: int | None = None
     values: list[float] = []
-
-    def close() -> None:
-        if start is not None and values:
-            total = sum(values)
-            out.append(
-                Bucket(
-                    start,
-                    total / len(values),
-                    min(values),
-                    max(values),
-                    len(values),
-                    total,
-                    values[0],
-                    values[-1],
-                )
-            )
-
     for time_us, value in points:
         bucket = time_us // width * width
         if bucket != start:
-            close()
+            if start is not None:
+                out.append(_bucket(start, values))
             start, values = bucket, []
         values.append(value)
-    close()
+    if start is not None:
+        out.append(_bucket(start, values))
     return out
+
+
+def _bucket(start: int, values: list[float]) -> SeriesBucket:
+    return (start, sum(values) / len(values), min(values), max(values), len(values))

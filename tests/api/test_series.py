@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from bridge.api.series import SeriesQuery, Step, TooManyPoints, bucketize
-from bridge.api.store import Bucket
+from bridge.api.series import SeriesQuery, Step, TooManyPoints
+from bridge.api.store import SeriesBucket
 from bridge.batch import Batch
 from bridge.config import DatabaseSettings
 from bridge.sink.redis import RedisSink
@@ -89,23 +89,29 @@ async def test_redis_down_reads_everything_from_the_database(world: World) -> No
 
 def reference_buckets(
     truth: dict[str, list[tuple[int, float]]], width: int
-) -> dict[str, list[Bucket]]:
-    return {m: bucketize(points, width) for m, points in truth.items()}
+) -> dict[str, list[SeriesBucket]]:
+    """Buckets of the raw points, computed here from the test's own record."""
+    out: dict[str, list[SeriesBucket]] = {}
+    for metric, points in truth.items():
+        by_start: dict[int, list[float]] = {}
+        for t, v in points:
+            by_start.setdefault(t // width * width, []).append(v)
+        out[metric] = [
+            (start, sum(vs) / len(vs), min(vs), max(vs), len(vs))
+            for start, vs in sorted(by_start.items())
+        ]
+    return out
 
 
-def assert_buckets_equal(got: dict[str, list[Bucket]], want: dict[str, list[Bucket]]) -> None:
+def assert_buckets_equal(
+    got: dict[str, list[SeriesBucket]], want: dict[str, list[SeriesBucket]]
+) -> None:
     assert sorted(got) == sorted(want)
     for metric, buckets in want.items():
-        assert [b.time_us for b in got[metric]] == [b.time_us for b in buckets], metric
-        for g, w in zip(got[metric], buckets, strict=True):
-            assert (g.count, g.min, g.max, g.first, g.last) == (
-                w.count,
-                w.min,
-                w.max,
-                w.first,
-                w.last,
-            )
-            assert g.avg == pytest.approx(w.avg, rel=1e-9, abs=1e-9)
+        assert [b[0] for b in got[metric]] == [b[0] for b in buckets], metric
+        for (_, g_avg, *g_rest), (_, w_avg, *w_rest) in zip(got[metric], buckets, strict=True):
+            assert g_rest == w_rest  # min, max, count
+            assert g_avg == pytest.approx(w_avg, rel=1e-9, abs=1e-9)
 
 
 @pytest.mark.parametrize(("span_h", "step"), [(24, "auto"), (3, "1m"), (3, "1h"), (48, "auto")])
