@@ -120,7 +120,7 @@ async def test_concurrent_requests_share_commits_and_all_arrive(
     plain_db: str, redis_url: str
 ) -> None:
     async with (
-        TimescaleSink(DatabaseSettings(url=plain_db)) as db,
+        TimescaleSink(DatabaseSettings(url=plain_db), one_statement=True) as db,  # as the API
         RedisSink(redis_url, future_skew_s=0) as cache,
         IngestWriter(db, cache) as writer,
     ):

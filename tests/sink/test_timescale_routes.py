@@ -1,0 +1,80 @@
+"""The database sink's two routes (the bridge's COPY through a staging table,
+HTTP ingest's single statement) store the same rows, register the same
+devices, count the same duplicates and isolate the same poison row."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import pytest
+
+from bridge.batch import Batch
+from bridge.config import DatabaseSettings
+from bridge.sink.timescale import TimescaleSink
+from bridge.types import Point
+
+S = 1_000_000
+NOW = time.time_ns() // 1000 // S * S
+ROUTES = pytest.mark.parametrize("one_statement", [False, True], ids=["copy", "one_statement"])
+
+
+def batch(points: list[Point], sites: dict[str, str | None]) -> Batch:
+    out = Batch()
+    out.points.extend(points)
+    out.sites.update(sites)
+    return out
+
+
+@ROUTES
+async def test_points_registry_and_duplicates(plain_db: str, one_statement: bool) -> None:
+    points = [Point(NOW - i * S, f"dev-{i % 3}", "flow_rate", float(i)) for i in range(30)]
+    sites: dict[str, str | None] = {"dev-0": "site-a", "dev-1": None, "dev-2": "site-b"}
+    async with TimescaleSink(DatabaseSettings(url=plain_db), one_statement=one_statement) as db:
+        first = await db.write(batch(points, sites))
+        again = await db.write(batch([*points[:10], Point(NOW + S, "dev-0", "rpm", 7.0)], {}))
+        nothing = await db.write(batch([], {}))
+    assert (first.written, first.duplicates) == (30, 0)
+    assert (again.written, again.duplicates) == (1, 10)
+    assert (nothing.written, nothing.duplicates) == (0, 0)
+    conn = await asyncpg.connect(plain_db)
+    try:
+        rows = await conn.fetch(
+            "SELECT device_id, metric, (extract(epoch FROM time) * 1000000)::int8 AS t, value "
+            "FROM telemetry"
+        )
+        devices = await conn.fetch(
+            "SELECT device_id, site_id, status, last_seen IS NOT NULL AS seen FROM devices"
+        )
+    finally:
+        await conn.close()
+    want = {(p.device_id, p.metric, p.time_us, p.value) for p in points}
+    want.add(("dev-0", "rpm", NOW + S, 7.0))
+    assert sorted(tuple(r) for r in rows) == sorted(want)
+    assert sorted(tuple(r) for r in devices) == [
+        ("dev-0", "site-a", "online", True),
+        ("dev-1", None, "online", True),
+        ("dev-2", "site-b", "online", True),
+    ]
+
+
+@ROUTES
+async def test_a_poison_row_costs_only_itself(plain_db: str, one_statement: bool) -> None:
+    conn = await asyncpg.connect(plain_db)
+    try:
+        await conn.execute("ALTER TABLE telemetry ADD CONSTRAINT no_666 CHECK (value <> 666)")
+    finally:
+        await conn.close()
+    points = [Point(NOW - i * S, "dev-0", "m", float(i)) for i in range(20)]
+    evil = Point(NOW + S, "dev-0", "m", 666.0)
+    async with TimescaleSink(DatabaseSettings(url=plain_db), one_statement=one_statement) as db:
+        result = await db.write(batch([*points[:10], evil, *points[10:]], {"dev-0": "s"}))
+    assert result.written == 20
+    assert [p for p, _ in result.poison] == [evil]
+    assert "no_666" in result.poison[0][1]
+    conn = await asyncpg.connect(plain_db)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM telemetry") == 20
+        assert await conn.fetchval("SELECT site_id FROM devices WHERE device_id = 'dev-0'") == "s"
+    finally:
+        await conn.close()
