@@ -331,7 +331,16 @@ log_dest file $LOGS/mosquitto.log
 $body
 EOF
     if pid_alive "$dir/mosquitto.pid"; then say "mosquitto: already running on port $MQTT_PORT"; return 0; fi
-    port_open "$MQTT_PORT" && die "port $MQTT_PORT is taken by another program; set STACK_${INSTANCE^^}_MQTT_PORT"
+    local port ports=("$MQTT_PORT")
+    [ "$INSTANCE" = dev ] && ports+=($((MQTT_PORT + 7000)) $((MQTT_PORT + 7001)))
+    for port in "${ports[@]}"; do
+        port_open "$port" && die "port $port is taken by another program; set STACK_${INSTANCE^^}_MQTT_PORT (the dev broker also uses it + 7000 and + 7001)"
+    done
+    if [ "$INSTANCE" = dev ]; then  # what a production broker runs before it starts
+        local problems
+        problems=$("$ROOT/.venv/bin/bridge" broker check "$dir/mosquitto.conf" 2>&1) \
+            || { printf '%s\n' "$problems" >&2; die "the dev broker's config has the problems above"; }
+    fi
     mosquitto -c "$dir/mosquitto.conf" -d 2>>"$LOGS/mosquitto.log" || die "mosquitto did not start; see $LOGS/mosquitto.log"
     wait_for 20 mosquitto port_open "$MQTT_PORT" || die "mosquitto did not open port $MQTT_PORT; see $LOGS/mosquitto.log"
     say "mosquitto: started on port $MQTT_PORT"

@@ -11,6 +11,7 @@ One job per module:
     gate       the login gate of the device listener (open, close, wait for the bridge)
     reload     SIGHUP to the broker named by its pid file
     render     the cloud and edge configs, from the templates in mosquitto/
+    check      a config's files and folders, checked before the broker starts
     tools      finding and running external programs, with clear errors
     files      atomic writes and symbolic links
 

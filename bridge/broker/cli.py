@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bridge.broker import acl, ca, gate, passwd, render
+from bridge.broker import acl, ca, check, gate, passwd, render
 from bridge.broker.accounts import check_id, check_username, new_password
 from bridge.broker.errors import BrokerError
 from bridge.broker.parser import add_actions
@@ -24,8 +24,9 @@ from bridge.broker.reload import reload_broker
 DESCRIPTION = """\
 Tooling for the production brokers: a development CA (ca), users for devices,
 gateways and the bridge (provision, revoke), the login gate that keeps devices
-out until the bridge has subscribed after a broker restart (gate), and the
-cloud and edge configs rendered from mosquitto/*.conf (render).
+out until the bridge has subscribed after a broker restart (gate), the cloud
+and edge configs rendered from mosquitto/*.conf (render), and a check of a
+config's files and folders before the broker starts (check).
 
 A device's MQTT username is its device id, the last level of its topic
 telemetry/<site>/<device>; the ACL lets it publish there and nowhere else.
@@ -39,6 +40,7 @@ examples:
   bridge broker provision pump-1 --passwd /etc/mosquitto/bridge/passwd --reload /run/mosquitto/mosquitto.pid
   bridge broker provision gw-site-1 --gateway site-1 --acl /etc/mosquitto/bridge/acl \\
       --passwd /etc/mosquitto/bridge/passwd --reload /run/mosquitto/mosquitto.pid
+  bridge broker check /etc/mosquitto/mosquitto.conf
   bridge broker revoke pump-1 --passwd /etc/mosquitto/bridge/passwd --reload /run/mosquitto/mosquitto.pid
   bridge broker gate open --gate /etc/mosquitto/bridge/passwd.gate --passwd /etc/mosquitto/bridge/passwd \\
       --when-ready http://127.0.0.1:9108/readyz --reload /run/mosquitto/mosquitto.pid
@@ -174,6 +176,19 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    problems, checked = check.check(args.conf)
+    for problem in problems:
+        say(problem)
+    if problems:
+        raise BrokerError(
+            f"{len(problems)} problem(s) in {args.conf}; the broker would not start, or would "
+            "lose what it should keep"
+        )
+    say(f"{args.conf}: {checked} paths checked, no problems")
+    return 0
+
+
 def _read_secret(path: Path) -> str:
     try:
         text = sys.stdin.readline() if str(path) == "-" else path.read_text(encoding="utf-8")
@@ -191,4 +206,5 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "revoke": _revoke,
     "gate": _gate,
     "render": _render,
+    "check": _check,
 }

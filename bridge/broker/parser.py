@@ -15,12 +15,36 @@ PID_HELP = (
 
 
 def add_actions(actions: Any) -> None:
-    """Adds ca, provision, revoke, gate and render to the `broker` subparsers."""
+    """Adds ca, provision, revoke, gate, render and check to the `broker` subparsers."""
     _add_ca(actions)
     _add_provision(actions)
     _add_revoke(actions)
     _add_gate(actions)
     _add_render(actions)
+    _add_check(actions)
+
+
+def _add_check(actions: Any) -> None:
+    p = actions.add_parser(
+        "check",
+        help="check the paths of a Mosquitto config before the broker starts",
+        description="Reads a Mosquitto config and every *.conf of its include_dir, as the broker "
+        "does, and checks each path it names: password files, ACLs, certificates and keys, "
+        "plugins (files that must exist and be readable), persistence_location (a folder the "
+        "broker must be able to write), include_dir and the folder of a log file. Readable and "
+        "writable mean by the user the broker runs as: run as root, it drops to `user` "
+        "(default mosquitto) before reading them. Prints one line per problem and exits 1 if "
+        "there is any; changes nothing. Run it before every start (systemd ExecStartPre).",
+    )
+    p.add_argument(
+        "conf",
+        nargs="?",
+        type=Path,
+        default=Path("/etc/mosquitto/mosquitto.conf"),
+        metavar="FILE",
+        help="the broker's main config, as passed to mosquitto -c "
+        "(default /etc/mosquitto/mosquitto.conf)",
+    )
 
 
 def _add_ca(actions: Any) -> None:

@@ -3,8 +3,11 @@
 Each broker gets its own folder laid out like Debian's /etc/mosquitto: a main
 config (user, pid_file, persistence_location, log_dest, include_dir, as
 Debian's mosquitto.conf sets them) and the drop-in rendered by
-`bridge broker render` in conf.d/. Ports come from 41883-41999, never the
-shared stack's; every process is stopped by the fixture that started it.
+`bridge broker render` in conf.d/. Every start runs `bridge broker check` on
+that config first, as the deployment does, so every broker the tests start
+shows the check passes on the shipped configs. Ports come from 41883-41999,
+never the shared stack's; every process is stopped by the fixture that
+started it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.broker import acl, gate, passwd, render
+from bridge.broker import acl, check, gate, passwd, render
 from bridge.broker.accounts import new_password
 from tests.integration.harness import wait_until
 
@@ -72,8 +75,12 @@ class Mosquitto:
             + f"include_dir {self.conf_d}\n"
         )
 
-    def start(self, timeout: float = 15) -> Mosquitto:
+    def start(self, timeout: float = 15, checked: bool = True) -> Mosquitto:
+        """``checked``: first assert that `bridge broker check` finds no problem."""
         assert not self.running(), "already running"
+        if checked:
+            problems, _ = check.check(self.main_conf)
+            assert problems == [], problems
         with (self.root / "stderr.log").open("ab") as err:
             self.proc = subprocess.Popen(
                 ["mosquitto", "-c", str(self.main_conf)], stdout=err, stderr=err

@@ -30,7 +30,16 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize(
     "action",
-    [[], ["ca"], ["provision"], ["revoke"], ["gate"], ["render", "cloud"], ["render", "edge"]],
+    [
+        [],
+        ["ca"],
+        ["provision"],
+        ["revoke"],
+        ["gate"],
+        ["render", "cloud"],
+        ["render", "edge"],
+        ["check"],
+    ],
 )
 def test_every_action_has_a_real_help(
     capsys: pytest.CaptureFixture[str], action: list[str]
