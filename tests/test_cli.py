@@ -110,10 +110,29 @@ def test_database_down_is_a_clear_error() -> None:
         ("mysql://db/x", "must start with postgresql://"),
         ("postgresql://", "has no host"),
         ("postgresql://h:notaport/x", "invalid port"),
+        ("postgresql://h:0/x", "invalid port: 0"),
     ],
 )
 def test_bad_database_url_is_a_clear_error(url: str, phrase: str) -> None:
     assert_clear_error(bridge("db", "status", url=url), "database.url", phrase)
+
+
+@pytest.mark.parametrize(
+    ("query", "phrase"),
+    [
+        ("foo=bar", 'unrecognized configuration parameter "foo"'),
+        ("timezone=Nowhere", 'invalid value for parameter "TimeZone"'),
+    ],
+)
+def test_bad_database_url_parameter_is_a_clear_error(stack: Stack, query: str, phrase: str) -> None:
+    # asyncpg sends unknown URL parameters to the server as settings; the
+    # server's refusal comes during the connection, not from a query.
+    assert_clear_error(
+        bridge("db", "migrate", url=f"{stack.pg_url()}?{query}"),
+        "refused the connection",
+        phrase,
+        "?parameters",
+    )
 
 
 def test_missing_database_is_a_clear_error(stack: Stack) -> None:
