@@ -29,21 +29,6 @@ run: services
 	@echo
 	@echo "Running on loopback:"
 	@$(STACK) info dev
-	@echo "  Bridge      http://127.0.0.1:9108/metrics  (also /healthz, /readyz)"
-	@echo "  Edge agent  http://127.0.0.1:9120/healthz  (also /metrics); 100 simulated pumps, log .stack/dev/log/edge-agent.log"
-	@echo "  Read API    http://127.0.0.1:9180/docs  (key in .stack/dev/api.env), log .stack/dev/log/api.log"
-	@echo "  Live view   http://127.0.0.1:9180/  (the line '[run] live view: ...' below has the URL with the dev key)"
-	@echo
-	@echo "Publish a reading as the demo device (its credentials are in .stack/dev/credentials.env):"
-	@echo "  source .stack/dev/credentials.env; mosquitto_pub -p 11883 -u \$$DEVICE_USERNAME -P \$$DEVICE_PASSWORD -q 1 -t telemetry/site-1/pump-1 -m '{\"data\": {\"flow_rate\": 1234.5}}'"
-	@echo "See it stored:"
-	@echo "  psql -h 127.0.0.1 -p 15432 -U bridge bridge -c 'SELECT * FROM telemetry ORDER BY time DESC LIMIT 5'"
-	@echo "Or through the read API:"
-	@echo "  source .stack/dev/api.env; curl -H \"Authorization: Bearer \$$API_KEY\" http://127.0.0.1:9180/api/v1/devices?limit=5"
-	@echo "Watch the fleet arrive:"
-	@echo "  psql -h 127.0.0.1 -p 15432 -U bridge bridge -c 'SELECT device_id, count(*), max(time) FROM telemetry GROUP BY 1 ORDER BY 1 LIMIT 5'"
-	@echo "Ctrl-C stops the bridge, the edge agent and the API; make stop stops the services."
-	@echo
 	@scripts/run-dev.sh
 
 status:

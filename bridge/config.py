@@ -79,9 +79,11 @@ class DatabaseSettings(Section):
         if not parts.hostname:
             raise ValueError("has no host (e.g. postgresql://user@127.0.0.1:5432/db)")
         try:
-            _ = parts.port
+            port = parts.port
         except ValueError as exc:
             raise ValueError(f"has an invalid port: {exc}") from None
+        if port == 0:
+            raise ValueError("has an invalid port: 0 (PostgreSQL listens on 5432 by default)")
         return value
 
 

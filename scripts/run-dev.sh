@@ -23,6 +23,31 @@ set -a
 source <(scripts/stack.sh env dev)
 set +a
 
+# The ports follow the STACK_DEV_* overrides (through stack.sh env) and the
+# bridge's, API's and agent's own variables, so what is printed is what runs.
+MQTT_PORT=$BRIDGE_MQTT__PORT
+PG_PORT=${BRIDGE_DATABASE__URL##*:}; PG_PORT=${PG_PORT%%/*}
+HTTP_PORT=${BRIDGE_HTTP__PORT:-9108}
+API_PORT=${BRIDGE_API__PORT:-9180}
+EDGE_PORT=${EDGE_STATUS__PORT:-9120}
+cat <<EOF
+  Bridge      http://127.0.0.1:$HTTP_PORT/metrics  (also /healthz, /readyz)
+  Edge agent  http://127.0.0.1:$EDGE_PORT/healthz  (also /metrics); 100 simulated pumps, log $STATE/log/edge-agent.log
+  Read API    http://127.0.0.1:$API_PORT/docs  (key in $STATE/api.env), log $STATE/log/api.log
+  Live view   http://127.0.0.1:$API_PORT/  (the line '[run] live view: ...' below has the URL with the dev key)
+
+Publish a reading as the demo device (its credentials are in $STATE/credentials.env):
+  source $STATE/credentials.env; mosquitto_pub -p $MQTT_PORT -u \$DEVICE_USERNAME -P \$DEVICE_PASSWORD -q 1 -t telemetry/site-1/pump-1 -m '{"data": {"flow_rate": 1234.5}}'
+See it stored:
+  psql -h 127.0.0.1 -p $PG_PORT -U bridge bridge -c 'SELECT * FROM telemetry ORDER BY time DESC LIMIT 5'
+Or through the read API:
+  source $STATE/api.env; curl -H "Authorization: Bearer \$API_KEY" http://127.0.0.1:$API_PORT/api/v1/devices?limit=5
+Watch the fleet arrive:
+  psql -h 127.0.0.1 -p $PG_PORT -U bridge bridge -c 'SELECT device_id, count(*), max(time) FROM telemetry GROUP BY 1 ORDER BY 1 LIMIT 5'
+Ctrl-C stops the bridge, the edge agent and the API; make stop stops the services.
+
+EOF
+
 if [ ! -s "$STATE/gateway.env" ]; then
     say "provisioning the gateway account $GATEWAY on the dev broker"
     password=$("$BIN/bridge" broker provision "$GATEWAY" --gateway site-1 --acl "$ETC/acl" \
@@ -73,11 +98,11 @@ stop_helpers() {
     done
 }
 trap stop_helpers EXIT
-say "read API: http://127.0.0.1:${BRIDGE_API__PORT:-9180}/docs (pid $api), log $STATE/log/api.log"
+say "read API: http://127.0.0.1:$API_PORT/docs (pid $api), log $STATE/log/api.log"
 # The key goes in the fragment, which the browser never sends: the page keeps
 # it in localStorage and takes it out of the address bar.
-say "live view: http://127.0.0.1:${BRIDGE_API__PORT:-9180}/#key=$(sed -n 's/^API_KEY=//p' "$STATE/api.env")"
-say "edge agent: 100 simulated pumps (pid $agent), status http://127.0.0.1:${EDGE_STATUS__PORT:-9120}/healthz, log $STATE/log/edge-agent.log"
+say "live view: http://127.0.0.1:$API_PORT/#key=$(sed -n 's/^API_KEY=//p' "$STATE/api.env")"
+say "edge agent: 100 simulated pumps (pid $agent), status http://127.0.0.1:$EDGE_PORT/healthz, log $STATE/log/edge-agent.log"
 
 # Not exec: this shell stays to stop the agent and the API when the bridge exits.
 "$BIN/bridge" run

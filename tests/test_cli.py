@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,12 +70,31 @@ def test_migrate_then_status_in_plain_mode(empty_db: str) -> None:
     latest = discover(DatabaseSettings().migrations_dir, "plain")[-1].version
     assert f"version {latest} (up to date)" in status.stdout
     assert "plain PostgreSQL" in status.stdout
-    assert "day partition(s)" in status.stdout
+    assert re.search(r"9 day partition\(s\), \d{4}-\d\d-\d\d \.\. \d{4}-\d\d-\d\d", status.stdout)
     data = json.loads(bridge("db", "status", "--json", url=empty_db).stdout)
     assert data["mode"] == "plain"
     assert data["version"] == latest
     assert data["pending"] == []
     assert set(data["features"]) == {"partitions", "rollups", "retention"}
+
+
+def test_migrate_then_status_in_timescaledb_mode(stack: Stack, empty_db: str) -> None:
+    if stack.timescaledb is not None:
+        pytest.skip(stack.timescaledb)
+    first = bridge("db", "migrate", url=empty_db)  # auto picks TimescaleDB when it can
+    assert first.returncode == 0, first.stderr
+    assert "up to date in timescaledb mode" in first.stdout
+    assert "nothing to apply" in bridge("db", "migrate", url=empty_db).stdout
+    status = bridge("db", "status", url=empty_db)
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"^mode: +TimescaleDB \d+\.\d+", status.stdout, re.M), status.stdout
+    for line in ("hypertable: ", "compression: policy", "retention: policy"):
+        assert line in status.stdout
+    for view in ("telemetry_1m", "telemetry_1h"):
+        assert f"continuous aggregate {view}: real-time" in status.stdout
+    data = json.loads(bridge("db", "status", "--json", url=empty_db).stdout)
+    assert data["mode"] == "timescaledb"
+    assert data["pending"] == []
 
 
 def test_status_of_an_unmigrated_database_says_what_to_do(empty_db: str) -> None:
@@ -110,10 +130,29 @@ def test_database_down_is_a_clear_error() -> None:
         ("mysql://db/x", "must start with postgresql://"),
         ("postgresql://", "has no host"),
         ("postgresql://h:notaport/x", "invalid port"),
+        ("postgresql://h:0/x", "invalid port: 0"),
     ],
 )
 def test_bad_database_url_is_a_clear_error(url: str, phrase: str) -> None:
     assert_clear_error(bridge("db", "status", url=url), "database.url", phrase)
+
+
+@pytest.mark.parametrize(
+    ("query", "phrase"),
+    [
+        ("foo=bar", 'unrecognized configuration parameter "foo"'),
+        ("timezone=Nowhere", 'invalid value for parameter "TimeZone"'),
+    ],
+)
+def test_bad_database_url_parameter_is_a_clear_error(stack: Stack, query: str, phrase: str) -> None:
+    # asyncpg sends unknown URL parameters to the server as settings; the
+    # server's refusal comes during the connection, not from a query.
+    assert_clear_error(
+        bridge("db", "migrate", url=f"{stack.pg_url()}?{query}"),
+        "refused the connection",
+        phrase,
+        "?parameters",
+    )
 
 
 def test_missing_database_is_a_clear_error(stack: Stack) -> None:

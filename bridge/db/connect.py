@@ -44,6 +44,15 @@ async def connect(settings: DatabaseSettings) -> asyncpg.Connection:
             f"PostgreSQL at {where(url)} has no free connection slot ({exc}); retry later or "
             "raise max_connections."
         ) from None
+    except asyncpg.PostgresError as exc:
+        # Anything else the server refuses while letting us in. asyncpg sends
+        # every unknown ?parameter of the URL as a server setting, so this is
+        # most often a misspelt or invalid one (?timezone=..., ?foo=...).
+        raise DatabaseRejected(
+            f"PostgreSQL at {where(url)} refused the connection: {exc} (SQLSTATE "
+            f"{exc.sqlstate}). Check database.url, in particular its ?parameters: PostgreSQL "
+            "takes each one it does not know as a server setting."
+        ) from None
     except socket.gaierror as exc:
         raise DatabaseUnavailable(
             f"cannot resolve the database host in {mask_url(url)}: {exc.strerror}. "

@@ -159,11 +159,15 @@ def choose_mode(requested: str, applied: list[Applied], tsdb: TimescaleInfo) -> 
     usable = tsdb.installed is not None or (tsdb.available is not None and tsdb.preloaded)
     if requested == "timescaledb" and not usable:
         if tsdb.available is None:
-            why = "the extension is not installed on the server"
+            why = "the server does not have the TimescaleDB extension: install it"
         else:
-            why = "it is installed but not in shared_preload_libraries; add it there and restart"
+            why = (
+                "the server has TimescaleDB but does not preload it: add timescaledb to "
+                "shared_preload_libraries and restart PostgreSQL"
+            )
         raise MigrationError(
-            f'database.mode is timescaledb, but {why}. Or set database.mode = "plain".'
+            f'database.mode is timescaledb, but {why}. Or set database.mode = "plain" '
+            "(bridge db migrate --mode plain)."
         )
     if requested == "plain":
         return "plain"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -93,9 +93,13 @@ async def _timescale_features(conn: asyncpg.Connection) -> dict[str, str]:
         "SELECT time_interval FROM timescaledb_information.dimensions "
         "WHERE hypertable_name = 'telemetry' AND column_name = 'time'"
     )
-    features["hypertable"] = f"telemetry, chunks of {interval}, {chunks} chunk(s)"
+    features["hypertable"] = f"telemetry, chunks of {span(interval)}, {chunks} chunk(s)"
     jobs = await conn.fetch(
-        "SELECT proc_name, hypertable_name, schedule_interval, config "
+        "SELECT proc_name, hypertable_name, schedule_interval, "
+        "(config->>'compress_after')::interval AS compress_after, "
+        "(config->>'drop_after')::interval AS drop_after, "
+        "(config->>'start_offset')::interval AS start_offset, "
+        "(config->>'end_offset')::interval AS end_offset "
         "FROM timescaledb_information.jobs WHERE proc_name LIKE 'policy_%' ORDER BY job_id"
     )
     caggs = {
@@ -113,26 +117,37 @@ async def _timescale_features(conn: asyncpg.Connection) -> dict[str, str]:
     features["compression"] = "off"
     features["retention"] = "off"
     for job in jobs:
-        cfg = job["config"] or "{}"
         if job["proc_name"] == "policy_compression":
-            after = _cfg(cfg, "compress_after")
             features["compression"] = (
-                f"policy: compress after {after}, {compressed} chunk(s) compressed"
+                f"policy: compress chunks older than {span(job['compress_after'])}, "
+                f"{compressed} chunk(s) compressed"
             )
         elif job["proc_name"] == "policy_retention":
-            features["retention"] = f"policy: drop chunks older than {_cfg(cfg, 'drop_after')}"
+            features["retention"] = f"policy: drop chunks older than {span(job['drop_after'])}"
         elif job["proc_name"] == "policy_refresh_continuous_aggregate":
             view = by_mat.get(job["hypertable_name"], job["hypertable_name"])
             realtime = "materialized only" if caggs[view]["materialized_only"] else "real-time"
+            start = job["start_offset"]
+            since = "the first row" if start is None else f"now - {span(start)}"
             features[f"continuous aggregate {view}"] = (
-                f"{realtime}, refreshed every {job['schedule_interval']} over "
-                f"[now - {_cfg(cfg, 'start_offset')}, now - {_cfg(cfg, 'end_offset')}]"
+                f"{realtime}, refreshed every {span(job['schedule_interval'])} "
+                f"from {since} to now - {span(job['end_offset'])}"
             )
     return features
 
 
-def _cfg(config: str, key: str) -> str:
-    return str(json.loads(config).get(key))
+def span(value: dt.timedelta | None) -> str:
+    """A duration as a person writes it: '1 day', '15 min', '2 days 6 h'."""
+    if value is None:
+        return "0 s"
+    rest = int(value.total_seconds())
+    parts = []
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            plural = "s" if unit == "day" and count != 1 else ""
+            parts.append(f"{count} {unit}{plural}")
+    return " ".join(parts) or "0 s"
 
 
 async def _plain_features(conn: asyncpg.Connection, settings: DatabaseSettings) -> dict[str, str]:
@@ -142,11 +157,12 @@ async def _plain_features(conn: asyncpg.Connection, settings: DatabaseSettings) 
         "ORDER BY c.relname"
     )
     names = [r["relname"] for r in parts]
-    span = f"{names[0][11:]} .. {names[-1][11:]}" if names else "none"
+    days = [dt.datetime.strptime(n[11:], "%Y%m%d").date() for n in names]
+    covered = f"{days[0]} .. {days[-1]}" if days else "none"
     waiting = await conn.fetchval("SELECT count(*) FROM telemetry_default")
     pending = await conn.fetchval("SELECT count(*) FROM telemetry_rollup_pending")
     return {
-        "partitions": f"{len(names)} day partition(s), {span}; "
+        "partitions": f"{len(names)} day partition(s), {covered}; "
         f"{waiting} row(s) in the default partition",
         "rollups": f"telemetry_1m, telemetry_1h tables; {pending} pending range(s) "
         "(refreshed by `bridge db maintain`)",

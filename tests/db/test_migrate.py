@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from bridge.config import DatabaseSettings
-from bridge.db.migrate import discover, migrate, recorded
+from bridge.db.migrate import Applied, TimescaleInfo, choose_mode, discover, migrate, recorded
 from bridge.errors import MigrationError
 
 MIGRATIONS = DatabaseSettings().migrations_dir
@@ -136,3 +136,52 @@ def test_bad_migration_file_name_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1_short.sql").write_text("SELECT 1")
     with pytest.raises(MigrationError, match="not a migration file name"):
         discover(tmp_path, "plain")
+
+
+ABSENT = TimescaleInfo(installed=None, available=None, preloaded=False)
+NOT_PRELOADED = TimescaleInfo(installed=None, available="2.28.3", preloaded=False)
+PRELOADED = TimescaleInfo(installed=None, available="2.28.3", preloaded=True)
+CREATED = TimescaleInfo(installed="2.28.3", available="2.28.3", preloaded=True)
+
+
+@pytest.mark.parametrize(
+    ("tsdb", "mode"),
+    [
+        (ABSENT, "plain"),
+        (NOT_PRELOADED, "plain"),
+        (PRELOADED, "timescaledb"),
+        (CREATED, "timescaledb"),
+    ],
+)
+def test_auto_mode_uses_timescaledb_only_when_it_can_be_created(
+    tsdb: TimescaleInfo, mode: str
+) -> None:
+    assert choose_mode("auto", [], tsdb) == mode
+
+
+def test_plain_mode_can_be_chosen_with_timescaledb_present() -> None:
+    # How the tests get a plain database on a server that preloads TimescaleDB.
+    assert choose_mode("plain", [], CREATED) == "plain"
+
+
+@pytest.mark.parametrize(
+    ("tsdb", "phrase"),
+    [
+        (ABSENT, "does not have the TimescaleDB extension: install it"),
+        (NOT_PRELOADED, "add timescaledb to shared_preload_libraries and restart PostgreSQL"),
+    ],
+)
+def test_timescaledb_mode_without_the_extension_says_what_to_do(
+    tsdb: TimescaleInfo, phrase: str
+) -> None:
+    with pytest.raises(MigrationError) as err:
+        choose_mode("timescaledb", [], tsdb)
+    assert phrase in str(err.value)
+    assert 'database.mode = "plain"' in str(err.value)
+
+
+def test_a_recorded_mode_wins_over_what_the_server_offers() -> None:
+    applied = [Applied(1, "registry", "plain", "x")]
+    assert choose_mode("auto", applied, CREATED) == "plain"
+    applied = [Applied(1, "registry", "timescaledb", "x")]
+    assert choose_mode("auto", applied, ABSENT) == "timescaledb"

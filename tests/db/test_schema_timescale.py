@@ -119,6 +119,12 @@ async def test_status_names_the_version_and_features(tsdb_db: str) -> None:
         assert f"TimescaleDB {status.timescaledb['installed']}" in text
         for word in ("hypertable", "compression", "retention", "telemetry_1m", "telemetry_1h"):
             assert word in text
+        # Durations read as a person writes them, not as Python prints timedeltas.
+        assert "chunks of 1 day," in text
+        assert "compress chunks older than 7 days" in text
+        assert "drop chunks older than 90 days" in text
+        assert "real-time, refreshed every 1 min from now - 3 days to now - 1 min" in text
+        assert "0:" not in text
     finally:
         await conn.close()
 
