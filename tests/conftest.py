@@ -96,10 +96,14 @@ async def _timescale_skip_reason(stack: Stack) -> str | None:
         await conn.close()
     if info.available is None:
         return (
-            "TimescaleDB is not installed on this machine (no timescaledb extension in PostgreSQL)"
+            "TimescaleDB is not installed on this machine (no timescaledb extension in "
+            "PostgreSQL); install it for PostgreSQL's major version to run these tests"
         )
     if not info.preloaded:
-        return "TimescaleDB is installed but not preloaded by the test PostgreSQL"
+        return (
+            "TimescaleDB is installed but not preloaded by the test PostgreSQL: "
+            "`bash scripts/stack.sh up test` (run by `make test`) restarts it preloaded"
+        )
     return None
 
 
