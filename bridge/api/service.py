@@ -10,7 +10,6 @@ fall back to the database and say so in ``X-Cache``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import functools
@@ -27,7 +26,7 @@ from bridge.api.ingest import BadBody, IngestWriter, Unavailable, id_problem, pa
 from bridge.api.keys import ApiKey, KeyChecker
 from bridge.api.metrics import ApiMetrics
 from bridge.api.series import SeriesQuery, SeriesReader, Step, TooManyPoints
-from bridge.api.store import Mode, Selection, to_us
+from bridge.api.store import Mode, Selection, slices, to_us
 from bridge.api.summary import summarize
 from bridge.codec.values import (
     Rejected,
@@ -45,11 +44,6 @@ from bridge.sink.timescale import TRANSIENT_CLASSES, TimescaleSink
 
 log = logging.getLogger("bridge.api")
 HOUR_US = 3_600_000_000
-# Points formatted between two yields to the event loop (~0.5 ms of CPU): a
-# 1-day answer is ~4,300 points and ~15 ms of CPU in all, and without the
-# yields every request behind it waited that long at each of its own awaits
-# (a submit has half a dozen); bench/bench_api.py.
-POINTS_SLICE = 400
 Json = dict[str, Any]
 
 
@@ -401,17 +395,13 @@ class Api:
         for metric in sorted(set(result.raw) | set(result.buckets)):
             points: list[Json] = []
             if result.resolution == "raw":
-                raw = result.raw[metric]
-                for at in range(0, len(raw), POINTS_SLICE):
-                    await asyncio.sleep(0)  # see POINTS_SLICE
-                    points += [{"time": iso(t), "value": v} for t, v in raw[at : at + POINTS_SLICE]]
+                async for part in slices(result.raw[metric]):
+                    points += [{"time": iso(t), "value": v} for t, v in part]
             else:
-                buckets = result.buckets[metric]
-                for at in range(0, len(buckets), POINTS_SLICE):
-                    await asyncio.sleep(0)
+                async for buckets in slices(result.buckets[metric]):
                     points += [
                         {"time": iso_bucket(t), "value": avg, "min": lo, "max": hi, "count": n}
-                        for t, avg, lo, hi, n in buckets[at : at + POINTS_SLICE]
+                        for t, avg, lo, hi, n in buckets
                     ]
             series.append({"metric": metric, "points": points})
         body = {

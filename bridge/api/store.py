@@ -13,18 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import asyncpg
 
+T = TypeVar("T")
 Mode = Literal["timescaledb", "plain"]
 Resolution = Literal["raw", "1m", "1h"]
 WIDTH_US: dict[Resolution, int] = {"raw": 0, "1m": 60_000_000, "1h": 3_600_000_000}
 _TABLE = {"1m": "telemetry_1m", "1h": "telemetry_1h"}
 _UNIT = {"1m": "minute", "1h": "hour"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-SLICE = 400  # rows converted between two yields to the event loop (~0.5 ms)
+SLICE = 250  # rows or points handled between two yields to the event loop
+
+
+async def slices(items: list[T]) -> AsyncIterator[list[T]]:
+    """``items`` SLICE at a time, yielding to the event loop in between. The
+    API answers every request on one event loop: a day of 1-minute buckets
+    for 3 metrics is ~4,300 rows and several ms of CPU, and without the
+    yields every request behind it (a submit, with its 10 ms goal) waited
+    that long at each of its own awaits (bench/bench_api.py)."""
+    for start in range(0, len(items), SLICE):
+        if start:
+            await asyncio.sleep(0)
+        yield items[start : start + SLICE]
 
 
 def to_dt(time_us: int) -> dt.datetime:
@@ -168,9 +182,11 @@ async def raw(
         f"SELECT device_id, metric, time, value FROM telemetry WHERE {where} "
         f"ORDER BY device_id, metric, time LIMIT ${len(args) + 1}"
     )
+    rows = await conn.fetch(sql, *args, limit)
     out: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for r in await conn.fetch(sql, *args, limit):
-        out.setdefault((r["device_id"], r["metric"]), []).append((to_us(r["time"]), r["value"]))
+    async for part in slices(rows):
+        for r in part:
+            out.setdefault((r[0], r[1]), []).append((to_us(r[2]), r[3]))
     return out
 
 
@@ -261,10 +277,8 @@ async def rollup_series(
     )
     rows = await conn.fetch(sql + " ORDER BY 1, 2", *args)
     out: dict[str, list[SeriesBucket]] = {}
-    for start in range(0, len(rows), SLICE):
-        if start:
-            await asyncio.sleep(0)
-        for r in rows[start : start + SLICE]:
+    async for part in slices(rows):
+        for r in part:
             out.setdefault(r[0], []).append(r[1:])
     return out
 
@@ -283,17 +297,10 @@ async def raw_buckets(
 
 
 async def _series(rows: list[asyncpg.Record]) -> Series:
-    """Rows of (device_id, metric, bucket, avg, min, max, count, sum, first, last).
-
-    Converted SLICE rows at a time, yielding to the event loop in between: a
-    day of 1-minute buckets for 3 metrics is ~4,300 rows and several ms of
-    CPU, which would otherwise hold up every other request (a submit waiting
-    behind it misses its 10 ms; bench/bench_api.py)."""
+    """Rows of (device_id, metric, bucket, avg, min, max, count, sum, first, last)."""
     out: Series = {}
-    for start in range(0, len(rows), SLICE):
-        if start:
-            await asyncio.sleep(0)
-        for r in rows[start : start + SLICE]:
+    async for part in slices(rows):
+        for r in part:
             out.setdefault((r[0], r[1]), []).append(
                 Bucket(to_us(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
             )
