@@ -26,7 +26,7 @@ WIDTH_US: dict[Resolution, int] = {"raw": 0, "1m": 60_000_000, "1h": 3_600_000_0
 _TABLE = {"1m": "telemetry_1m", "1h": "telemetry_1h"}
 _UNIT = {"1m": "minute", "1h": "hour"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-SLICE = 250  # rows or points handled between two yields to the event loop
+SLICE = 400  # rows or points handled between two yields to the event loop (~0.3 ms)
 
 
 async def slices(items: list[T]) -> AsyncIterator[list[T]]:
