@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import time
 
-import paho.mqtt.client as mqtt
-
 from tests.broker.brokers import Cloud
 from tests.broker.clients import SUCCESS, Client
 from tests.integration.harness import wait_until
@@ -26,14 +24,15 @@ def test_a_packet_over_1_mib_disconnects_its_sender_and_reaches_nobody(cloud: Cl
         wait_until(lambda: device.connect() == SUCCESS, 10, "pump-a logged in")
         topic = "telemetry/site-1/pump-a"
         assert device.publish_acked(topic, b"x" * (300 * 1024)) == SUCCESS  # over 256 KiB
-        # The broker may cut the connection while the client is still writing.
-        info = device.client.publish(topic, b"y" * (MIB + 1), qos=1)
-        assert info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_CONN_LOST), info.rc
+        # The broker may cut the connection while the client is still writing,
+        # so paho's return code varies; the broker's log line below is the proof.
+        device.client.publish(topic, b"y" * (MIB + 1), qos=1)
         wait_until(device.disconnected.is_set, 10, "the broker dropping pump-a")
+        dropped = "Client pump-a disconnected due to oversize packet"
+        wait_until(lambda: cloud.broker.lines(dropped) == 1, 10, "the broker saying why")
         wait_until(lambda: len(bridge.received()) >= 1, 10, "the 300 KiB payload")
         time.sleep(0.3)  # the oversized one, had it been forwarded, would be here by now
         assert [(t, len(p)) for t, p in bridge.received()] == [(topic, 300 * 1024)]
-        assert cloud.broker.lines("Client pump-a disconnected due to oversize packet") == 1
     finally:
         device.close()
         bridge.close()
