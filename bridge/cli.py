@@ -21,7 +21,7 @@ import uvloop
 from bridge import __version__
 from bridge.api.cli import add_api_commands, run_api, run_apikey
 from bridge.broker.cli import add_broker_commands, run_broker_command
-from bridge.config import Settings, load_settings, mask_url, masked_dump
+from bridge.config import MqttSettings, Settings, load_settings, mask_url, masked_dump
 from bridge.config_reference import reference
 from bridge.db.connect import connect, where
 from bridge.db.maintain import maintain
@@ -199,16 +199,27 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     setup_logging(args.log_level)
-    if settings.mqtt.username and settings.mqtt.group == "bridge":
-        logging.getLogger("bridge").warning(
-            "mqtt.group is the default 'bridge'. Mosquitto does not check ACLs on SUBSCRIBE: a "
-            "device that subscribes to $share/bridge/... takes turns in the group and those "
-            "messages are lost. Set mqtt.group to a secret name shared by your bridges."
-        )
+    warning = guessable_group(settings.mqtt)
+    if warning:
+        logging.getLogger("bridge").warning("%s", warning)
     if args.worker_index is not None or args.workers == 1:
         uvloop.run(_worker(settings, args.worker_index or 0))
         return 0
     return supervise(args.workers, args.config, settings.shutdown.grace_s)
+
+
+def guessable_group(mqtt: MqttSettings) -> str | None:
+    """A warning when a production broker (one that wants credentials, or one
+    beyond this host) is read with the default share group, or None."""
+    local = mqtt.host in ("127.0.0.1", "::1", "localhost")
+    if mqtt.group != MqttSettings.model_fields["group"].default or (local and not mqtt.username):
+        return None
+    return (
+        f"mqtt.group is the default 'bridge' on the broker at {mqtt.host}. Mosquitto does not "
+        "check ACLs on SUBSCRIBE: a device that subscribes to $share/bridge/... takes turns in "
+        "the group and those messages are lost. Set mqtt.group to a secret name shared by "
+        "your bridges (mosquitto/README.md, 'Secret share group')."
+    )
 
 
 def _retire(args: argparse.Namespace, settings: Settings) -> int:

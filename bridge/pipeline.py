@@ -36,7 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bridge import http
 from bridge.ack import AckTracker, Ticket
 from bridge.batch import Batch, Batcher, DeadLetter
-from bridge.config import MqttSettings, Settings
+from bridge.config import Settings
 from bridge.db.connect import connect
 from bridge.db.maintain import maintain
 from bridge.errors import BridgeError
@@ -325,9 +325,6 @@ class Worker:
             log.info(
                 "health and metrics on http://%s:%d/ (healthz, readyz, metrics)", s.http.host, port
             )
-        warning = guessable_group(s.mqtt)
-        if warning:
-            log.warning("%s", warning)
         async with (
             TimescaleSink(s.database) as db,
             RedisSink(
@@ -438,16 +435,3 @@ async def _first(*aws: Awaitable[object]) -> None:
 async def _wait(aw: Awaitable[object], timeout: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(aw, timeout)
-
-
-def guessable_group(mqtt: MqttSettings) -> str | None:
-    """A warning when a broker beyond this host is read with the default share
-    group, which any client that knows it can join, taking a share of the
-    messages (Mosquitto 2.0's ACL file does not check SUBSCRIBE)."""
-    if mqtt.group != "bridge" or mqtt.host in ("127.0.0.1", "::1", "localhost"):
-        return None
-    return (
-        f"mqtt.group is the default 'bridge' on the broker at {mqtt.host}: a client that knows "
-        "a share group's name can join it and take a share of the messages. Set mqtt.group "
-        "to a name nobody can guess (mosquitto/README.md, 'Secret share group')"
-    )

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import DatabaseSettings
+from bridge.cli import guessable_group
+from bridge.config import DatabaseSettings, MqttSettings
 from bridge.db.migrate import discover
 from tests.conftest import Stack
 
@@ -241,3 +242,16 @@ def test_bad_route_is_a_config_error(tmp_path: Path) -> None:
     assert_clear_error(bridge("--config", str(cfg), "check-config"), "device_id")
     cfg.write_text('[[mqtt.routes]]\ntopic = "t/{device_id}"\ncodec = "xml"\n')
     assert_clear_error(bridge("--config", str(cfg), "check-config"), "unknown codec 'xml'")
+
+
+def test_a_production_broker_read_with_the_default_share_group_is_warned_about() -> None:
+    assert guessable_group(MqttSettings(host="127.0.0.1")) is None  # the local dev stack
+    assert guessable_group(MqttSettings(host="broker.example", group="bridge-5d0c1f0e")) is None
+    for mqtt in (
+        MqttSettings(host="broker.example"),
+        MqttSettings(host="127.0.0.1", username="bridge", password="x"),
+    ):
+        warning = guessable_group(mqtt)
+        assert warning is not None
+        assert mqtt.host in warning
+        assert "mqtt.group" in warning

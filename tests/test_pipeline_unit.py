@@ -1,12 +1,11 @@
-"""The worker's intake, without a broker: what a message becomes; and its
-start-up warnings."""
+"""The worker's intake, without a broker: what a message becomes."""
 
 from __future__ import annotations
 
 import pytest
 
-from bridge.config import MqttSettings, Settings
-from bridge.pipeline import Worker, guessable_group
+from bridge.config import Settings
+from bridge.pipeline import Worker
 
 
 async def test_a_fault_while_handling_a_message_dead_letters_it(
@@ -33,12 +32,3 @@ async def test_messages_after_stop_are_left_for_redelivery() -> None:
     worker._on_message("telemetry/s/d", b'{"data": {"m": 1}}', 1, 1)
     assert worker.tracker.in_flight == 0
     assert worker._queue.empty()
-
-
-def test_a_remote_broker_with_the_default_share_group_is_warned_about() -> None:
-    assert guessable_group(MqttSettings(host="127.0.0.1")) is None
-    assert guessable_group(MqttSettings(host="broker.example", group="bridge-5d0c1f0e")) is None
-    warning = guessable_group(MqttSettings(host="broker.example"))
-    assert warning is not None
-    assert "broker.example" in warning
-    assert "mqtt.group" in warning

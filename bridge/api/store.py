@@ -208,29 +208,31 @@ def _rollup_sql(
     aggregates: str,
 ) -> tuple[str, list[object]]:
     """SELECT {keys}, {bucket}, {columns} from the rollup table, where {bucket}
-    is an expression over the column ``bucket``. In plain mode the hours not
+    is a template with {} for the bucket start. In plain mode the hours not
     yet refreshed into the rollup tables are computed from raw rows instead
     ({aggregates} over ``value``, grouped by {keys} and the bucket)."""
     table, unit = _TABLE[resolution], _UNIT[resolution]
     where, args = sel.where("bucket")
     if mode == "timescaledb":
-        return f"SELECT {keys}, {bucket}, {columns} FROM {table} WHERE {where}", args
+        return (
+            f"SELECT {keys}, {bucket.format('bucket')}, {columns} FROM {table} WHERE {where}",
+            args,
+        )
     raw_where, _ = sel.where("time")
-    raw_bucket = bucket.replace("bucket", f"date_trunc('{unit}', time, 'UTC')")
-    groups = ", ".join(str(i) for i in range(1, keys.count(",") + 3))
+    raw_bucket = bucket.format(f"date_trunc('{unit}', time, 'UTC')")
     sql = f"""
 WITH pending AS (
     SELECT date_trunc('hour', lo, 'UTC') AS lo,
            date_trunc('hour', hi, 'UTC') + INTERVAL '1 hour' AS hi
     FROM telemetry_rollup_pending WHERE hi >= $1 AND lo < $2
 )
-SELECT {keys}, {bucket}, {columns} FROM {table} r
+SELECT {keys}, {bucket.format("r.bucket")}, {columns} FROM {table} r
 WHERE {where} AND NOT EXISTS (SELECT 1 FROM pending p WHERE r.bucket >= p.lo AND r.bucket < p.hi)
 UNION ALL
 SELECT {keys}, {raw_bucket}, {aggregates}
 FROM telemetry t
 WHERE {raw_where} AND EXISTS (SELECT 1 FROM pending p WHERE t.time >= p.lo AND t.time < p.hi)
-GROUP BY {groups}"""
+GROUP BY {keys}, {raw_bucket}"""
     return sql, args
 
 
@@ -244,7 +246,7 @@ async def rollup(
         resolution,
         sel,
         keys="device_id, metric",
-        bucket="bucket",
+        bucket="{}",
         columns=_BUCKET_COLUMNS,
         aggregates=_AGGREGATES,
     )
@@ -271,7 +273,7 @@ async def rollup_series(
         resolution,
         sel,
         keys="metric",
-        bucket="date_part('epoch', bucket)::int8 * 1000000",
+        bucket="date_part('epoch', {})::int8 * 1000000",
         columns="avg, min, max, count",
         aggregates="avg(value), min(value), max(value), count(*)",
     )

@@ -75,11 +75,11 @@ WHERE d.last_seen IS NULL OR d.last_seen < excluded.last_seen - INTERVAL '5 seco
 # ingest): one round trip, atomic on its own, where the COPY route takes six
 # (BEGIN, COPY's two, INSERT, registry, COMMIT). Data-modifying CTEs all run.
 _ONE_STATEMENT = f"""
-WITH registry AS ({_REGISTRY.replace("$1", "$5").replace("$2", "$6").strip()}),
+WITH registry AS ({_REGISTRY.strip()}),
 stored AS (
     INSERT INTO telemetry (time, device_id, metric, value)
     SELECT TIMESTAMPTZ 'epoch' + t * INTERVAL '1 microsecond', d, m, v
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[]) AS u(t, d, m, v)
+    FROM unnest($3::bigint[], $4::text[], $5::text[], $6::float8[]) AS u(t, d, m, v)
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
@@ -256,12 +256,12 @@ class TimescaleSink:
             started = time.perf_counter()
             stale = self._registry.stale(sites)
             ids = sorted(stale)  # a fixed lock order: no deadlocks between workers
+            registry = (ids, [stale[i] for i in ids])
             if self._one_statement and not dead_letters:
                 columns = list(zip(*points, strict=True)) or [(), (), (), ()]
-                sites_of = [stale[i] for i in ids]
-                written = await conn.fetchval(_ONE_STATEMENT, *columns, ids, sites_of)
+                written = await conn.fetchval(_ONE_STATEMENT, *registry, *columns)
             else:
-                written = await self._copy_route(conn, points, dead_letters, stale, ids)
+                written = await self._copy_route(conn, points, dead_letters, registry)
             self._registry.refreshed(stale)
             result.commit_seconds.append(time.perf_counter() - started)
             result.written += written
@@ -274,10 +274,10 @@ class TimescaleSink:
         conn: asyncpg.Connection,
         points: Sequence[Point],
         dead_letters: Sequence[DeadLetter],
-        stale: dict[str, str | None],
-        ids: list[str],
+        registry: tuple[list[str], list[str | None]],
     ) -> int:
-        """The batch in one transaction through the staging table; the points written."""
+        """The batch in one transaction through the staging table; the points
+        written. ``registry``: the devices to update and their sites."""
         written = 0
         async with conn.transaction():
             if points:
@@ -286,8 +286,8 @@ class TimescaleSink:
                 written = int(status.rsplit(" ", 1)[1])
             if dead_letters:
                 await conn.execute(_DEAD_LETTER, *_dead_letter_columns(dead_letters))
-            if stale:
-                await conn.execute(_REGISTRY, ids, [stale[i] for i in ids])
+            if registry[0]:
+                await conn.execute(_REGISTRY, *registry)
         return written
 
     def _transient(self, exc: BaseException) -> TransientDbError:
