@@ -118,12 +118,18 @@ def _default_client_id() -> str:
     return f"bridge-{socket.gethostname()}"[:40]
 
 
-class MqttSettings(Section):
+class BrokerLogin(Section):
+    """Where a broker is and how to log in to it."""
+
     host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: int = Field(11883, ge=1, le=65535, description="Broker port.")
     username: str | None = Field(None, description="Broker user.")
     password: SecretStr | None = Field(None, description="Broker password.")
     tls: TlsSettings | None = Field(None, description="Connect with TLS when set.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
+
+
+class MqttSettings(BrokerLogin):
     client_id: str = Field(
         default_factory=_default_client_id,
         pattern=r"^[A-Za-z0-9_.-]{1,40}$",
@@ -142,13 +148,17 @@ class MqttSettings(Section):
         le=65_535,
         description="Unacked messages the broker may send us at once: the in-flight bound.",
     )
-    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
     reconnect_min_s: float = Field(0.2, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(15.0, gt=0, description="Longest reconnect delay.")
     routes: list[Route] = Field(
-        default_factory=lambda: [Route(topic="telemetry/{site_id}/{device_id}", codec="seed_json")],
+        default_factory=lambda: [
+            Route(topic="telemetry/{site_id}/{device_id}", codec="seed_json"),
+            Route(topic="telemetry/{device_id}", codec="seed_json"),
+        ],
         min_length=1,
-        description="Topic templates and the codec for each.",
+        description="Topic templates and the codec for each. With ingest_via = broker, the API "
+        "publishes to the first seed_json route with {site_id} and {device_id} (readings with "
+        "a site) or with {device_id} alone (readings without).",
     )
 
 
@@ -204,6 +214,33 @@ class ApiSettings(Section):
         10.0, gt=0, le=300, description="How long a submit waits for its commit before 503."
     )
     db_pool_size: int = Field(8, ge=1, le=100, description="Database connections the API may open.")
+    ingest_via: Literal["database", "broker"] = Field(
+        "database",
+        description="How a submit becomes durable before its answer: committed to the "
+        "database by the API, or accepted by the broker at QoS 1 (PUBACK) and stored by the "
+        "bridge; readings the broker does not accept are committed by the API.",
+    )
+    broker_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="ingest_via = broker: how long a submit waits for the broker's PUBACK "
+        "before committing its readings itself.",
+    )
+    broker: BrokerLogin | None = Field(
+        None,
+        description="ingest_via = broker: the API's broker account, allowed to publish "
+        "telemetry (mosquitto/README.md).",
+    )
+
+    @model_validator(mode="after")
+    def _broker_when_used(self) -> ApiSettings:
+        if self.ingest_via == "broker" and self.broker is None:
+            raise ValueError(
+                "api.ingest_via = 'broker' needs [api.broker]: the host, port and account the "
+                "API publishes with (BRIDGE_API__BROKER__USERNAME, ...)"
+            )
+        return self
 
 
 class ShutdownSettings(Section):
@@ -275,4 +312,7 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     data["redis"]["url"] = mask_url(settings.redis.url)
     if settings.mqtt.password is not None:
         data["mqtt"]["password"] = "***"  # noqa: S105 - the mask, not a password
+    broker = settings.api.broker
+    if broker is not None and broker.password is not None:
+        data["api"]["broker"]["password"] = "***"  # noqa: S105
     return data

@@ -7,7 +7,7 @@ Routes (all /api/v1 routes need an API key):
     GET  /api/v1/devices                     registry, filtered, paged by cursor
     GET  /api/v1/devices/{device_id}         registry row + latest values
     GET  /api/v1/telemetry/{device_id}       a series: Redis window + database
-    POST /api/v1/telemetry                   one reading, answered once committed
+    POST /api/v1/telemetry                   one reading, answered once durable
     POST /api/v1/telemetry/batch             many readings, all or nothing
     GET  /api/v1/analytics/summary           min, max, avg, count, last
     GET  /healthz /readyz /metrics /openapi.json /docs
@@ -200,8 +200,10 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
         summary="Submit one reading",
     )
     async def submit(request: Request[Any, Any, Any]) -> schemas.Accepted:
-        """A reading in the seed's shape. Answered once its points are committed
-        to the database (then cached): a 202 means durable. Sending it again is
+        """A reading in the seed's shape. Answered once its points are durable: a
+        202 with `durable: committed` means committed to the database; with
+        `durable: broker` (api.ingest_via = broker), accepted by the broker at
+        QoS 1 and stored by the bridge shortly after. Sending it again is
         harmless (stored once)."""
         await api.authorize(token(request), "write")
         return await api.submit(await request.body(), batch=False)  # type: ignore[return-value]

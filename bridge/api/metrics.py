@@ -41,7 +41,21 @@ class ApiMetrics:
             registry=r,
         )
         self.points_submitted = Counter(
-            "api_points_submitted_total", "Points committed through HTTP ingest", registry=r
+            "api_points_submitted_total",
+            "Points accepted through HTTP ingest: committed, or accepted by the broker",
+            registry=r,
+        )
+        self.points_published = Counter(
+            "api_points_published_total",
+            "Points of HTTP ingest accepted by the broker (api.ingest_via = broker)",
+            registry=r,
+        )
+        self.broker_fallbacks = Counter(
+            "api_broker_fallbacks_total",
+            "Points of HTTP ingest committed directly because the broker did not accept "
+            "them, by reason",
+            ["reason"],
+            registry=r,
         )
         self.points_rejected = Counter(
             "api_points_rejected_total",

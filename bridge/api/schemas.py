@@ -69,7 +69,7 @@ class Summary(TypedDict):
 
 class Accepted(TypedDict):
     accepted: int
-    durable: Literal["committed"]
+    durable: Literal["committed", "broker"]
 
 
 class Reading(TypedDict):

@@ -25,6 +25,7 @@ from bridge.api import store
 from bridge.api.ingest import BadBody, IngestWriter, Unavailable, id_problem, parse_body
 from bridge.api.keys import ApiKey, KeyChecker
 from bridge.api.metrics import ApiMetrics
+from bridge.api.publish import BrokerIngest
 from bridge.api.series import SeriesQuery, SeriesReader, Step, TooManyPoints
 from bridge.api.store import Mode, Selection, slices, to_us
 from bridge.api.summary import summarize
@@ -167,6 +168,7 @@ class Api:
         self._stack = contextlib.AsyncExitStack()
         self._cache: RedisSink | None = None
         self._ingest: IngestWriter | None = None
+        self._broker: BrokerIngest | None = None
         self._keys: KeyChecker | None = None
         self._series: SeriesReader | None = None
 
@@ -194,6 +196,20 @@ class Api:
         # HTTP submits are a few points each: one statement, not COPY's six round trips.
         db = await self._stack.enter_async_context(TimescaleSink(s.database, one_statement=True))
         self._ingest = await self._stack.enter_async_context(IngestWriter(db, self._cache))
+        if s.api.ingest_via == "broker":
+            assert s.api.broker is not None  # the settings require it
+            fallbacks = self.metrics.broker_fallbacks
+            self._broker = await self._stack.enter_async_context(
+                BrokerIngest(
+                    s.api.broker,
+                    s.mqtt.routes,
+                    s.limits,
+                    client_id=f"{s.mqtt.client_id}-api",
+                    timeout_s=s.api.broker_timeout_s,
+                    on_fallback=lambda reason, n: fallbacks.labels(reason).inc(n),
+                    reconnect_s=(s.mqtt.reconnect_min_s, s.mqtt.reconnect_max_s),
+                )
+            )
         self._keys = KeyChecker(self._pool, s.api.key_cache_s)
         return self
 
@@ -474,14 +490,21 @@ class Api:
                 },
             )
         assert self._ingest is not None
-        try:
-            await self._ingest.submit(
-                parsed.points, parsed.sites, self.settings.api.ingest_timeout_s
-            )
-        except Unavailable as exc:
-            raise ApiProblem(503, "Not Stored", str(exc), headers={"Retry-After": "5"}) from None
+        points = parsed.points
+        if self._broker is not None:
+            points = await self._broker.publish(points, parsed.sites)
+            self.metrics.points_published.inc(len(parsed.points) - len(points))
+        if points:
+            try:
+                await self._ingest.submit(points, parsed.sites, self.settings.api.ingest_timeout_s)
+            except Unavailable as exc:
+                raise ApiProblem(
+                    503, "Not Stored", str(exc), headers={"Retry-After": "5"}
+                ) from None
         self.metrics.points_submitted.inc(len(parsed.points))
-        return {"accepted": len(parsed.points), "durable": "committed"}
+        # Any point resting on the broker's PUBACK makes the answer say so: the weaker promise.
+        durable = "committed" if len(points) == len(parsed.points) else "broker"
+        return {"accepted": len(parsed.points), "durable": durable}
 
     # ------------------------------------------------------------ health
     async def ready(self) -> tuple[bool, Json]:
@@ -503,4 +526,11 @@ class Api:
                 checks["redis"] = "ok"
             except RedisUnavailable as exc:
                 checks["redis"] = f"degraded: {exc}"
+        if self._broker is not None:
+            checks["broker"] = (
+                "ok"
+                if self._broker.connected.is_set()
+                else f"degraded: {self._broker.where}: {self._broker.last_error}; "
+                "submits are committed directly"
+            )
         return ok, {"status": "ready" if ok else "not ready", "checks": checks}

@@ -147,6 +147,7 @@ def _render(args: argparse.Namespace) -> int:
                 local_port=args.local_port,
                 bind=args.bind,
                 bridge_user=args.bridge_user,
+                api_user=args.api_user,
                 require_client_cert=args.require_client_cert,
                 queues=queues,
                 broker_group=group,

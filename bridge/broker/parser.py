@@ -189,6 +189,13 @@ def _add_render(actions: Any) -> None:
         "--bridge-user", default="bridge", metavar="NAME", help="the bridge's user (default bridge)"
     )
     cloud.add_argument(
+        "--api-user",
+        default="api",
+        metavar="NAME",
+        help="the read API's user, which may publish telemetry for any device when the API "
+        "ingests through the broker (default api)",
+    )
+    cloud.add_argument(
         "--require-client-cert",
         action="store_true",
         help="devices too must present a certificate signed by the CA",

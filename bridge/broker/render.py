@@ -88,6 +88,7 @@ class CloudOptions:
     local_port: int = 1883
     bind: str | None = None
     bridge_user: str = "bridge"
+    api_user: str = "api"
     require_client_cert: bool = False
     queues: Queues = Queues()
     broker_group: str | None = "mosquitto"
@@ -152,6 +153,11 @@ def render_cloud(opts: CloudOptions) -> Written:
     _check_etc(opts.etc)
     opts.queues.check()
     check_username(opts.bridge_user, "bridge user")
+    check_username(opts.api_user, "API user")
+    if opts.api_user == opts.bridge_user:
+        raise BrokerError(
+            "--api-user and --bridge-user must differ: the bridge reads, the API writes"
+        )
     ports = {opts.port, opts.services_port, opts.local_port}
     if len(ports) != 3:
         raise BrokerError("--port, --services-port and --local-port must differ")
@@ -165,6 +171,7 @@ def render_cloud(opts: CloudOptions) -> Written:
         "max_queued_bytes": str(opts.queues.bytes),
         "queue_memory_note": opts.queues.memory_note(),
         "bridge_user": opts.bridge_user,
+        "api_user": opts.api_user,
     }
     conf = fill(_template(opts.templates, "cloud.conf"), values, "cloud.conf")
     rules = fill(_template(opts.templates, "cloud.acl"), values, "cloud.acl")

@@ -50,7 +50,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.config import MqttSettings
+from bridge.config import MqttSettings, TlsSettings
 
 log = logging.getLogger("bridge.source.mqtt")
 
@@ -172,6 +172,18 @@ def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:
     return -1, 0
 
 
+def tls_parameters(tls: TlsSettings | None) -> aiomqtt.TLSParameters | None:
+    """aiomqtt's TLS parameters for these settings; None: plain MQTT."""
+    if tls is None:
+        return None
+    return aiomqtt.TLSParameters(
+        ca_certs=str(tls.ca_file) if tls.ca_file else None,
+        certfile=str(tls.cert_file) if tls.cert_file else None,
+        keyfile=str(tls.key_file) if tls.key_file else None,
+        cert_reqs=ssl.CERT_REQUIRED,
+    )
+
+
 class MqttSource:
     def __init__(self, settings: MqttSettings, client_id: str, on_message: OnMessage) -> None:
         self.client_id = client_id
@@ -180,14 +192,6 @@ class MqttSource:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = settings.session_expiry_s
         props.ReceiveMaximum = settings.receive_maximum
-        tls = None
-        if settings.tls is not None:
-            tls = aiomqtt.TLSParameters(
-                ca_certs=str(settings.tls.ca_file) if settings.tls.ca_file else None,
-                certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
-                keyfile=str(settings.tls.key_file) if settings.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
         self._client = aiomqtt.Client(
             settings.host,
             settings.port,
@@ -198,7 +202,7 @@ class MqttSource:
             clean_start=False,
             properties=props,
             keepalive=settings.keepalive_s,
-            tls_params=tls,
+            tls_params=tls_parameters(settings.tls),
             timeout=10,
         )
         inner = self._paho = self._client._client  # see the module docstring

@@ -282,6 +282,26 @@ def test_render_edge_mistakes_are_named(
     assert says in err
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--api-user", "bridge"], "must differ"),
+        (["--api-user", "a+b"], "API user"),
+    ],
+)
+def test_render_cloud_mistakes_are_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], says: str
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    code, _, err = run(
+        capsys, "render", "cloud", "--etc", str(etc), "--out", str(tmp_path / "c.conf"), *args
+    )
+    assert code == 1
+    assert says in err
+    assert not (tmp_path / "c.conf").exists()
+
+
 def test_ca_reuses_its_ca_and_issues_verifiable_certificates(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
