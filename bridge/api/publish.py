@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,7 @@ MAX_INFLIGHT = 1000  # paho's own default is 20: 50 concurrent submits would que
 FALLBACK_REASONS = (
     "not_connected",
     "no_route",
+    "near_age_limit",
     "too_large",
     "no_subscribers",
     "refused",
@@ -105,6 +107,12 @@ class BrokerIngest:
         self._login = login
         self._with_site, self._without_site = topics_for(routes)
         self._max_bytes = limits.max_payload_bytes
+        # The bridge checks a point's age again when it receives it, which may
+        # be much later (it was down and the broker queued the message): a
+        # point this close to limits.max_age_days is committed here instead,
+        # so a 202 is never followed by a time_too_old dead letter.
+        max_age_us = limits.max_age_days * 86_400_000_000
+        self._age_margin_us = max_age_us - min(86_400_000_000, max_age_us // 2)
         self._client_id = f"{client_id}-{os.getpid()}"[:64]
         self._timeout = timeout_s
         self._on_fallback = on_fallback or (lambda reason, points: None)
@@ -146,10 +154,14 @@ class BrokerIngest:
         left: list[Point] = []
         sent: list[tuple[asyncio.Future[int], list[Point]]] = []
         loop = asyncio.get_running_loop()
+        oldest_us = time.time_ns() // 1000 - self._age_margin_us
         for device_id, group in by_device.items():
-            topic = self._topic(device_id, sites.get(device_id))
+            topic = self.topic(device_id, sites.get(device_id))
             if topic is None:
                 self._fall_back("no_route", group, left)
+                continue
+            if min(p.time_us for p in group) < oldest_us:
+                self._fall_back("near_age_limit", group, left)
                 continue
             payload = seed_json(group)
             if len(payload) > self._max_bytes:  # microsecond times can outgrow the body
@@ -173,12 +185,16 @@ class BrokerIngest:
                 self._fall_back(reason, group, left)
         return left
 
-    def _topic(self, device_id: str, site_id: str | None) -> str | None:
-        if site_id is not None and self._with_site is not None:
-            return self._with_site.replace("{site_id}", site_id).replace("{device_id}", device_id)
-        if self._without_site is not None:
-            return self._without_site.replace("{device_id}", device_id)
-        return None
+    def topic(self, device_id: str, site_id: str | None) -> str | None:
+        """The device's topic; None when no route carries what the reading says
+        (a site without a {site_id} route would be lost on the way)."""
+        if site_id is None:
+            template = self._without_site
+        else:
+            template = self._with_site
+            if template is not None:
+                template = template.replace("{site_id}", site_id)
+        return None if template is None else template.replace("{device_id}", device_id)
 
     def _outcome(self, future: asyncio.Future[int]) -> str | None:
         """None when the broker accepted the message, else why not."""

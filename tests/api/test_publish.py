@@ -9,9 +9,9 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.api.publish import seed_json, topics_for
+from bridge.api.publish import BrokerIngest, seed_json, topics_for
 from bridge.codec import CODECS, DecodeContext
-from bridge.config import Route
+from bridge.config import BrokerLogin, Route
 from bridge.limits import Limits
 from bridge.types import Point
 
@@ -48,3 +48,16 @@ def test_topics_come_from_the_first_seed_json_routes_without_a_metric() -> None:
     ]
     assert topics_for(routes) == ("a/{site_id}/{device_id}", "c/{device_id}")
     assert topics_for(routes[:2]) == (None, None)
+
+
+def test_a_reading_goes_to_the_route_that_carries_what_it_says() -> None:
+    both = [Route(topic="t/{site_id}/{device_id}"), Route(topic="t/{device_id}")]
+    ingest = BrokerIngest(BrokerLogin(), both, Limits(), client_id="x", timeout_s=1)
+    assert ingest.topic("pump-1", "site-2") == "t/site-2/pump-1"
+    assert ingest.topic("pump-1", None) == "t/pump-1"
+    # A site with no {site_id} route would be lost on the way: no topic, the
+    # API commits it itself; likewise no site with only a {site_id} route.
+    only_device = BrokerIngest(BrokerLogin(), both[1:], Limits(), client_id="x", timeout_s=1)
+    assert only_device.topic("pump-1", "site-2") is None
+    only_site = BrokerIngest(BrokerLogin(), both[:1], Limits(), client_id="x", timeout_s=1)
+    assert only_site.topic("pump-1", None) is None
