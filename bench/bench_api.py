@@ -10,19 +10,24 @@ measured), registers the devices and materializes the rollups. Then it runs:
 - `bridge run` on those services, fed live by a publisher process (every
   device once a second, seed_json, MQTT QoS 1) for the whole measurement, so
   the bridge ingests and the Redis window fills while the API answers;
-- `bridge api` (granian, one worker) with the same config file, and keys made
+- `bridge api` (uvicorn, one process) with the same config file, and keys made
   with `bridge apikey create`;
 - one wrk process per endpoint, all at once, 50 connections split 10 : 5 : 1
   (submit : query : analytics) as the seed's locust scenario: each connection
   is a client that thinks 1-3 s between requests. Each endpoint gets its own
   p50/p95/p99. Warm-up, then the measured run, twice;
+- all of that twice by default (--ingest-via both): with submits answered once
+  the API has committed them (api.ingest_via = database), then once the broker
+  has accepted them at QoS 1 (api.ingest_via = broker, a new `bridge api` on
+  the same deployment); each run reports how many submitted points went
+  through the broker and how many the API committed instead;
 - a saturation run (the same mix without think time, then each endpoint alone):
-  requests/s and the API process's CPU per request.
+  requests/s and the API process's CPU per request, with the last route.
 
 Every component shares this machine's cores (2 on the machine the figures were
 taken on), so the CPU each used is reported next to the figures.
 
-    .venv/bin/python bench/bench_api.py            # full: ~10 min, ~7 GB of disk for a while
+    .venv/bin/python bench/bench_api.py            # full: ~17 min, ~9 GB of disk for a while
     .venv/bin/python bench/bench_api.py --quick    # 100 devices, short runs, ~2 min
 
 Writes bench/results/api.json (bench/results/api-quick.json with --quick).
@@ -1129,7 +1134,7 @@ def parse_args() -> tuple[argparse.Namespace, Sizes]:
 
 
 def describe_machine(svc: Services, mode: str) -> dict[str, Any]:
-    libraries = ("litestar", "granian", "msgspec", "asyncpg", "redis", "uvloop", "paho-mqtt")
+    libraries = ("litestar", "uvicorn", "httptools", "msgspec", "asyncpg", "redis", "uvloop", "paho-mqtt")
     info = machine_info(svc, mode, libraries)
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     info["wrk"] = (wrk.stdout.splitlines() or [""])[0]
@@ -1203,7 +1208,7 @@ def build_results(
     results["ingest_via"] = headline
     results["by_ingest_via"] = {route: verdict(r) for route, r in by_route.items()}
     results |= {
-        "what": "the read API (`bridge api`, granian, 1 worker) under the seed's steady-state "
+        "what": "the read API (`bridge api`, uvicorn, 1 process) under the seed's steady-state "
         "mix while `bridge run` ingests live readings, on private services",
         "note": f"absolute figures: {shared} (database, Redis, broker, bridge, publisher, "
         "API, wrk); see cpu_percent_of_one_core in each run",

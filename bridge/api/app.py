@@ -20,7 +20,6 @@ Routes (all /api/v1 routes need an API key):
 import contextlib
 import gc
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,9 +43,7 @@ from bridge import __version__
 from bridge.api import schemas
 from bridge.api.metrics import ApiMetrics
 from bridge.api.service import Api, ApiProblem
-from bridge.config import Settings, load_settings
-from bridge.supervisor import die_with_parent
-from bridge.telemetry import setup_logging
+from bridge.config import Settings
 
 log = logging.getLogger("bridge.api")
 PROBLEM = "application/problem+json"
@@ -413,20 +410,6 @@ def _timing(metrics: ApiMetrics) -> Any:
         return timed
 
     return middleware
-
-
-def app_from_env() -> Litestar:
-    """For the ASGI server, in its worker process: settings from $BRIDGE_CONFIG
-    and BRIDGE_* variables."""
-    # granian's worker outlives a killed main process, keeping the port: a
-    # restarted `bridge api` could not bind. Tie its life to its parent's.
-    die_with_parent()
-    if os.getppid() == 1:  # the parent died before that took effect
-        raise SystemExit(1)
-    setup_logging("INFO")
-    app = create_app(load_settings())
-    tune_gc()
-    return app
 
 
 def tune_gc() -> None:

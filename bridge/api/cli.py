@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from typing import Any
 
 import asyncpg
@@ -59,8 +58,6 @@ def add_api_commands(commands: Any) -> None:
 def run_api(args: argparse.Namespace, settings: Settings) -> int:
     from bridge.api.server import serve  # noqa: PLC0415 - the web stack loads only to serve
 
-    if args.config is not None:  # the server's worker process loads the settings again
-        os.environ["BRIDGE_CONFIG"] = str(args.config.resolve())
     return serve(settings)
 
 

@@ -1,5 +1,7 @@
 """HTTP ingest: readings in a request body, checked by the rules every codec
-uses, committed to the database before the answer.
+uses, committed to the database before the answer (or, with api.ingest_via =
+broker, accepted by the broker: bridge/api/publish.py; what it does not
+accept comes here).
 
 A body is one reading or a batch of them, in the seed's shape::
 

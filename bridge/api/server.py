@@ -1,29 +1,50 @@
-"""Serving the API: granian, one ASGI worker (bench/bench_http.py: same CPU per
-request as uvicorn, a far lower p99 on large responses). granian starts the
-worker as a process of its own, which loads the same configuration, and
-stops it gracefully on SIGTERM or SIGINT."""
+"""Serving the API: uvicorn (uvloop, httptools), one process.
+
+Chosen by measurement twice. bench/bench_http.py found uvicorn and granian
+at the same CPU per request, granian ahead on large answers under
+saturation. bench/bench_api.py, which measures what the issue sets targets
+for (the seed's steady-state mix on a machine shared with the broker, the
+database and the bridge), then found uvicorn's tail lower: a submit's p99
+7.2-7.6 ms against granian's 10.5-12.3 in interleaved runs on the same
+deployment (granian hands every request between its Rust I/O thread and the
+Python thread, two wake-ups that each wait for a core on a busy machine).
+"""
 
 from __future__ import annotations
 
-from granian.constants import Interfaces, Loops
-from granian.server import Server
+import signal
 
+import uvicorn
+
+from bridge.api.app import create_app, tune_gc
 from bridge.config import Settings
 
 
 def serve(settings: Settings) -> int:
+    """Serves until SIGTERM or SIGINT, then finishes the requests in flight
+    (up to shutdown.grace_s) and closes the connections; 1 if it never started."""
     a = settings.api
-    Server(
-        "bridge.api.app:app_from_env",
-        factory=True,
-        address=a.host,
-        port=a.port,
-        interface=Interfaces.ASGI,
-        workers=1,
-        loop=Loops.uvloop,
-        websockets=False,
-        log_access=False,
-        respawn_failed_workers=True,
-        workers_kill_timeout=int(settings.shutdown.grace_s),
-    ).serve()
-    return 0
+    app = create_app(settings)
+    tune_gc()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=a.host,
+            port=a.port,
+            loop="uvloop",
+            http="httptools",
+            ws="none",
+            lifespan="on",  # a failing startup (bad settings, a bug) stops the server
+            access_log=False,
+            log_config=None,  # our logging, set up by the CLI
+            server_header=False,
+            timeout_graceful_shutdown=int(settings.shutdown.grace_s),
+        )
+    )
+    # uvicorn raises the signal that stopped it again once it is done, for the
+    # handler that was there before: without one, SIGTERM would then kill the
+    # process (exit -15 after a clean shutdown) and SIGINT raise KeyboardInterrupt.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    server.run()
+    return 0 if server.started else 1

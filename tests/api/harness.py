@@ -43,7 +43,7 @@ class ApiProcess:
         env |= {"BRIDGE_API__PORT": str(self.port)} | self.env
         argv = [sys.executable, "-m", "bridge.cli", "--config", str(self.config), "api"]
         with self.log_path.open("ab") as log:
-            # A session of its own, so kill() reaches granian's worker too.
+            # A session of its own, so kill() reaches anything it started too.
             self.proc = subprocess.Popen(
                 argv, stdout=log, stderr=log, env=env, cwd=ROOT, start_new_session=True
             )
@@ -97,8 +97,7 @@ class ApiProcess:
             raise AssertionError(f"bridge api did not stop within {timeout}s") from None
 
     def kill(self) -> None:
-        """SIGKILL to the server and its worker: granian forks one, which a
-        SIGKILL to the parent alone leaves running, holding the port."""
+        """SIGKILL to the server and whatever it started."""
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError):

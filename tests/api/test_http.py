@@ -547,36 +547,11 @@ def test_sigterm_stops_the_api_cleanly(deployment: Deployment, tmp_path: Path) -
     assert api.stop() == 0
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def _gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
-
-
-def test_a_killed_api_leaves_no_worker_holding_its_port(
-    deployment: Deployment, tmp_path: Path
-) -> None:
+def test_a_killed_api_leaves_its_port_free(deployment: Deployment, tmp_path: Path) -> None:
     api = ApiProcess(deployment.bridge.config, tmp_path).start()
     assert api.proc is not None
-    workers = _children(api.proc.pid)
-    assert workers, "granian runs the app in a worker process"
-    os.kill(api.proc.pid, signal.SIGKILL)  # the main process only, as an OOM kill would
+    os.kill(api.proc.pid, signal.SIGKILL)  # as an OOM kill would
     api.proc.wait()
-    wait_until(lambda: all(_gone(w) for w in workers), 15, "the worker to follow its parent")
     again = ApiProcess(deployment.bridge.config, tmp_path)
     again.port = api.port  # the same port: free again
     try:
