@@ -5,7 +5,6 @@ accept (nobody subscribed, broker unreachable) the API commits itself."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from tests.integration.harness import (
     Scenario,
     assert_exactly_once,
     count_rows,
+    fetch_rows,
     free_port_block,
     stack_service,
     stored_points,
@@ -47,14 +47,7 @@ class Setup:
         return ApiProcess(self.bridge.config, self.tmp, env).start()
 
     def rows(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        async def q() -> list[asyncpg.Record]:
-            conn = await asyncpg.connect(self.scenario.db_url)
-            try:
-                return list(await conn.fetch(sql, *args))
-            finally:
-                await conn.close()
-
-        return asyncio.run(q())
+        return fetch_rows(self.scenario.db_url, sql, *args)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ takes a few seconds); tests that change it (ingest, outages) say so.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -28,6 +27,7 @@ from tests.integration.harness import (
     Publisher,
     Scenario,
     count_rows,
+    fetch_rows,
     seed_message,
     stack_service,
     wait_until,
@@ -63,14 +63,7 @@ class Deployment:
         return self.api.request("POST", path, token, orjson.dumps(doc))
 
     def rows(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        async def q() -> list[asyncpg.Record]:
-            conn = await asyncpg.connect(self.scenario.db_url)
-            try:
-                return list(await conn.fetch(sql, *args))
-            finally:
-                await conn.close()
-
-        return asyncio.run(q())
+        return fetch_rows(self.scenario.db_url, sql, *args)
 
 
 def _list(value: object) -> list[object]:

@@ -387,6 +387,17 @@ def stored_points(db_url: str) -> list[Key]:
     return asyncio.run(_stored(db_url))
 
 
+def fetch_rows(db_url: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    async def q() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(q())
+
+
 def count_rows(db_url: str, sql: str = "SELECT count(*) FROM telemetry") -> int:
     async def q() -> int:
         conn = await asyncpg.connect(db_url)
