@@ -112,7 +112,7 @@ class BrokerIngest:
         # point this close to limits.max_age_days is committed here instead,
         # so a 202 is never followed by a time_too_old dead letter.
         max_age_us = limits.max_age_days * 86_400_000_000
-        self._age_margin_us = max_age_us - min(86_400_000_000, max_age_us // 2)
+        self._oldest_age_us = max_age_us - min(86_400_000_000, max_age_us // 2)
         self._client_id = f"{client_id}-{os.getpid()}"[:64]
         self._timeout = timeout_s
         self._on_fallback = on_fallback or (lambda reason, points: None)
@@ -154,7 +154,7 @@ class BrokerIngest:
         left: list[Point] = []
         sent: list[tuple[asyncio.Future[int], list[Point]]] = []
         loop = asyncio.get_running_loop()
-        oldest_us = time.time_ns() // 1000 - self._age_margin_us
+        oldest_us = time.time_ns() // 1000 - self._oldest_age_us
         for device_id, group in by_device.items():
             topic = self.topic(device_id, sites.get(device_id))
             if topic is None:
