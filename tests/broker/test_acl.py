@@ -43,19 +43,27 @@ def test_a_device_publishes_only_under_its_own_id_and_reads_no_telemetry(cloud: 
         assert device.subscribe("telemetry/#") == [1]
 
         assert device.publish_acked("telemetry/site-1/pump-b", b"spoofed") == NOT_AUTHORIZED
+        assert device.publish_acked("telemetry/pump-b", b"spoofed") == NOT_AUTHORIZED
         assert device.publish_acked("telemetry/site-1/pump-b/x", b"spoofed") == NOT_AUTHORIZED
         assert device.publish_acked("points/pump-b", b"spoofed") == NOT_AUTHORIZED
         assert device.publish_acked("sensors/pump-b/flow", b"1.5") == NOT_AUTHORIZED
         assert device.publish_acked("commands/pump-b/stop", b"1") == NOT_AUTHORIZED
         assert device.publish_acked("$SYS/broker/x", b"1") == NOT_AUTHORIZED
-        for topic in ("telemetry/site-1/pump-a", "points/pump-a", "sensors/pump-a/flow"):
+        own = (
+            "telemetry/site-1/pump-a",
+            "telemetry/pump-a",
+            "points/pump-a",
+            "sensors/pump-a/flow",
+        )
+        for topic in own:
             assert device.publish_acked(topic, b"own") == SUCCESS, topic
 
-        wait_until(lambda: len(watcher.received()) >= 3, 10, "the device's own messages")
+        wait_until(lambda: len(watcher.received()) >= 4, 10, "the device's own messages")
         time.sleep(0.3)  # anything else published before them would have arrived by now
         assert sorted(t for t, _ in watcher.received()) == [
             "points/pump-a",
             "sensors/pump-a/flow",
+            "telemetry/pump-a",
             "telemetry/site-1/pump-a",
         ]
         assert device.received() == []  # not even its own: it may read only commands/pump-a/#
