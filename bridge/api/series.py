@@ -72,7 +72,7 @@ class SeriesReader:
         if q.step == "raw" or (q.step == "auto" and span <= RAW_PROBE_SPAN_US):
             explicit = q.step == "raw"
             result = await self._raw(
-                conn, q, cut, state, limit=self._points * (5 if explicit else 1)
+                conn, q, cut, state, limit=self._points * (5 if explicit else 1), guess=not explicit
             )
             if result is not None:
                 return result
@@ -106,22 +106,37 @@ class SeriesReader:
         q: SeriesQuery,
         cut: int | None,
         state: CacheState,
+        *,
         limit: int,
+        guess: bool,
     ) -> SeriesResult | None:
-        """The raw series, or None when some series holds more than ``limit`` points."""
+        """The raw series, or None when some series holds more than ``limit``
+        points. The recent part (Redis) is read first: with ``guess``, a series
+        whose recent part (at least an eighth of the range), at the same rate
+        over the whole range, would hold more than ``limit`` points gives None
+        without reading the database
+        (a 1 Hz device's last hour: 3,600 points a series, no need to fetch
+        them to learn that)."""
         db_end = q.end_us if cut is None else max(q.start_us, min(q.end_us, cut))
         out = SeriesResult("raw", cache=state)
         metrics = q.metrics
-        cap = limit * (len(metrics) if metrics else 16) + 1
+        recent: dict[str, list[tuple[int, float]]] = {}
+        if cut is not None and db_end < q.end_us:
+            recent = await self._recent(q, metrics, db_end, q.end_us, out)
+            span, covered = q.end_us - q.start_us, q.end_us - db_end
+            # A guess from a short stretch (a burst, a cache that vouches only
+            # since a moment ago) is no guess: then only the exact count decides.
+            scale = span if guess and covered * 8 >= span else covered
+            if any(len(p) * scale > limit * covered for p in recent.values()):
+                return None
         if db_end > q.start_us:
+            cap = limit * (len(metrics) if metrics else 16) + 1
             rows = await store.raw(conn, Selection([q.device_id], metrics, q.start_us, db_end), cap)
             if sum(map(len, rows.values())) >= cap:
                 return None
             out.raw = {metric: points for (_, metric), points in rows.items()}
-        if cut is not None and db_end < q.end_us:
-            recent = await self._recent(q, metrics, db_end, q.end_us, out)
-            for metric, points in recent.items():
-                out.raw.setdefault(metric, []).extend(points)
+        for metric, points in recent.items():
+            out.raw.setdefault(metric, []).extend(points)
         if any(len(points) > limit for points in out.raw.values()):
             return None
         return out

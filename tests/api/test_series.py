@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
+from bridge.api import store
 from bridge.api.series import SeriesQuery, Step, TooManyPoints
 from bridge.api.store import SeriesBucket
 from bridge.batch import Batch
@@ -135,3 +136,28 @@ async def test_auto_falls_back_to_minutes_when_raw_rows_would_be_too_many(world:
     assert result.resolution == "1m"
     with pytest.raises(TooManyPoints):
         await read(world, world.now_us - 3 * HOUR, end, "raw", series_points=100)
+
+
+async def test_auto_goes_to_minutes_when_the_recent_rate_says_so(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10 s spacing: the Redis part (15 min) holds ~90 points a series, which
+    # over 90 min is ~540, more than 400: minutes, without reading raw rows.
+    raw_reads: list[object] = []
+    real_raw = store.raw
+
+    async def counted(*args: object, **kw: object):  # type: ignore[no-untyped-def]
+        raw_reads.append(args)
+        return await real_raw(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "raw", counted)
+    start, end = world.now_us - 90 * MINUTE, world.now_us
+    result = await read(world, start, end, series_points=400)
+    assert result.resolution == "1m"
+    assert raw_reads == []
+    # Over 1 h the same rate gives 360 a series: raw, read from both sources.
+    start = world.now_us - HOUR
+    result = await read(world, start, end, series_points=400)
+    assert result.resolution == "raw"
+    assert result.raw == world.truth(start, end)
+    assert len(raw_reads) == 1
