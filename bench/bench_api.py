@@ -27,7 +27,7 @@ measured), registers the devices and materializes the rollups. Then it runs:
 Every component shares this machine's cores (2 on the machine the figures were
 taken on), so the CPU each used is reported next to the figures.
 
-    .venv/bin/python bench/bench_api.py            # full: ~17 min, ~9 GB of disk for a while
+    .venv/bin/python bench/bench_api.py            # full, both routes: ~14 min, ~9 GB of disk for a while
     .venv/bin/python bench/bench_api.py --quick    # 100 devices, short runs, ~2 min
 
 Writes bench/results/api.json (bench/results/api-quick.json with --quick).
@@ -1134,7 +1134,16 @@ def parse_args() -> tuple[argparse.Namespace, Sizes]:
 
 
 def describe_machine(svc: Services, mode: str) -> dict[str, Any]:
-    libraries = ("litestar", "uvicorn", "httptools", "msgspec", "asyncpg", "redis", "uvloop", "paho-mqtt")
+    libraries = (
+        "litestar",
+        "uvicorn",
+        "httptools",
+        "msgspec",
+        "asyncpg",
+        "redis",
+        "uvloop",
+        "paho-mqtt",
+    )
     info = machine_info(svc, mode, libraries)
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     info["wrk"] = (wrk.stdout.splitlines() or [""])[0]

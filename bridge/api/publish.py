@@ -47,19 +47,10 @@ NO_MATCHING_SUBSCRIBERS = 0x10
 LOST = -1  # the reason given to a publish whose connection dropped before its PUBACK
 MAX_INFLIGHT = 1000  # paho's own default is 20: 50 concurrent submits would queue
 
-# Why readings went to the database instead (the fallback counter's labels).
-FALLBACK_REASONS = (
-    "not_connected",
-    "no_route",
-    "near_age_limit",
-    "too_large",
-    "no_subscribers",
-    "refused",
-    "timeout",
-    "lost",
-)
-
-OnFallback = Callable[[str, int], None]  # (reason, points)
+# (reason, points) for readings left to the caller: not_connected, no_route,
+# near_age_limit, too_large, lost (before the PUBACK), no_subscribers, refused,
+# timeout; the labels of api_broker_fallbacks_total.
+OnFallback = Callable[[str, int], None]
 
 
 def topics_for(routes: list[Route]) -> tuple[str | None, str | None]:
@@ -120,9 +111,12 @@ class BrokerIngest:
         self._paho: paho.Client | None = None
         self._pending: dict[int, asyncio.Future[int]] = {}
         self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
         self.last_error = "not connected yet"
         self._refusal_logged = False
+
+    @property
+    def connected(self) -> bool:
+        return self._paho is not None
 
     @property
     def where(self) -> str:
@@ -257,14 +251,15 @@ class BrokerIngest:
 
     async def _run(self) -> None:
         delay, longest = self._reconnect
-        failures = 0
+        warned = False  # once per outage
         while True:
             client = self._client()
             try:
                 await client.__aenter__()
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
-                if failures == 0:
+                if not warned:
+                    warned = True
                     log.warning(
                         "cannot publish HTTP readings to the broker at %s (%s); committing them "
                         "directly until it answers, retrying every %g-%g s",
@@ -273,14 +268,12 @@ class BrokerIngest:
                         self._reconnect[0],
                         longest,
                     )
-                failures += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, longest)
                 continue
-            delay, failures = self._reconnect[0], 0
+            delay, warned = self._reconnect[0], False
             self._paho = client._client
             self._refusal_logged = False
-            self.connected.set()
             log.info("publishing HTTP readings to the broker at %s", self.where)
             try:
                 await asyncio.wait([client._disconnected])
@@ -291,7 +284,6 @@ class BrokerIngest:
                 )
             finally:
                 self._paho = None
-                self.connected.clear()
                 self._lose_pending()
                 with contextlib.suppress(aiomqtt.MqttError):
                     await client.__aexit__(None, None, None)

@@ -114,9 +114,8 @@ class SeriesReader:
         points. The recent part (Redis) is read first: with ``guess``, a series
         whose recent part (at least an eighth of the range), at the same rate
         over the whole range, would hold more than ``limit`` points gives None
-        without reading the database
-        (a 1 Hz device's last hour: 3,600 points a series, no need to fetch
-        them to learn that)."""
+        without reading the database (a 1 Hz device's last hour: 3,600 points
+        a series, no need to fetch them to learn that)."""
         db_end = q.end_us if cut is None else max(q.start_us, min(q.end_us, cut))
         out = SeriesResult("raw", cache=state)
         metrics = q.metrics

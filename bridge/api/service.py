@@ -529,7 +529,7 @@ class Api:
         if self._broker is not None:
             checks["broker"] = (
                 "ok"
-                if self._broker.connected.is_set()
+                if self._broker.connected
                 else f"degraded: {self._broker.where}: {self._broker.last_error}; "
                 "submits are committed directly"
             )
