@@ -38,8 +38,8 @@ stop:
 	@$(STACK) down all
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge edge_agent tests
-	$(BIN)/ruff format --check bridge edge_agent tests
+	$(BIN)/ruff check core bridge edge_agent tests
+	$(BIN)/ruff format --check core bridge edge_agent tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -31,9 +31,10 @@ from pathlib import Path
 import msgspec
 import orjson
 
-from bridge.codec import CodecError, DecodeContext, Decoded
-from bridge.codec.seed_json import SeedJson
-from bridge.codec.values import (
+from core.codec import CodecError, DecodeContext, Decoded
+from core.codec.seed_json import SeedJson
+from core.limits import Limits
+from core.rules import (
     FAST_LOADS,
     Rejected,
     TimeWindow,
@@ -45,8 +46,7 @@ from bridge.codec.values import (
     new_point,
     point_time_us,
 )
-from bridge.limits import Limits
-from bridge.types import Point, Reject
+from core.types import Point, Reject
 
 RESULTS = Path(__file__).resolve().parent / "results" / "decoders.json"
 

@@ -67,7 +67,7 @@ from bridge.config import load_settings
 from bridge.pipeline import worker_client_id
 from bridge.router import Router
 from bridge.sink.redis import RedisSink
-from bridge.types import Point
+from core.types import Point
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "ingest.json"

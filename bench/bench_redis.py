@@ -56,7 +56,7 @@ import redis.asyncio as aioredis
 
 from bridge.sink import redis as redis_sink
 from bridge.sink.redis import RedisSink
-from bridge.types import Point
+from core.types import Point
 
 RESULTS = Path(__file__).resolve().parent / "results" / "redis.json"
 S = 1_000_000

@@ -28,9 +28,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from bridge import settings_file
 from bridge.errors import ConfigError
-from bridge.limits import Limits
+from core import settings_file
+from core.limits import Limits
 
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
 

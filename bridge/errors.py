@@ -1,10 +1,11 @@
 """Errors named for what the caller must do.
 
 Every message is written for a person: it says what went wrong and what to do.
-The CLI prints it without a traceback.
+The CLI prints it without a traceback. The root and the shared branches are
+core.errors'; these are the bridge's.
 
-    BridgeError
-    ├── ConfigError            bad config file, variable or option: stop; fix it
+    BridgeError                (core.errors)
+    ├── ConfigError            (core.errors) bad config: stop; fix it
     ├── RedisUnavailable       (bridge.sink.redis) the cache did not take a write:
     │                          count it and go on; ingest never waits for Redis
     └── DatabaseError
@@ -16,13 +17,16 @@ The CLI prints it without a traceback.
                                    does not match this bridge: stop; fix
 """
 
+from core.errors import BridgeError, ConfigError
 
-class BridgeError(Exception):
-    """Base of every error the bridge raises on purpose."""
-
-
-class ConfigError(BridgeError):
-    """The configuration is invalid. Not retryable: the user must fix it."""
+__all__ = [
+    "BridgeError",
+    "ConfigError",
+    "DatabaseError",
+    "DatabaseRejected",
+    "DatabaseUnavailable",
+    "MigrationError",
+]
 
 
 class DatabaseError(BridgeError):

@@ -33,9 +33,8 @@ from collections.abc import Awaitable, Iterator
 import aiomqtt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge import http
 from bridge.ack import AckTracker, Ticket
-from bridge.batch import Batch, Batcher, DeadLetter
+from bridge.batch import Batch, Batcher
 from bridge.config import Settings
 from bridge.db.connect import connect
 from bridge.db.maintain import maintain
@@ -46,7 +45,8 @@ from bridge.sink.redis import RedisSink, RedisUnavailable
 from bridge.sink.timescale import TimescaleSink, TransientDbError
 from bridge.source.mqtt import MqttSource
 from bridge.telemetry import Metrics
-from bridge.types import Point
+from core import http
+from core.types import DeadLetter, Point
 
 log = logging.getLogger("bridge.pipeline")
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bridge.batch import DeadLetter
-from bridge.codec import CODECS, Codec, CodecError, DecodeContext
 from bridge.config import Route
-from bridge.limits import Limits
-from bridge.topics import TopicError, TopicFields, TopicTemplate
-from bridge.types import Point, Reject
+from core.codec import CODECS, Codec, CodecError, DecodeContext
+from core.limits import Limits
+from core.topics import TopicError, TopicFields, TopicTemplate
+from core.types import DeadLetter, Point, Reject
 
 # Bounds of one rejected_messages row (the table's CHECK constraints).
 MAX_DL_PAYLOAD = 8192

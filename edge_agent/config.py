@@ -28,9 +28,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from bridge import settings_file
-from bridge.codec.values import METRIC_NAME
-from bridge.topics import ID, TopicTemplate
+from core import settings_file
+from core.rules import ID, METRIC_NAME
+from core.topics import TopicTemplate
 from edge_agent.collect.registers import RegisterSpec
 from edge_agent.errors import ConfigError
 

@@ -28,24 +28,23 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from bridge.batch import Batch
-from bridge.codec.values import (
+from bridge.sink.cache_feed import CacheFeed
+from bridge.sink.redis import RedisSink
+from bridge.sink.timescale import TimescaleSink, TransientDbError
+from core.limits import Limits
+from core.rules import (
     CodecError,
     DecodeContext,
     Rejected,
     TimeWindow,
+    id_problem,
     kind,
     metric_name,
     parse_json,
     point_time_us,
     point_value,
-    show,
 )
-from bridge.limits import Limits
-from bridge.sink.cache_feed import CacheFeed
-from bridge.sink.redis import RedisSink
-from bridge.sink.timescale import TimescaleSink, TransientDbError
-from bridge.topics import ID
-from bridge.types import Point
+from core.types import Point
 
 log = logging.getLogger("bridge.api.ingest")
 
@@ -164,18 +163,6 @@ def _fail(requests: list[_Request], exc: Exception) -> None:
     for request in requests:
         if not request.done.done():
             request.done.set_exception(exc)
-
-
-def id_problem(value: object, name: str, max_len: int) -> str | None:
-    """What is wrong with a device or site id, or None: the topics' rules."""
-    if type(value) is not str:
-        return f"{name} must be a string, got {kind(value)}"
-    if not 1 <= len(value) <= max_len or ID.fullmatch(value) is None:
-        return (
-            f"{name} {show(value)} must be 1-{max_len} characters of "
-            "letters, digits, '_', '.', ':' and '-'"
-        )
-    return None
 
 
 class Unavailable(Exception):

@@ -22,26 +22,27 @@ import asyncpg
 import orjson
 
 from bridge.api import store
-from bridge.api.ingest import BadBody, IngestWriter, Unavailable, id_problem, parse_body
+from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body
 from bridge.api.keys import ApiKey, KeyChecker
 from bridge.api.metrics import ApiMetrics
 from bridge.api.publish import BrokerIngest
 from bridge.api.series import SeriesQuery, SeriesReader, Step, TooManyPoints
 from bridge.api.store import Mode, Selection, slices, to_us
 from bridge.api.summary import summarize
-from bridge.codec.values import (
-    Rejected,
-    epoch_float_us,
-    epoch_int_us,
-    is_metric_name,
-    metric_name_problem,
-    rfc3339_us,
-)
 from bridge.config import Settings
 from bridge.db.connect import where
 from bridge.db.migrate import recorded
 from bridge.sink.redis import RedisSink, RedisUnavailable
 from bridge.sink.timescale import TRANSIENT_CLASSES, TimescaleSink
+from core.rules import (
+    Rejected,
+    epoch_float_us,
+    epoch_int_us,
+    id_problem,
+    is_metric_name,
+    metric_name_problem,
+    rfc3339_us,
+)
 
 log = logging.getLogger("bridge.api")
 HOUR_US = 3_600_000_000

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from bridge.sink.redis import RedisSink, RedisUnavailable
-from bridge.types import Point
+from core.types import Point
 
 MERGE_UP_TO = 20_000  # points per catch-up call
 

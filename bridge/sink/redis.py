@@ -47,7 +47,7 @@ Invariants, each holding after every ``write``:
   in order), so each part is applied atomically and in one round trip. The
   script reads and writes keys it computes itself, so this needs a single
   Redis (or a replica set behind one primary), not Redis Cluster.
-- Device ids and metrics may contain ":" but never "|" (bridge.topics.ID and
+- Device ids and metrics may contain ":" but never "|" (core.topics.ID and
   the codecs' METRIC_NAME), so "|" separates them in a recent key and no two
   series ever share one.
 
@@ -104,7 +104,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bridge.config import mask_url
 from bridge.errors import BridgeError
-from bridge.types import Point
+from core.types import Point
 
 MAX_POINTS_PER_CALL = 10_000
 """A larger batch is sent as several EVALSHAs. Redis serves nothing else while

@@ -37,10 +37,10 @@ from types import TracebackType
 
 import asyncpg
 
-from bridge.batch import Batch, DeadLetter
+from bridge.batch import Batch
 from bridge.config import DatabaseSettings
 from bridge.db.connect import where
-from bridge.types import Point
+from core.types import DeadLetter, Point
 
 log = logging.getLogger("bridge.sink.timescale")
 

@@ -18,7 +18,7 @@ from bridge.batch import Batch
 from bridge.config import DatabaseSettings
 from bridge.sink.redis import RedisSink
 from bridge.sink.timescale import TimescaleSink
-from bridge.types import Point
+from core.types import Point
 
 S = 1_000_000
 MINUTE, HOUR = 60 * S, 3600 * S

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body
 from bridge.config import DatabaseSettings
-from bridge.limits import Limits
 from bridge.sink.redis import RedisSink
 from bridge.sink.timescale import TimescaleSink
-from bridge.types import Point
+from core.limits import Limits
+from core.types import Point
 
 LIMITS = Limits()
 NOW = time.time_ns() // 1000

@@ -14,7 +14,7 @@ from bridge.batch import Batch
 from bridge.config import DatabaseSettings
 from bridge.sink.redis import RedisSink
 from bridge.sink.timescale import TimescaleSink
-from bridge.types import Point
+from core.types import Point
 from tests.api.conftest import DEVICE, HOUR, MINUTE, WINDOW_S, S, World, set_marker
 
 

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 import bridge.sink.redis as redis_sink
 from bridge.sink.redis import RedisSink, RedisUnavailable
-from bridge.types import Point
+from core.types import Point
 
 S = 1_000_000  # microseconds in a second
 NOW = 1_795_773_600 * S  # 2026-11-27T10:00:00Z

@@ -1,4 +1,4 @@
-"""Codecs: the bytes of one MQTT message become points.
+"""Codecs: the bytes of one MQTT message become points, and back.
 
     payload (bytes) + DecodeContext (device and metric from the topic, receive
     time, limits)  ->  codec.decode  ->  Decoded(points, rejects) | CodecError
@@ -14,24 +14,32 @@ Contract of ``Codec.decode``, for every codec and whatever the bytes:
   dead-lettered; a ``Decoded`` always holds at least one of either;
 - it keeps no state between calls, so one instance serves every worker.
 
+``Codec.encode`` is its inverse for one device's samples (time, metric,
+value): what it returns decodes to exactly those points. The edge agent and
+the API's broker route publish with it.
+
 The rules shared by all codecs, and the reasons they report, are in
-``bridge.codec.values``. Codecs are chosen by name from ``CODECS``.
+``core.rules``. Codecs are chosen by name from ``CODECS``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
-from bridge.codec.flat_json import FlatJson
-from bridge.codec.raw_value import RawValue
-from bridge.codec.seed_json import SeedJson
-from bridge.codec.values import CodecError, DecodeContext, Decoded
+from core.codec.flat_json import FlatJson
+from core.codec.raw_value import RawValue
+from core.codec.seed_json import SeedJson
+from core.rules import CodecError, DecodeContext, Decoded
+from core.types import Sample
 
 
 class Codec(Protocol):
     name: str
 
     def decode(self, payload: bytes, ctx: DecodeContext) -> Decoded: ...
+
+    def encode(self, samples: Iterable[Sample]) -> bytes: ...
 
 
 CODECS: dict[str, Codec] = {

@@ -21,8 +21,8 @@ each point: metric name, value, time; the first failure names the reason.
     time_in_future                                   x
     time_too_old                                     x
 
-These types live here rather than in ``bridge.codec`` so that every codec
-module can import them without an import cycle; ``bridge.codec`` re-exports
+These types live here rather than in ``core.codec`` so that every codec
+module can import them without an import cycle; ``core.codec`` re-exports
 them and is where the rest of the bridge imports them from.
 """
 
@@ -38,8 +38,9 @@ from typing import NamedTuple, TypeGuard
 
 import msgspec
 
-from bridge.limits import Limits
-from bridge.types import Point, Reject
+from core.errors import BridgeError
+from core.limits import Limits
+from core.types import Point, Reject
 
 JsonLoads = Callable[[bytes], object]
 
@@ -55,7 +56,7 @@ _MAX_TIME_STRING = 64  # longer timestamp strings are rejected unread
 
 @dataclass(frozen=True, slots=True)
 class DecodeContext:
-    device_id: str  # from the topic, already validated by bridge.topics
+    device_id: str  # from the topic, already validated by core.topics
     metric: str | None  # from the topic, if its template has {metric}
     received_us: int  # receive time, microseconds since the Unix epoch
     limits: Limits
@@ -67,7 +68,7 @@ class Decoded:
     rejects: list[Reject]  # points dropped from an otherwise good message
 
 
-class CodecError(Exception):
+class CodecError(BridgeError):
     """The whole payload is unusable: dead-letter it with ``reason``."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -76,7 +77,7 @@ class CodecError(Exception):
         self.detail = detail
 
 
-class Rejected(Exception):
+class Rejected(BridgeError):
     """One point cannot be stored. Raised by the point rules, caught by the codec."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -182,6 +183,23 @@ def check_device(claimed: object, ctx: DecodeContext) -> None:
             "device_mismatch",
             f"payload names device {show(claimed)}, the topic {ctx.device_id!r}",
         )
+
+
+# --- device and site ids ------------------------------------------------------
+
+ID = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def id_problem(value: object, name: str, max_len: int) -> str | None:
+    """What is wrong with a device or site id, or None: the topics' rules."""
+    if type(value) is not str:
+        return f"{name} must be a string, got {kind(value)}"
+    if not 1 <= len(value) <= max_len or ID.fullmatch(value) is None:
+        return (
+            f"{name} {show(value)} must be 1-{max_len} characters of "
+            "letters, digits, '_', '.', ':' and '-'"
+        )
+    return None
 
 
 # --- metric names -------------------------------------------------------------
