@@ -156,11 +156,14 @@ class Bridge:
 
     def start(self) -> Bridge:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-        argv = [sys.executable, "-m", "bridge.cli", "--config", str(self.config)]
+        # Another checkout's bridge (its own .venv) when compare_ingest.py says so.
+        root = _options.get("bridge_root") or ROOT
+        python = root / ".venv" / "bin" / "python" if _options.get("bridge_root") else sys.executable
+        argv = [str(python), "-m", "bridge.cli", "--config", str(self.config)]
         argv += ["run", "--workers", str(self.workers)]
         with self.log_path.open("ab") as log:
             self.started = time.monotonic()
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=ROOT)
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=root)
         _children.append(self.proc)
         return self
 
