@@ -51,7 +51,8 @@ LOG_EVERY_S = 10.0  # a database that stays down logs once per this, not per ret
 class CommitResult:
     written: int = 0  # new rows
     duplicates: int = 0  # rows already stored (redeliveries, resent requests)
-    refused: dict[Point, DeadLetter] = field(default_factory=dict)  # refused for good
+    # Points refused for good, each with its dead letter (committed too).
+    refused: list[tuple[Point, DeadLetter]] = field(default_factory=list)
 
 
 Settle = Callable[[Batch, CommitResult], None]
@@ -84,9 +85,9 @@ class Committer:
         written = await self._write(batch)
         out = CommitResult(written.written, written.duplicates)
         if written.poison:
-            out.refused = {point: db_rejected(point, why) for point, why in written.poison}
+            out.refused = [(point, db_rejected(point, why)) for point, why in written.poison]
             m.points_rejected.labels("db_rejected").inc(len(out.refused))
-            await self.commit(Batch(dead_letters=list(out.refused.values())))
+            await self.commit(Batch(dead_letters=[letter for _, letter in out.refused]))
         for seconds in written.commit_seconds:
             m.commit_seconds.observe(seconds)
         m.points_written.inc(written.written)
@@ -96,10 +97,7 @@ class Committer:
             m.batch_points.observe(len(batch.points))
             m.flush_seconds.observe(time.monotonic() - batch.opened)
             if self._cache is not None:
-                refused = out.refused
-                self._cache(
-                    [p for p in batch.points if p not in refused] if refused else batch.points
-                )
+                self._cache(_stored(batch.points, out.refused))
         return out
 
     async def drain(self, batches: asyncio.Queue[Batch | None], settle: Settle) -> None:
@@ -132,3 +130,11 @@ class Committer:
             else:
                 self.db_ok = True
                 return result
+
+
+def _stored(points: list[Point], refused: list[tuple[Point, DeadLetter]]) -> list[Point]:
+    """The points of a batch that are in the database after its commit."""
+    if not refused:
+        return points
+    gone = {point for point, _ in refused}
+    return [p for p in points if p not in gone]

@@ -269,7 +269,7 @@ class IngestWriter:
                 log.exception("ingest write failed")
                 _fail(taken, exc)
                 continue
-            refused = result.refused
+            refused = dict(result.refused)
             for request in taken:
                 if not request.done.done():
                     letters = (
