@@ -169,6 +169,18 @@ def _reading(
     out.sites[device_id] = site_id if isinstance(site_id, str) else out.sites.get(device_id)
 
 
+def refusal(letters: list[DeadLetter]) -> dict[str, object]:
+    """The part of a submit's answer that names the points the database
+    refused for good (dead-lettered; sending them again fails again)."""
+    if not letters:
+        return {}
+    return {
+        "dead_lettered": [
+            {"point": d.topic, "reason": d.reason, "detail": d.detail} for d in letters
+        ]
+    }
+
+
 def _fail(requests: list[_Request], exc: Exception) -> None:
     for request in requests:
         if not request.done.done():
@@ -238,6 +250,8 @@ class IngestWriter:
         those the database refused for good (stored in rejected_messages, as
         the MQTT pipeline stores them), usually none.
         Raises Unavailable (the database is down, or slower than ``timeout``)."""
+        if not points:
+            return []
         request = _Request(points, sites, asyncio.get_running_loop().create_future())
         self._waiting.append(request)
         self._wake.set()

@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 from bridge.api import store
-from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body
+from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body, refusal
 from bridge.api.keys import ApiKey, KeyChecker
 from bridge.api.metrics import ApiMetrics
 from bridge.api.publish import BrokerIngest
@@ -43,7 +43,6 @@ from core.rules import (
     metric_name_problem,
     rfc3339_us,
 )
-from core.types import DeadLetter
 
 log = logging.getLogger("bridge.api")
 HOUR_US = 3_600_000_000
@@ -492,27 +491,17 @@ class Api:
         if self._broker is not None:
             points = await self._broker.publish(points, parsed.sites)
             self.metrics.points_published.inc(len(parsed.points) - len(points))
-        refused: list[DeadLetter] = []
-        if points:
-            try:
-                refused = await self._ingest.submit(
-                    points, parsed.sites, self.settings.api.ingest_timeout_s
-                )
-            except Unavailable as exc:
-                raise ApiProblem(
-                    503, "Not Stored", str(exc), headers={"Retry-After": "5"}
-                ) from None
+        try:
+            refused = await self._ingest.submit(
+                points, parsed.sites, self.settings.api.ingest_timeout_s
+            )
+        except Unavailable as exc:
+            raise ApiProblem(503, "Not Stored", str(exc), headers={"Retry-After": "5"}) from None
         accepted = len(parsed.points) - len(refused)
         self.metrics.points_submitted.inc(accepted)
         # Any point resting on the broker's PUBACK makes the answer say so: the weaker promise.
         durable = "committed" if len(points) == len(parsed.points) else "broker"
-        answer: Json = {"accepted": accepted, "durable": durable}
-        if refused:
-            # Stored in rejected_messages, as the MQTT pipeline does; sending them again fails again.
-            answer["dead_lettered"] = [
-                {"point": d.topic, "reason": d.reason, "detail": d.detail} for d in refused
-            ]
-        return answer
+        return {"accepted": accepted, "durable": durable} | refusal(refused)
 
     # ------------------------------------------------------------ health
     async def ready(self) -> tuple[bool, Json]:
