@@ -368,12 +368,18 @@ class Publisher:
 
 PROFILE_RULES = [  # the first rule matching any frame of a sample wins
     ("Redis cache", ("sink/redis.py", "(redis/", "(hiredis", "_redis_writer")),
-    ("acks (track, settle, PUBACK)", ("bridge/ack.py", "_settle (", "_send_ack", "_send_puback")),
-    ("metrics (prometheus)", ("(prometheus_client/", "bridge/telemetry.py", "bridge/http.py")),
-    ("database (COPY + INSERT, asyncpg)", ("sink/timescale.py", "(asyncpg/", "._commit (")),
-    ("decode (router + codec)", ("bridge/codec/", "bridge/router.py", "bridge/topics.py")),
-    ("batching", ("bridge/batch.py", "._enqueue (")),
-    ("Worker._on_message itself", ("._on_message (",)),
+    (
+        "acks (track, settle, PUBACK)",
+        ("bridge/ack.py", "Intake.settle (", "_send_ack", "_send_puback"),
+    ),
+    ("metrics (prometheus)", ("(prometheus_client/", "bridge/telemetry.py", "core/http.py")),
+    ("database (COPY + INSERT, asyncpg)", ("sink/timescale.py", "(asyncpg/", "bridge/commit.py")),
+    (
+        "decode (router + codec)",
+        ("core/codec/", "core/rules.py", "core/topics.py", "bridge/router.py"),
+    ),
+    ("batching", ("bridge/batch.py", "Intake._closed (")),
+    ("Intake.on_message itself", ("Intake.on_message (",)),
     ("MQTT read (paho, aiomqtt)", ("(paho/", "(aiomqtt/", "source/mqtt.py")),
 ]
 OTHER = "event loop (uvloop/asyncio, no Python frame of ours)"

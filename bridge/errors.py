@@ -10,7 +10,9 @@ core.errors'; these are the bridge's.
     │                          count it and go on; ingest never waits for Redis
     └── DatabaseError
         ├── DatabaseUnavailable    cannot reach the server, or it is starting
-        │                          or shutting down: transient; retry later
+        │   │                      or shutting down: transient; retry later
+        │   └── TransientDbError   (raised by bridge.sink.timescale) a batch was
+        │                          not written: retry the same batch with backoff
         ├── DatabaseRejected       login, database name or permission refused:
         │                          stop; fix database.url or the grants
         └── MigrationError         a migration failed or the recorded schema
@@ -26,6 +28,7 @@ __all__ = [
     "DatabaseRejected",
     "DatabaseUnavailable",
     "MigrationError",
+    "TransientDbError",
 ]
 
 
@@ -43,3 +46,13 @@ class DatabaseRejected(DatabaseError):
 
 class MigrationError(DatabaseError):
     """The schema cannot be brought to this bridge's version as things are."""
+
+
+class TransientDbError(DatabaseUnavailable):
+    """A batch was not written; nothing of it may be assumed stored. Retry the
+    whole batch later (writes are idempotent). ``reason`` labels the retry
+    metric: ``sqlstate_<class>`` or the exception's type name."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,6 +1,10 @@
 """From (topic, payload) to points and dead letters: the topic picks the route,
 the route's codec decodes. Never raises: whatever the bytes, the outcome is
-points, dead letters, or both."""
+points, dead letters, or both.
+
+The only place that makes dead letters: every rejected_messages row, whoever
+rejects (a codec, the router, a fault of ours, the database), is cut to the
+table's bounds (MAX_DL_*) here."""
 
 from __future__ import annotations
 
@@ -108,6 +112,15 @@ def internal_error(topic: str, payload: bytes, received_us: int, exc: Exception)
     reason = "internal_error"
     letter = _dead_letter(received_us, topic, payload, reason, f"{type(exc).__name__}: {exc}")
     return Routed(dead_letters=[letter], rejected_message=reason)
+
+
+def db_rejected(point: Point, why: str) -> DeadLetter:
+    """A point the database refused for good (a constraint it enforces and the
+    codecs do not know). Its record names the point, ``<device>/<metric>`` in
+    ``topic``, with its own time in ``received_at`` and no payload: the message
+    it came in held other points, which were stored."""
+    topic = f"{point.device_id}/{point.metric}"
+    return _dead_letter(point.time_us, topic, b"", "db_rejected", why)
 
 
 def _dead_letter(

@@ -2,11 +2,15 @@
 
 ``http_request_duration_seconds``, ``cache_hits_total`` and
 ``cache_requests_total`` are the names the seed's monitoring queries use.
+HTTP ingest's commits are counted under the same names as a bridge
+worker's (``commit``: bridge.telemetry.CommitMetrics).
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from bridge.telemetry import CommitMetrics
 
 API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -14,6 +18,7 @@ API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 class ApiMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self.commit = CommitMetrics(r)
         self.duration = Histogram(
             "http_request_duration_seconds",
             "Time to answer a request, by route template and method",

@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 from bridge.api import store
-from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body
+from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body, refusal
 from bridge.api.keys import ApiKey, KeyChecker
 from bridge.api.metrics import ApiMetrics
 from bridge.api.publish import BrokerIngest
@@ -33,7 +33,7 @@ from bridge.config import Settings
 from bridge.db.connect import where
 from bridge.db.migrate import recorded
 from bridge.sink.redis import RedisSink, RedisUnavailable
-from bridge.sink.timescale import TRANSIENT_CLASSES, TimescaleSink
+from bridge.sink.timescale import TimescaleSink, is_transient
 from core.rules import (
     Rejected,
     epoch_float_us,
@@ -150,12 +150,6 @@ def check_metrics(metrics: list[str] | None, max_len: int) -> None:
             raise bad_request(f"metric {metric[:40]!r}: {metric_name_problem(metric, max_len)}")
 
 
-def _db_is_down(exc: BaseException) -> bool:
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
-        return True
-    return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in TRANSIENT_CLASSES
-
-
 class Api:
     """The endpoints' logic, with the connections they share. Use as
     ``async with Api(settings) as api``; entering succeeds while PostgreSQL
@@ -196,7 +190,9 @@ class Api:
             )
         # HTTP submits are a few points each: one statement, not COPY's six round trips.
         db = await self._stack.enter_async_context(TimescaleSink(s.database, one_statement=True))
-        self._ingest = await self._stack.enter_async_context(IngestWriter(db, self._cache))
+        self._ingest = await self._stack.enter_async_context(
+            IngestWriter(db, self._cache, self.metrics.commit)
+        )
         if s.api.ingest_via == "broker":
             assert s.api.broker is not None  # the settings require it
             fallbacks = self.metrics.broker_fallbacks
@@ -225,7 +221,7 @@ class Api:
             async with self._pool.acquire() as conn:
                 yield conn
         except Exception as exc:
-            if _db_is_down(exc):
+            if is_transient(exc):
                 raise self._db_problem(exc) from exc
             raise
 
@@ -282,7 +278,7 @@ class Api:
         try:
             key = await self._keys.check(token)
         except Exception as exc:
-            if _db_is_down(exc):
+            if is_transient(exc):
                 raise self._db_problem(exc) from exc
             raise
         if key is None:
@@ -495,17 +491,17 @@ class Api:
         if self._broker is not None:
             points = await self._broker.publish(points, parsed.sites)
             self.metrics.points_published.inc(len(parsed.points) - len(points))
-        if points:
-            try:
-                await self._ingest.submit(points, parsed.sites, self.settings.api.ingest_timeout_s)
-            except Unavailable as exc:
-                raise ApiProblem(
-                    503, "Not Stored", str(exc), headers={"Retry-After": "5"}
-                ) from None
-        self.metrics.points_submitted.inc(len(parsed.points))
+        try:
+            refused = await self._ingest.submit(
+                points, parsed.sites, self.settings.api.ingest_timeout_s
+            )
+        except Unavailable as exc:
+            raise ApiProblem(503, "Not Stored", str(exc), headers={"Retry-After": "5"}) from None
+        accepted = len(parsed.points) - len(refused)
+        self.metrics.points_submitted.inc(accepted)
         # Any point resting on the broker's PUBACK makes the answer say so: the weaker promise.
         durable = "committed" if len(points) == len(parsed.points) else "broker"
-        return {"accepted": len(parsed.points), "durable": durable}
+        return {"accepted": accepted, "durable": durable} | refusal(refused)
 
     # ------------------------------------------------------------ health
     async def ready(self) -> tuple[bool, Json]:
