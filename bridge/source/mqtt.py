@@ -51,6 +51,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.config import MqttSettings, TlsSettings
+from bridge.errors import BridgeError
 
 log = logging.getLogger("bridge.source.mqtt")
 
@@ -63,7 +64,7 @@ PUBACK = 0x40
 _PUBACK = struct.Struct("!BBH")
 
 
-class ProtocolViolation(ConnectionError):
+class ProtocolViolation(BridgeError, ConnectionError):
     """The broker sent what MQTT does not allow: the connection is dropped
     (paho sees an OSError from ``recv``), and unacked messages are redelivered."""
 
