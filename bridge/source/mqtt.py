@@ -6,7 +6,7 @@ acknowledged until the caller calls ``ack``. ``closed`` completes when the
 connection drops; ``close`` ends it, keeping the broker session or ending it.
 Reconnecting, backoff and shutdown belong to the pipeline, not here.
 
-Why it looks the way it does (measured on Mosquitto 2.0.11, see MEASURED.md):
+Why it looks the way it does (each point found against Mosquitto 2.0.11):
   * paho's automatic acks PUBACK on receipt, which loses messages on a crash:
     manual acks are switched on *before* connecting, or the redeliveries that
     follow CONNACK are acked automatically.
