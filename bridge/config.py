@@ -30,7 +30,9 @@ from pydantic_settings import (
 
 from bridge.errors import ConfigError
 from core import settings_file
+from core.codec import CODECS, Codec
 from core.limits import Limits
+from core.topics import TopicTemplate
 
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
 
@@ -112,6 +114,21 @@ class Route(Section):
         "required, {site_id} and {metric} optional. Subscribed as $share/<group>/<filter>."
     )
     codec: str = Field("seed_json", description="Payload codec: seed_json, flat_json, raw_value.")
+
+    def compile(self, limits: Limits) -> tuple[TopicTemplate, Codec]:
+        """The route's matcher and decoder; ValueError naming the route when
+        either is invalid. Settings call it to validate, the router to run."""
+        codec = CODECS.get(self.codec)
+        if codec is None:
+            raise ValueError(
+                f"route {self.topic!r}: unknown codec {self.codec!r} "
+                f"(known: {', '.join(sorted(CODECS))})"
+            )
+        try:
+            template = TopicTemplate(self.topic, limits.max_id_len, limits.max_metric_len)
+        except ValueError as exc:
+            raise ValueError(f"route {self.topic!r}: {exc}") from None
+        return template, codec
 
 
 def _default_client_id() -> str:
@@ -277,9 +294,8 @@ class Settings(BaseSettings):
             )
         if self.mqtt.reconnect_min_s > self.mqtt.reconnect_max_s:
             raise ValueError("mqtt.reconnect_min_s must not exceed mqtt.reconnect_max_s")
-        from bridge.router import compile_routes  # noqa: PLC0415 - the router imports config
-
-        compile_routes(self.mqtt.routes, self.limits)
+        for route in self.mqtt.routes:
+            route.compile(self.limits)
         return self
 
 

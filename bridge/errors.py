@@ -2,13 +2,20 @@
 
 Every message is written for a person: it says what went wrong and what to do.
 The CLI prints it without a traceback. The root and the shared branches are
-core.errors'; these are the bridge's.
+core.errors' (its docstring draws the whole tree); these are the bridge's,
+with the module each lives in:
 
     BridgeError                (core.errors)
     ├── ConfigError            (core.errors) bad config: stop; fix it
     ├── RedisUnavailable       (bridge.sink.redis) the cache did not take a write:
     │                          count it and go on; ingest never waits for Redis
-    └── DatabaseError
+    ├── ProtocolViolation      (bridge.source.mqtt) the broker broke MQTT: drop
+    │                          the connection (it is also a ConnectionError, so
+    │                          paho treats it as one) and let unacked messages
+    │                          be redelivered
+    ├── BrokerError            (bridge.broker.errors) a broker tool could not do
+    │                          what was asked: the message says what to fix
+    └── DatabaseError          (bridge.errors)
         ├── DatabaseUnavailable    cannot reach the server, or it is starting
         │   │                      or shutting down: transient; retry later
         │   └── TransientDbError   (raised by bridge.sink.timescale) a batch was

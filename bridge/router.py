@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bridge.config import Route
-from core.codec import CODECS, Codec, CodecError, DecodeContext
+from core.codec import Codec, CodecError, DecodeContext
 from core.limits import Limits
-from core.topics import TopicError, TopicFields, TopicTemplate
+from core.topics import TopicError, TopicFields
 from core.types import DeadLetter, Point, Reject
 
 # Bounds of one rejected_messages row (the table's CHECK constraints).
@@ -33,24 +33,6 @@ class Routed:
     site_id: str | None = None
 
 
-def compile_routes(routes: list[Route], limits: Limits) -> list[tuple[TopicTemplate, Codec]]:
-    """Validates every route; raises ValueError naming the bad one."""
-    compiled = []
-    for route in routes:
-        codec = CODECS.get(route.codec)
-        if codec is None:
-            raise ValueError(
-                f"route {route.topic!r}: unknown codec {route.codec!r} "
-                f"(known: {', '.join(sorted(CODECS))})"
-            )
-        try:
-            template = TopicTemplate(route.topic, limits.max_id_len, limits.max_metric_len)
-        except ValueError as exc:
-            raise ValueError(f"route {route.topic!r}: {exc}") from None
-        compiled.append((template, codec))
-    return compiled
-
-
 class Router:
     # Topics already matched, with their fields and codec. A device publishes
     # on the same topic every time, so splitting and checking it (about 1 µs)
@@ -59,7 +41,7 @@ class Router:
     MAX_KNOWN_TOPICS = 16_384
 
     def __init__(self, routes: list[Route], limits: Limits) -> None:
-        self._routes = compile_routes(routes, limits)
+        self._routes = [route.compile(limits) for route in routes]
         self._limits = limits
         self._known: dict[str, tuple[TopicFields, Codec]] = {}
 
