@@ -6,8 +6,9 @@ core.errors'; these are the bridge's.
 
     BridgeError                (core.errors)
     ├── ConfigError            (core.errors) bad config: stop; fix it
-    ├── RedisUnavailable       (bridge.sink.redis) the cache did not take a write:
-    │                          count it and go on; ingest never waits for Redis
+    ├── RedisUnavailable       the cache did not take a write or answer a read
+    │                          (bridge.cache.client): count it and go on; ingest
+    │                          never waits for Redis, reads fall back to the database
     └── DatabaseError
         ├── DatabaseUnavailable    cannot reach the server, or it is starting
         │                          or shutting down: transient; retry later
@@ -26,7 +27,13 @@ __all__ = [
     "DatabaseRejected",
     "DatabaseUnavailable",
     "MigrationError",
+    "RedisUnavailable",
 ]
+
+
+class RedisUnavailable(BridgeError):
+    """Redis cannot take this write (or answer this read) now. The cache misses
+    this batch (or the read goes to the database); count it and carry on."""
 
 
 class DatabaseError(BridgeError):

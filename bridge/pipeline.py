@@ -35,13 +35,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.ack import AckTracker, Ticket
 from bridge.batch import Batch, Batcher
+from bridge.cache.feed import CacheFeed
+from bridge.cache.writer import CacheWriter
 from bridge.config import Settings
 from bridge.db.connect import connect
 from bridge.db.maintain import maintain
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, RedisUnavailable
 from bridge.router import Router, internal_error
-from bridge.sink.cache_feed import CacheFeed
-from bridge.sink.redis import RedisSink, RedisUnavailable
 from bridge.sink.timescale import TimescaleSink, TransientDbError
 from bridge.source.mqtt import MqttSource
 from bridge.telemetry import Metrics
@@ -327,7 +327,7 @@ class Worker:
             )
         async with (
             TimescaleSink(s.database) as db,
-            RedisSink(
+            CacheWriter(
                 s.redis.url,
                 window_s=s.redis.window_s,
                 prefix=s.redis.prefix,

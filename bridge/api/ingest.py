@@ -28,8 +28,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from bridge.batch import Batch
-from bridge.sink.cache_feed import CacheFeed
-from bridge.sink.redis import RedisSink
+from bridge.cache.feed import CacheFeed
+from bridge.cache.writer import CacheWriter
 from bridge.sink.timescale import TimescaleSink, TransientDbError
 from core.limits import Limits
 from core.rules import (
@@ -182,7 +182,7 @@ class IngestWriter:
     def __init__(
         self,
         db: TimescaleSink,
-        cache: RedisSink | None,
+        cache: CacheWriter | None,
         writers: int = 2,
         max_points: int = 20_000,
     ) -> None:

@@ -20,7 +20,8 @@ import asyncpg
 
 from bridge.api import store
 from bridge.api.store import WIDTH_US, Mode, Resolution, Selection, SeriesBucket
-from bridge.sink.redis import RedisSink, RedisUnavailable
+from bridge.cache.reader import CacheReader
+from bridge.errors import RedisUnavailable
 
 Step = Literal["auto", "raw", "1m", "1h"]
 CLOCK_MARGIN_US = 10_000_000  # writers' clocks may run this far ahead of ours
@@ -51,7 +52,7 @@ class SeriesQuery:
 
 class SeriesReader:
     def __init__(
-        self, mode: Mode, cache: RedisSink | None, series_points: int, window_s: int
+        self, mode: Mode, cache: CacheReader | None, series_points: int, window_s: int
     ) -> None:
         self._mode = mode
         self._cache = cache

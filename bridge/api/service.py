@@ -29,10 +29,12 @@ from bridge.api.publish import BrokerIngest
 from bridge.api.series import SeriesQuery, SeriesReader, Step, TooManyPoints
 from bridge.api.store import Mode, Selection, slices, to_us
 from bridge.api.summary import summarize
+from bridge.cache.reader import CacheReader
+from bridge.cache.writer import CacheWriter
 from bridge.config import Settings
 from bridge.db.connect import where
 from bridge.db.migrate import recorded
-from bridge.sink.redis import RedisSink, RedisUnavailable
+from bridge.errors import RedisUnavailable
 from bridge.sink.timescale import TRANSIENT_CLASSES, TimescaleSink
 from core.rules import (
     Rejected,
@@ -167,7 +169,7 @@ class Api:
         self._pool: asyncpg.Pool | None = None
         self._mode: Mode | None = None
         self._stack = contextlib.AsyncExitStack()
-        self._cache: RedisSink | None = None
+        self._cache: CacheReader | None = None
         self._ingest: IngestWriter | None = None
         self._broker: BrokerIngest | None = None
         self._keys: KeyChecker | None = None
@@ -184,19 +186,24 @@ class Api:
             max_inactive_connection_lifetime=300,
         )
         self._stack.push_async_callback(self._pool.close)
+        cache_writer: CacheWriter | None = None
         if s.redis.enabled:
+            timeout_s = min(s.redis.timeout_s, 0.5)  # a read must not wait long
             self._cache = await self._stack.enter_async_context(
-                RedisSink(
+                CacheReader(s.redis.url, prefix=s.redis.prefix, timeout_s=timeout_s)
+            )
+            cache_writer = await self._stack.enter_async_context(
+                CacheWriter(
                     s.redis.url,
                     window_s=s.redis.window_s,
                     prefix=s.redis.prefix,
-                    timeout_s=min(s.redis.timeout_s, 0.5),  # a read must not wait long
+                    timeout_s=timeout_s,
                     future_skew_s=s.limits.max_future_skew_s,
                 )
             )
         # HTTP submits are a few points each: one statement, not COPY's six round trips.
         db = await self._stack.enter_async_context(TimescaleSink(s.database, one_statement=True))
-        self._ingest = await self._stack.enter_async_context(IngestWriter(db, self._cache))
+        self._ingest = await self._stack.enter_async_context(IngestWriter(db, cache_writer))
         if s.api.ingest_via == "broker":
             assert s.api.broker is not None  # the settings require it
             fallbacks = self.metrics.broker_fallbacks
