@@ -9,6 +9,8 @@ core.errors'; these are the bridge's.
     ├── RedisUnavailable       the cache did not take a write or answer a read
     │                          (bridge.cache.client): count it and go on; ingest
     │                          never waits for Redis, reads fall back to the database
+    ├── ApiError               (bridge.api.problems) a request the API cannot serve
+    │                          as asked: answered with an RFC 9457 problem document
     └── DatabaseError
         ├── DatabaseUnavailable    cannot reach the server, or it is starting
         │                          or shutting down: transient; retry later

@@ -27,6 +27,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
+from bridge.api.problems import ApiError
 from bridge.batch import Batch
 from bridge.cache.feed import CacheFeed
 from bridge.cache.writer import CacheWriter
@@ -59,7 +60,7 @@ class Problem:
     detail: str
 
 
-class BadBody(Exception):
+class BadBody(ApiError):
     """The body is not readings at all (malformed JSON, wrong shape, too big)."""
 
     def __init__(self, reason: str, detail: str, status: int = 400) -> None:
@@ -165,7 +166,7 @@ def _fail(requests: list[_Request], exc: Exception) -> None:
             request.done.set_exception(exc)
 
 
-class Unavailable(Exception):
+class Unavailable(ApiError):
     """The points could not be committed now; the client should retry."""
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 import asyncpg
 
 from bridge.api import store
+from bridge.api.problems import ApiError
 from bridge.api.store import WIDTH_US, Mode, Resolution, Selection, SeriesBucket
 from bridge.cache.reader import CacheReader
 from bridge.errors import RedisUnavailable
@@ -29,7 +30,7 @@ RAW_PROBE_SPAN_US = 6 * 3_600_000_000  # auto tries raw rows up to this span
 CacheState = Literal["hit", "miss", "bypass", "unavailable"]
 
 
-class TooManyPoints(Exception):
+class TooManyPoints(ApiError):
     """An explicit step=raw over more rows than a response may carry."""
 
 
