@@ -1,6 +1,8 @@
 """The read API as a Litestar app (chosen in bench/bench_http.py: the cheapest
 framework that derives request validation and the OpenAPI document from the
-same declarations). The handlers only translate HTTP to bridge.api.service.
+same declarations). The handlers only translate HTTP to bridge.api.service;
+what goes wrong is answered as a problem document by bridge.api.problems'
+exception handlers.
 
 Routes (all /api/v1 routes need an API key):
 

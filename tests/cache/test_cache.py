@@ -16,6 +16,7 @@ import redis
 import redis.asyncio as aioredis
 
 import bridge.cache.writer as cache_writer
+from bridge.cache.keys import Keys
 from bridge.cache.reader import CacheReader
 from bridge.cache.writer import CacheWriter
 from bridge.errors import RedisUnavailable
@@ -268,6 +269,19 @@ async def test_value_text_is_exact(cache: Cache, client: redis.Redis, value: flo
     assert float(text) == value
     assert await cache.reader.recent("d", "m", NOW, NOW) == [(NOW, repr(value))]
     assert client.hget("bridge:latest:d", "m") == f"{NOW} {value!r}"
+
+
+async def test_the_script_writes_exactly_the_keys_that_keys_names(
+    cache: Cache, client: redis.Redis
+) -> None:
+    await cache.writer.write([Point(NOW, "a:b", "c", 1.0)], NOW)
+    keys = Keys("bridge:")
+    assert set(client.scan_iter("*")) == {
+        keys.latest("a:b"),
+        keys.recent("a:b", "c"),
+        keys.devices,
+        keys.complete_since,
+    }
 
 
 async def test_70_2_stays_70_2(cache: Cache, client: redis.Redis) -> None:
