@@ -7,8 +7,11 @@ with the module each lives in:
 
     BridgeError                (core.errors)
     ├── ConfigError            (core.errors) bad config: stop; fix it
-    ├── RedisUnavailable       (bridge.sink.redis) the cache did not take a write:
-    │                          count it and go on; ingest never waits for Redis
+    ├── RedisUnavailable       the cache did not take a write or answer a read
+    │                          (bridge.cache.client): count it and go on; ingest
+    │                          never waits for Redis, reads fall back to the database
+    ├── ApiError               (bridge.api.problems) a request the API cannot serve
+    │                          as asked: answered with an RFC 9457 problem document
     ├── ProtocolViolation      (bridge.source.mqtt) the broker broke MQTT: drop
     │                          the connection (it is also a ConnectionError, so
     │                          paho treats it as one) and let unacked messages
@@ -35,8 +38,14 @@ __all__ = [
     "DatabaseRejected",
     "DatabaseUnavailable",
     "MigrationError",
+    "RedisUnavailable",
     "TransientDbError",
 ]
+
+
+class RedisUnavailable(BridgeError):
+    """Redis cannot take this write (or answer this read) now. The cache misses
+    this batch (or the read goes to the database); count it and carry on."""
 
 
 class DatabaseError(BridgeError):

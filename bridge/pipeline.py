@@ -34,14 +34,15 @@ import aiomqtt
 from bridge.ack import AckTracker
 from bridge.backoff import Backoff
 from bridge.batch import Batch
+from bridge.cache.feed import CacheFeed
+from bridge.cache.writer import CacheWriter
 from bridge.commit import CommitResult, Committer
 from bridge.config import Settings
 from bridge.db.maintain import maintain_every
+from bridge.errors import RedisUnavailable
 from bridge.health import WorkerHealth
 from bridge.intake import Intake
 from bridge.router import Router
-from bridge.sink.cache_feed import CacheFeed
-from bridge.sink.redis import RedisSink, RedisUnavailable
 from bridge.sink.timescale import TimescaleSink
 from bridge.source.mqtt import MqttSource
 from bridge.telemetry import Metrics
@@ -167,7 +168,7 @@ class Worker:
             )
         async with (
             TimescaleSink(s.database) as db,
-            RedisSink(
+            CacheWriter(
                 s.redis.url,
                 window_s=s.redis.window_s,
                 prefix=s.redis.prefix,

@@ -15,12 +15,16 @@ Every class the project raises on purpose, and the module it lives in:
     ├── TopicError                (core.topics) a topic fits no template
     ├── DeviceError               (edge_agent.collect.modbus) a PLC gave no usable
     │                             answer: the poll failed; count, back off, retry
-    ├── RedisUnavailable          (bridge.sink.redis) the cache did not take a write
+    ├── RedisUnavailable          (bridge.errors) the cache did not take a write or
+    │                             answer a read: count it and go on
+    ├── ApiError                  (bridge.api.problems) a request answered with a
+    │                             problem document (its docstring draws the branch)
     ├── ProtocolViolation         (bridge.source.mqtt) the broker broke MQTT; also
     │                             a ConnectionError: drop the connection
     ├── BrokerError               (bridge.broker.errors) a broker tool failed
     └── DatabaseError             (bridge.errors) the bridge's database:
         ├── DatabaseUnavailable   (bridge.errors) transient; retry later
+        │   └── TransientDbError  (bridge.errors) a batch was not written: retry it
         ├── DatabaseRejected      (bridge.errors) refused: fix the URL or grants
         └── MigrationError        (bridge.errors) the schema cannot be brought up
 

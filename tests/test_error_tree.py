@@ -12,17 +12,6 @@ from core.errors import BridgeError
 
 PACKAGES = ("core", "bridge", "edge_agent")
 
-# Still outside the tree, each being brought in on its own branch of the
-# restructure (issue 12); this list only shrinks.
-NOT_YET = {
-    "bridge.api.ingest.BadBody",
-    "bridge.api.ingest.Unavailable",
-    "bridge.api.series.TooManyPoints",
-    "bridge.api.service.ApiProblem",
-    "bridge.sink.timescale.TransientDbError",
-}
-
-
 def defined_exceptions() -> dict[str, type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
     for name in PACKAGES:
@@ -47,5 +36,4 @@ def test_every_exception_class_is_in_the_tree() -> None:
         assert name in found  # the walk sees every package
     assert "edge_agent.collect.modbus.DeviceError" in found
     outside = {name for name, cls in found.items() if not issubclass(cls, BridgeError)}
-    assert outside - NOT_YET == set(), "outside core.errors.BridgeError's tree"
-    assert NOT_YET - outside == set(), "in the tree now, or gone: drop them from NOT_YET"
+    assert outside == set(), "outside core.errors.BridgeError's tree"

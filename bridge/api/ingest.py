@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from bridge.api.problems import ApiError
 from bridge.batch import Batch
+from bridge.cache.feed import CacheFeed
+from bridge.cache.writer import CacheWriter
 from bridge.commit import Committer
-from bridge.errors import DatabaseUnavailable, TransientDbError
-from bridge.sink.cache_feed import CacheFeed
-from bridge.sink.redis import RedisSink
+from bridge.errors import TransientDbError
 from bridge.sink.timescale import TimescaleSink
 from bridge.telemetry import CommitMetrics
 from core.limits import Limits
@@ -69,7 +70,7 @@ class Problem:
     detail: str
 
 
-class BadBody(Exception):
+class BadBody(ApiError):
     """The body is not readings at all (malformed JSON, wrong shape, too big)."""
 
     def __init__(self, reason: str, detail: str, status: int = 400) -> None:
@@ -187,7 +188,7 @@ def _fail(requests: list[_Request], exc: Exception) -> None:
             request.done.set_exception(exc)
 
 
-class Unavailable(DatabaseUnavailable):
+class Unavailable(ApiError):
     """The points could not be committed now; the client should retry."""
 
 
@@ -208,7 +209,7 @@ class IngestWriter:
     def __init__(
         self,
         db: TimescaleSink,
-        cache: RedisSink | None,
+        cache: CacheWriter | None,
         metrics: CommitMetrics | None = None,
         writers: int = 2,
         max_points: int = 20_000,

@@ -3,11 +3,17 @@
 ``http_request_duration_seconds``, ``cache_hits_total`` and
 ``cache_requests_total`` are the names the seed's monitoring queries use.
 HTTP ingest's commits are counted under the same names as a bridge
-worker's (``commit``: bridge.telemetry.CommitMetrics).
+worker's (``commit``: bridge.telemetry.CommitMetrics). The request histogram
+and counter are kept by the ``timing`` middleware.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from bridge.telemetry import CommitMetrics
@@ -68,3 +74,33 @@ class ApiMetrics:
             ["reason"],
             registry=r,
         )
+
+
+def timing(metrics: ApiMetrics) -> Any:
+    """ASGI middleware: the request histogram and counter, by route template."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def timed(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
+
+            async def sending(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, sending)
+            finally:
+                route = scope.get("path_template") or "unmatched"
+                method = scope.get("method", "")
+                metrics.duration.labels(route, method).observe(time.perf_counter() - started)
+                metrics.requests.labels(route, method, str(status)).inc()
+
+        return timed
+
+    return middleware
