@@ -111,7 +111,14 @@ class Route(Section):
         description="Topic template, e.g. telemetry/{site_id}/{device_id}; {device_id} is "
         "required, {site_id} and {metric} optional. Subscribed as $share/<group>/<filter>."
     )
-    codec: str = Field("seed_json", description="Payload codec: seed_json, flat_json, raw_value.")
+    codec: str = Field(
+        "seed_json", description="Payload codec: seed_json, flat_json, raw_value or mapping."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Options of the mapping codec, e.g. { preset = "tasmota" } (README, '
+        '"Payloads as devices send them"); the other codecs take none.',
+    )
 
 
 def _default_client_id() -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bridge.config import Route
-from core.codec import CODECS, Codec, CodecError, DecodeContext
+from core.codec import Codec, CodecError, DecodeContext, build_codec
 from core.limits import Limits
 from core.topics import TopicError, TopicFields, TopicTemplate
 from core.types import DeadLetter, Point, Reject
@@ -33,12 +33,10 @@ def compile_routes(routes: list[Route], limits: Limits) -> list[tuple[TopicTempl
     """Validates every route; raises ValueError naming the bad one."""
     compiled = []
     for route in routes:
-        codec = CODECS.get(route.codec)
-        if codec is None:
-            raise ValueError(
-                f"route {route.topic!r}: unknown codec {route.codec!r} "
-                f"(known: {', '.join(sorted(CODECS))})"
-            )
+        try:
+            codec = build_codec(route.codec, route.options, limits.max_id_len)
+        except ValueError as exc:
+            raise ValueError(f"route {route.topic!r}: {exc}") from None
         try:
             template = TopicTemplate(route.topic, limits.max_id_len, limits.max_metric_len)
         except ValueError as exc:
@@ -81,6 +79,8 @@ class Router:
             )
             return out
         out.points = decoded.points
+        if decoded.points and decoded.points[0].device_id != out.device_id:
+            out.device_id = decoded.points[0].device_id  # a mapping route's device_path or constant
         if decoded.rejects:
             by_reason: dict[str, list[Reject]] = {}
             for reject in decoded.rejects:
