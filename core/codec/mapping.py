@@ -143,7 +143,18 @@ class MappingCodec:
 class _Walk:
     """One message's decoding: the points and rejects so far, and the leaf budget."""
 
-    __slots__ = ("codec", "ctx", "left", "max_len", "points", "prefix", "rejects", "spec", "window")
+    __slots__ = (
+        "bound",
+        "codec",
+        "ctx",
+        "left",
+        "max_len",
+        "points",
+        "prefix",
+        "rejects",
+        "spec",
+        "window",
+    )
 
     def __init__(self, codec: MappingCodec, ctx: DecodeContext, window: TimeWindow) -> None:
         self.codec = codec
@@ -153,7 +164,10 @@ class _Walk:
         self.max_len = ctx.limits.max_metric_len
         self.points: list[Point] = []
         self.rejects: list[Reject] = []
-        self.left = spec.max_leaves
+        # Leaves (and too_deep subtrees) left to read: max_leaves, and never
+        # more points than a message may hold, so the bound costs the excess
+        # leaves rather than the whole message.
+        self.bound = self.left = min(spec.max_leaves, ctx.limits.max_points_per_message)
         self.prefix = ""
         if spec.topic_metric_prefix and ctx.metric is not None:
             self.prefix = ctx.metric + spec.joiner
@@ -206,22 +220,13 @@ class _Walk:
 
     def leaves(self, obj: Any, prefix: str, depth: int, device: str, when: TimeOf) -> None:
         spec = self.spec
-        joiner = spec.joiner
         pairs = obj.items() if type(obj) is dict else enumerate(obj)
         for key, raw in pairs:
             kind_ = type(raw)
             if kind_ is float or kind_ is int or kind_ is bool:
                 value: object = raw
             elif kind_ is dict or kind_ is list:
-                if depth >= spec.max_depth:
-                    self.rejects.append(
-                        Reject(
-                            "too_deep",
-                            f"{show(prefix + str(key))} nests deeper than {spec.max_depth} levels",
-                        )
-                    )
-                else:
-                    self.leaves(raw, f"{prefix}{key}{joiner}", depth + 1, device, when)
+                self._nested(raw, f"{prefix}{key}", depth, device, when)
                 if self.left < 0:
                     return
                 continue
@@ -232,14 +237,7 @@ class _Walk:
             else:
                 continue  # strings and nulls are not readings
             name = prefix + key if type(key) is str else f"{prefix}{key}"
-            self.left -= 1
-            if self.left < 0:
-                self.rejects.append(
-                    Reject(
-                        "too_many_leaves",
-                        f"more than {spec.max_leaves} leaves; the rest of the message is dropped",
-                    )
-                )
+            if not self.spend():
                 return
             if not self.codec.kept(name):
                 continue
@@ -249,6 +247,31 @@ class _Walk:
                 self.rejects.append(exc.reject)
                 continue
             self.add(device, when, metric, value)
+
+    def _nested(self, obj: Any, name: str, depth: int, device: str, when: TimeOf) -> None:
+        spec = self.spec
+        if depth < spec.max_depth:
+            self.leaves(obj, name + spec.joiner, depth + 1, device, when)
+        elif self.spend():
+            self.rejects.append(
+                Reject("too_deep", f"{show(name)} nests deeper than {spec.max_depth} levels")
+            )
+
+    def spend(self) -> bool:
+        """Takes one from the budget of leaves; False, with one reject for the
+        message, when it is spent."""
+        self.left -= 1
+        if self.left >= 0:
+            return True
+        if self.left == -1:
+            self.rejects.append(
+                Reject(
+                    "too_many_leaves",
+                    f"more than {self.bound} leaves or readings; the rest of the message is "
+                    "dropped",
+                )
+            )
+        return False
 
     def add(self, device: str, when: TimeOf, metric: str, raw: object) -> None:
         """One point, or its reject."""
@@ -287,14 +310,7 @@ class _Walk:
             self.rejects.append(Reject("missing_path", f"items.path {items.path.text!r} {what}"))
             return
         for index, item in enumerate(found):
-            if self.left <= 0:
-                self.rejects.append(
-                    Reject(
-                        "too_many_leaves",
-                        f"more than {self.spec.max_leaves} readings; "
-                        f"items from {index} on are dropped",
-                    )
-                )
+            if self.left < 0:
                 return
             self._item(item, index, device, when)
 
@@ -314,7 +330,8 @@ class _Walk:
         if items.name is None or items.value is None:
             self.readings(item, device, when)
             return
-        self.left -= 1
+        if not self.spend():
+            return
         name = self.find(items.name, item, f"item {index}: items.name")
         if name is None:
             return
