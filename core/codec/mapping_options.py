@@ -60,7 +60,9 @@ class MappingOptions(_Options):
         default_factory=dict, description="Metric name -> path, relative to the readings."
     )
     leaves: bool | None = Field(
-        None, description="Every numeric or boolean leaf is a metric (default: without metrics)."
+        None,
+        description="Every numeric or boolean leaf is a metric (default: unless metrics or "
+        "items.name say what to read).",
     )
     joiner: str = Field(".", min_length=1, max_length=4, description="Joins nested key names.")
     include: list[str] = Field(default_factory=list, description="Leaf names kept (globs).")
@@ -156,11 +158,13 @@ def compile_options(options: Mapping[str, Any], max_id_len: int = 128) -> Spec:
     root = _maybe("root", opts.root)
     device_path = _maybe("device_path", opts.device_path)
     time_path = _maybe("time_path", opts.time_path)
-    not_readings = [  # the time and the device, when they lie among the readings
-        name
-        for name in (_relative_name(p, root, opts.joiner) for p in (time_path, device_path))
-        if name is not None
-    ]
+    # The time and the device are not readings, when they lie among them.
+    found_in_readings = [_relative_name(p, root, opts.joiner) for p in (time_path, device_path)]
+    if items is not None and items.name is None:
+        found_in_readings += [
+            _relative_name(p, None, opts.joiner) for p in (items.time, items.device)
+        ]
+    not_readings = [name for name in found_in_readings if name is not None]
     adjust = {
         name: (opts.scale.get(name, 1.0), opts.offset.get(name, 0.0))
         for name in {*opts.scale, *opts.offset}
@@ -173,7 +177,7 @@ def compile_options(options: Mapping[str, Any], max_id_len: int = 128) -> Spec:
         time_optional=opts.time_optional,
         root=root,
         metrics=metrics,
-        leaves=not metrics if opts.leaves is None else opts.leaves,
+        leaves=_leaves_by_default(opts) if opts.leaves is None else opts.leaves,
         joiner=opts.joiner,
         keep=_globs(opts.include),
         drop=_globs(opts.exclude, not_readings),
@@ -186,6 +190,12 @@ def compile_options(options: Mapping[str, Any], max_id_len: int = 128) -> Spec:
         items=items,
         preset=preset,
     )
+
+
+def _leaves_by_default(opts: MappingOptions) -> bool:
+    """Every leaf is read unless the options name what to read: metrics, or
+    one point per item."""
+    return not opts.metrics and (opts.items is None or opts.items.name is None)
 
 
 def _path(key: str, text: str) -> JsonPath:

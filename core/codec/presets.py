@@ -45,6 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "shelly_gen2": {
         "root": "params",
+        "leaves": True,  # NotifyStatus; NotifyEvent's events are items
         "time_path": "params.ts",
         "exclude": ["events*", "*.id"],
         "items": {
