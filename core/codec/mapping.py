@@ -76,7 +76,8 @@ class MappingCodec:
     def __init__(self, spec: Spec, loads: JsonLoads = FAST_LOADS) -> None:
         self.spec = spec
         self._loads = loads
-        self._kept: dict[str, bool] = {}
+        self.kept_names: dict[str, bool] = {}  # leaf name -> kept, see kept()
+        self.metric_of: dict[str, str] = {}  # leaf name -> its metric, "" if not kept
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], max_id_len: int = 128) -> MappingCodec:
@@ -128,15 +129,15 @@ class MappingCodec:
 
     def kept(self, name: str) -> bool:
         """Whether a leaf name passes include and exclude (cached)."""
-        kept = self._kept.get(name)
+        kept = self.kept_names.get(name)
         if kept is None:
             spec = self.spec
             kept = (spec.keep is None or spec.keep.match(name) is not None) and (
                 spec.drop is None or spec.drop.match(name) is None
             )
-            if len(self._kept) >= _KEPT_MAX:
-                self._kept.clear()
-            self._kept[name] = kept
+            if len(self.kept_names) >= _KEPT_MAX:
+                self.kept_names.clear()
+            self.kept_names[name] = kept
         return kept
 
 
@@ -147,6 +148,7 @@ class _Walk:
         "bound",
         "codec",
         "ctx",
+        "exhausted",
         "left",
         "max_len",
         "points",
@@ -168,6 +170,7 @@ class _Walk:
         # more points than a message may hold, so the bound costs the excess
         # leaves rather than the whole message.
         self.bound = self.left = min(spec.max_leaves, ctx.limits.max_points_per_message)
+        self.exhausted = False
         self.prefix = ""
         if spec.topic_metric_prefix and ctx.metric is not None:
             self.prefix = ctx.metric + spec.joiner
@@ -218,8 +221,17 @@ class _Walk:
                     Reject("bad_value", f"the readings are {kind(obj)}, not an object or array")
                 )
 
-    def leaves(self, obj: Any, prefix: str, depth: int, device: str, when: TimeOf) -> None:
+    def leaves(self, obj: Any, prefix: str, depth: int, device: str, when: TimeOf) -> None:  # noqa: PLR0912
+        # The hot loop of most routes, kept in one function (calls cost): a
+        # finite float under a known kept name with no time problem and no
+        # adjustment becomes a point here; anything else takes add().
         spec = self.spec
+        strings = spec.on_off or spec.numeric_strings
+        metrics = self.codec.metric_of if not self.prefix else {}
+        max_len = self.max_len
+        time_us, time_error = when
+        fast = time_error is None and not spec.adjust
+        points = self.points
         pairs = obj.items() if type(obj) is dict else enumerate(obj)
         for key, raw in pairs:
             kind_ = type(raw)
@@ -230,23 +242,41 @@ class _Walk:
                 if self.left < 0:
                     return
                 continue
-            elif kind_ is str and (spec.on_off or spec.numeric_strings):
+            elif kind_ is str and strings:
                 value = _from_string(raw, spec.on_off, spec.numeric_strings)
                 if value is None:
                     continue
             else:
                 continue  # strings and nulls are not readings
             name = prefix + key if type(key) is str else f"{prefix}{key}"
-            if not self.spend():
+            self.left -= 1
+            if self.left < 0:
+                self.out_of_leaves()
                 return
-            if not self.codec.kept(name):
-                continue
-            try:
-                metric = metric_name(self.prefix + name if self.prefix else name, self.max_len)
-            except Rejected as exc:
-                self.rejects.append(exc.reject)
-                continue
-            self.add(device, when, metric, value)
+            metric = metrics.get(name)
+            if metric is None or len(metric) > max_len:
+                try:
+                    metric = self.metric(name)
+                except Rejected as exc:
+                    self.rejects.append(exc.reject)
+                    continue
+            if not metric:
+                continue  # not kept
+            if fast and kind_ is float and raw - raw == 0.0:
+                points.append(new_point(Point, (time_us, device, metric, raw)))
+            else:
+                self.add(device, when, metric, value)
+
+    def metric(self, name: str) -> str:
+        """The metric of a leaf name, "" when it is not kept; raises Rejected.
+        Names without a topic prefix are remembered (MappingCodec.metric_of)."""
+        codec = self.codec
+        metric = metric_name(self.prefix + name, self.max_len) if codec.kept(name) else ""
+        if not self.prefix:
+            if len(codec.metric_of) >= _KEPT_MAX:
+                codec.metric_of.clear()
+            codec.metric_of[name] = metric
+        return metric
 
     def _nested(self, obj: Any, name: str, depth: int, device: str, when: TimeOf) -> None:
         spec = self.spec
@@ -258,12 +288,17 @@ class _Walk:
             )
 
     def spend(self) -> bool:
-        """Takes one from the budget of leaves; False, with one reject for the
-        message, when it is spent."""
+        """Takes one from the budget of leaves; False when it is spent."""
         self.left -= 1
         if self.left >= 0:
             return True
-        if self.left == -1:
+        self.out_of_leaves()
+        return False
+
+    def out_of_leaves(self) -> None:
+        """The one reject of a message whose leaves exceed the bound."""
+        if not self.exhausted:
+            self.exhausted = True
             self.rejects.append(
                 Reject(
                     "too_many_leaves",
@@ -271,7 +306,6 @@ class _Walk:
                     "dropped",
                 )
             )
-        return False
 
     def add(self, device: str, when: TimeOf, metric: str, raw: object) -> None:
         """One point, or its reject."""
