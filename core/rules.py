@@ -15,6 +15,7 @@ each point: metric name, value, time; the first failure names the reason.
     no_points           x
     no_metric           x
     missing_path        x (device)                   x (metric, time)
+    path_error          x (device)                   x
     bad_device          x
     too_deep                                         x
     too_many_leaves                                  x

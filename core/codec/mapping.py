@@ -15,22 +15,25 @@ Options (core.codec.mapping_options; presets in core.codec.presets) say:
 
 Decode keeps the contract of every codec (core.codec): ``Decoded`` or
 ``CodecError``, nothing else. The whole message fails only when it is not
-JSON, is too large, or its device is missing or invalid (``missing_path``,
-``bad_device``). Everything else costs only the readings it touches, each a
+JSON, is too large, holds no reading at all (``no_points``), or its device
+is missing or invalid (``missing_path``, ``path_error``, ``bad_device``). Everything else costs only the readings it touches, each a
 ``Reject``: a metric path that finds nothing (``missing_path``), an expression
 that fails on this document (``path_error``), a value that is not a number
 (``bad_value``, ``non_finite_value``), a bad or missing time (``bad_timestamp``,
 ``missing_path``, ``time_in_future``, ``time_too_old``), an object nested
 deeper than ``max_depth`` (``too_deep``, one per subtree), and the leaves past
-``max_leaves`` (``too_many_leaves``, once). Values, names and times pass the
+``max_leaves`` or the message's point limit (``too_many_leaves``, once: the
+bound costs the excess, not the message). Values, names and times pass the
 rules every codec shares (core.rules).
 
 The device id in a payload is trusted as the route's configuration says:
 the broker's ACL vouches only for the topic, so ``device_path`` belongs on
 routes whose publishers may speak for others (a gateway).
 
-A small cache maps leaf names to whether they are kept; it holds facts about
-names only and is emptied when full, like the rules' metric-name cache.
+Two small caches per route map leaf names to whether they are kept and to
+their validated metric; they hold facts about names only and are emptied
+when full, like the rules' metric-name cache, so decoding stays stateless in
+effect and one instance serves a worker.
 """
 
 from __future__ import annotations
@@ -205,6 +208,8 @@ class _Walk:
         """The points of one object of readings: named metrics, then leaves."""
         spec = self.spec
         for name, path in spec.metrics:
+            if not self.spend():
+                return
             try:
                 metric = metric_name(self.prefix + name, self.max_len)
             except Rejected as exc:

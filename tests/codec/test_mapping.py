@@ -258,3 +258,15 @@ def test_a_preset_route_loads(tmp_path: Path) -> None:
     )
     settings = load_settings(config)
     assert settings.mqtt.routes[0].options == {"preset": "zigbee2mqtt"}
+
+
+def test_named_metrics_of_many_items_count_against_the_bound() -> None:
+    payload = b'{"r": [' + b",".join(b'{"a": 1, "b": 2}' for _ in range(10)) + b"]}"
+    got = decode(
+        payload,
+        limits=Limits(max_points_per_message=5),
+        items={"path": "r"},
+        metrics={"a": "a", "b": "b"},
+    )
+    assert [p.metric for p in got.points] == ["a", "b", "a", "b", "a"]
+    assert reasons(got) == ["too_many_leaves"]
