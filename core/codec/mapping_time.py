@@ -94,7 +94,7 @@ def _epoch(raw: object, fmt: str) -> int:
     if type(raw) is float and math.isfinite(raw):
         if fmt == "epoch_ns":
             return int(raw) // 1_000
-        whole = int(raw)  # exact, and the fraction too: no float holds µs past 2**53
+        whole = int(raw)  # exact; the fraction is rounded to the µs
         return whole * _UNIT_US[fmt] + round((raw - whole) * _UNIT_US[fmt])
     raise Rejected("bad_timestamp", f"timestamp {show(raw)} is not a number ({fmt})")
 
