@@ -67,6 +67,8 @@ class Router:
             )
             return out
         out.points = decoded.points
+        if decoded.points and decoded.points[0].device_id != out.device_id:
+            out.device_id = decoded.points[0].device_id  # a mapping route's device_path or constant
         if decoded.rejects:
             by_reason: dict[str, list[Reject]] = {}
             for reject in decoded.rejects:

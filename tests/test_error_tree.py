@@ -12,6 +12,7 @@ from core.errors import BridgeError
 
 PACKAGES = ("core", "bridge", "edge_agent")
 
+
 def defined_exceptions() -> dict[str, type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
     for name in PACKAGES:
