@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK := scripts/stack.sh
 
-.PHONY: run test services stop status lint typecheck bench clean help
+.PHONY: run test services stop status lint typecheck bench bench-peers clean help
 
 help:
 	@echo "make run        start the local stack (Mosquitto, PostgreSQL, Redis), apply the schema, run the bridge and a simulated fleet"
@@ -14,7 +14,8 @@ help:
 	@echo "make services   start the local stack only"
 	@echo "make stop       stop every project instance (dev and test)"
 	@echo "make status     show what is running"
-	@echo "make bench      decoder, Redis, end-to-end ingest, edge agent and read API (quick) benchmarks (results in bench/results/)"
+	@echo "make bench      decoder, Redis, end-to-end ingest, edge agent, read API (quick) and peers benchmarks (results in bench/results/)"
+	@echo "make bench-peers  the bridge side by side with Node-RED and a naive bridge (installs them from npm on first use)"
 
 $(STAMP): pyproject.toml scripts/venv.sh
 	@scripts/venv.sh
@@ -60,6 +61,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_edge.py
 	@command -v wrk >/dev/null || $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python bench/bench_api.py --quick
+	$(MAKE) bench-peers
+
+bench-peers: $(STAMP)
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/bench_peers.py
 
 clean: stop
 	rm -rf .stack $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache .grimp_cache
