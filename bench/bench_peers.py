@@ -85,6 +85,8 @@ def run_phase(svc: Services, name: str, phase: str, rnd: int, sizes: Sizes) -> d
 
 
 def headline(phase: str, r: dict[str, Any]) -> str:
+    if phase == "kill" and not r.get("kill_landed_mid_drain", True):
+        return f"the kill landed after all {r['points']:,} points were stored: no finding"
     if phase == "kill":
         return (
             f"killed at {r.get('killed_at_points', 0):,} rows; after restart {r['stored']:,}"

@@ -97,17 +97,19 @@ class Watch:
             )
         return self.n
 
-    def until(self, target: int, stall_s: float, alive: bool = True) -> bool:
-        """Polls until `target` rows or no progress for stall_s; True when reached."""
+    def until(self, target: int, stall_s: float, fast: bool = False) -> bool:
+        """Polls until `target` rows or no progress for stall_s; True when reached.
+        `fast` polls back to back: a kill must land before a contender that
+        stores a backlog in a few large commits has finished (the kill phase
+        measures losses, not speed, so the polling's load does not matter)."""
         last_n, last_change = -1, time.monotonic()
         while self.poll() < target:
             if self.n != last_n:
                 last_n, last_change = self.n, time.monotonic()
             elif time.monotonic() - last_change > stall_s:
                 return False
-            if alive:
-                self.c.check_alive()
-            time.sleep(self._pause(target))
+            self.c.check_alive()
+            time.sleep(POLL_S / 25 if fast else self._pause(target))
         return True
 
     def _pause(self, target: int) -> float:
@@ -245,7 +247,7 @@ def backlog(
         watch = Watch(rows, c, f"{name} {'kill' if kill_at else 'drain'}", total, t0)
         hwm = 0.0
         if kill_at is not None:
-            watch.until(int(kill_at * total), stall_s)
+            watch.until(int(kill_at * total), stall_s, fast=True)
             hwm = status_mb(c.pid, "VmHWM")
             c.kill()
             out["killed_at_points"] = watch.poll()
