@@ -130,6 +130,7 @@ def summarize(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             s[figure] = [r.get(key) for r in phases.get(phase, [])]
         s["kill_missing_points"] = [r["missing"] for r in phases.get("kill", [])]
         s["kill_duplicated_points"] = [r["duplicated"] for r in phases.get("kill", [])]
+        s["kill_landed_mid_drain"] = [r["kill_landed_mid_drain"] for r in phases.get("kill", [])]
         s["rss_peak_mb"] = max(
             (r["rss_peak_mb"] for rs in phases.values() for r in rs), default=None
         )
@@ -247,7 +248,7 @@ def main() -> None:
         out = RESULTS_DIR / f"{prefix}.json"
         out.write_text(json.dumps(results, indent=1) + "\n")
         pngs = plot(runs, RESULTS_DIR, prefix)
-        print_ratios(results["ratios_bridge_to_peer"])
+        print_ratios(results["ratios_bridge_to_peer"], summary)
         print(f"wrote {out} and {len(pngs)} plots ({results['elapsed_s']:.0f}s)")
     finally:
         end_children()
@@ -266,16 +267,32 @@ def end_children() -> None:
                 child.join(10)
 
 
-def print_ratios(table: dict[str, Any]) -> None:
+def print_ratios(table: dict[str, Any], summary: dict[str, Any]) -> None:
     for peer, figures in table.items():
-        print(f"  bridge / {peer}:")
-        for figure, r in figures.items():
-            shown = (
-                "n/a"
-                if r is None
-                else f"{r['ratio']:.2f}x (range {r['range'][0]:.2f}-{r['range'][1]:.2f})"
+        shown = [
+            f"    {figure:<36} {r['ratio']:.2f}x (range {r['range'][0]:.2f}-{r['range'][1]:.2f})"
+            for figure, r in figures.items()
+            if r is not None
+        ]
+        if shown:
+            print(f"  bridge / {peer}:", *shown, sep="\n")
+    kills = {n: s for n, s in summary.items() if s["kill_missing_points"]}
+    if kills:
+        print("  kill -9 mid-drain, then restart (missing / duplicated points per round):")
+        for name, s in kills.items():
+            rounds = zip(
+                s["kill_missing_points"],
+                s["kill_duplicated_points"],
+                s["kill_landed_mid_drain"],
+                strict=True,
             )
-            print(f"    {figure:<36} {shown}")
+            print(
+                f"    {name:<18}"
+                + ", ".join(
+                    f"{m:,} / {d:,}" + ("" if mid else " (kill too late: no finding)")
+                    for m, d, mid in rounds
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -236,6 +236,7 @@ def backlog(
     rows = Rows(svc.db_url(db))
     out: dict[str, Any] = {"messages": messages, "points": total}
     try:
+        print(f"      queuing {messages:,} messages for {name}'s session ...", flush=True)
         publisher = Publisher(_spec("single", messages, devices, svc.ports.mqtt))
         publisher.start()
         publisher.get("done", 600)
