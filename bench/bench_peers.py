@@ -26,8 +26,9 @@ peer .. max bridge / min peer). Plots: throughput over time per contender.
 
     .venv/bin/python bench/bench_peers.py [--quick] [--only bridge,naive] [--phases drain,kill]
 
-Writes bench/results/peers.json and peers-*.png (--quick: peers-quick.json and
-peers-quick-*.png, ignored by git: smoke tests, not figures).
+Writes bench/results/peers.json and peers-*.png; --quick writes peers-quick.*,
+and a run of fewer contenders, phases or rounds peers-partial.* (both ignored
+by git: smoke tests and probes, not figures).
 """
 
 from __future__ import annotations
@@ -204,7 +205,13 @@ def run_rounds(svc: Services, args: argparse.Namespace) -> dict[str, dict[str, l
 
 def main() -> None:
     args = parse_args()
-    prefix = "peers-quick" if args.quick else "peers"
+    complete = (
+        args.names == list(contenders.NAMES)
+        and args.phase_list == list(PHASES)
+        and args.rounds >= FULL.rounds
+    )
+    # Only a full run of everything writes the figures that count.
+    prefix = "peers-quick" if args.quick else ("peers" if complete else "peers-partial")
 
     def on_term(*_: object) -> None:
         raise KeyboardInterrupt
