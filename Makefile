@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK := scripts/stack.sh
 
-.PHONY: run test services stop status lint typecheck bench bench-peers clean help
+.PHONY: run test services stop status lint typecheck bench bench-peers bench-burst clean help
 
 help:
 	@echo "make run        start the local stack (Mosquitto, PostgreSQL, Redis), apply the schema, run the bridge and a simulated fleet"
@@ -16,6 +16,7 @@ help:
 	@echo "make status     show what is running"
 	@echo "make bench      decoder, Redis, end-to-end ingest, edge agent, read API (quick) and peers benchmarks (results in bench/results/)"
 	@echo "make bench-peers  the bridge side by side with Node-RED and a naive bridge (installs them from npm on first use)"
+	@echo "make bench-burst  the seed's burst scenario, open loop, on both HTTP ingest routes"
 
 $(STAMP): pyproject.toml scripts/venv.sh
 	@scripts/venv.sh
@@ -66,6 +67,10 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/bench_peers.py
+
+bench-burst: $(STAMP)
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/bench_burst.py
 
 clean: stop
 	rm -rf .stack $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache .grimp_cache

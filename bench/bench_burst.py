@@ -23,8 +23,9 @@ bridge's health port 42108, the API 42180.
 
     .venv/bin/python bench/bench_burst.py [--quick] [--routes database,broker] [--burst-rate N]
 
-Writes bench/results/burst.json (--quick: burst-quick.json, a shortened
-schedule: a smoke test, ignored by git).
+Writes bench/results/burst.json and burst-latency.png, a latency CDF per
+phase and route (--quick or --burst-rate: burst-quick.*, a smoke test,
+ignored by git).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import asyncpg
 import bench_api
 import orjson
 from burst_load import Outcome, Phase, phase_summary, run_open_loop
+from burst_plot import latency_cdf
 from services import DISTURBED, CpuMeter, Ports, Services, machine_info
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -148,7 +150,10 @@ def exactly_once(outcomes: list[Outcome], stored: dict[str, int]) -> dict[str, A
     }
 
 
-def run_route(svc: Services, route: str, phases: list[Phase]) -> dict[str, Any]:
+def run_route(
+    svc: Services, route: str, phases: list[Phase], kept: dict[str, list[Outcome]]
+) -> dict[str, Any]:
+    """One route's run; its outcomes go into `kept` (for the plot)."""
     bridge, api, token, db = deploy(svc, route)
     try:
         meter = CpuMeter(
@@ -164,6 +169,7 @@ def run_route(svc: Services, route: str, phases: list[Phase]) -> dict[str, Any]:
             run_open_loop("127.0.0.1", API_PORT, phases, request_factory(route, token))
         )
         cpu = meter.stop()
+        kept[route] = outcomes
         accepted = sum(1 for o in outcomes if o.status == 202)
         stored = settle(svc.db_url(db), accepted * POINTS_PER_READING, bridge)
     finally:
@@ -234,9 +240,10 @@ def main() -> None:
         asyncio.run(svc.drop_db("burst_probe"))
         info = machine_info(svc, mode, ["asyncpg", "orjson"])
         by_route = {}
+        outcomes: dict[str, list[Outcome]] = {}
         for route in routes:
             print(f"  ingest_via = {route} ...", flush=True)
-            by_route[route] = run_route(svc, route, phases)
+            by_route[route] = run_route(svc, route, phases, outcomes)
             print_route(by_route[route])
         results = {
             "what": "the seed's burst scenario (Artillery phases), open loop, POST "
@@ -250,9 +257,11 @@ def main() -> None:
             "elapsed_s": round(time.monotonic() - began, 1),
         }
         RESULTS_DIR.mkdir(exist_ok=True)
-        out = RESULTS_DIR / ("burst-quick.json" if args.quick else "burst.json")
+        name = "burst-quick" if args.quick or args.burst_rate else "burst"
+        out = RESULTS_DIR / f"{name}.json"
         out.write_text(json.dumps(results, indent=1, default=str) + "\n")
-        print(f"wrote {out} ({results['elapsed_s']:.0f}s)")
+        png = latency_cdf(outcomes, RESULTS_DIR / f"{name}-latency.png")
+        print(f"wrote {out} and {png.name} ({results['elapsed_s']:.0f}s)")
     finally:
         bench_api.stop_all(list(bench_api._children))
         svc.stop()
