@@ -3,8 +3,9 @@
 Arrival i of a phase is due at phase start + i / rate, whatever the server
 does: a slow answer never delays the next arrival (a closed loop would, and
 would hide the server's worst moments: coordinated omission). Each arrival
-takes an idle keep-alive connection or opens a new one (up to
-``max_connections``; past that it waits for one, and that wait counts).
+takes an idle keep-alive connection (one idle for less than IDLE_MAX_S) or
+opens a new one (up to ``max_connections``; past that it waits for one, and
+that wait counts).
 
 Latency is measured from the arrival's due time, so time spent waiting for a
 connection, or because this process fell behind, is in it. An arrival whose
@@ -26,6 +27,10 @@ from dataclasses import dataclass, field
 
 LATE_S = 0.010
 TIMEOUT_S = 30.0
+# An idle connection older than this is closed rather than reused: uvicorn
+# closes keep-alive connections idle for 5 s, and a request written into one
+# it just closed would be lost to the client, not to the server.
+IDLE_MAX_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -50,17 +55,24 @@ class Pool:
     host: str
     port: int
     max_connections: int
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+    # (reader, writer, idle since): the most recently freed is reused first.
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = field(
+        default_factory=list
+    )
     open: int = 0
     opened_total: int = 0
     freed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         async with self.freed:
-            while not self.idle and self.open >= self.max_connections:
+            while True:
+                self._close_stale()
+                if self.idle or self.open < self.max_connections:
+                    break
                 await self.freed.wait()
             if self.idle:
-                return self.idle.pop()
+                reader, writer, _ = self.idle.pop()
+                return reader, writer
             self.open += 1
             self.opened_total += 1
         try:
@@ -69,9 +81,20 @@ class Pool:
             await self.drop(None)
             raise
 
+    def _close_stale(self) -> None:
+        now = time.monotonic()
+        keep = []
+        for reader, writer, since in self.idle:
+            if reader.at_eof() or now - since > IDLE_MAX_S:
+                writer.close()
+                self.open -= 1
+            else:
+                keep.append((reader, writer, since))
+        self.idle[:] = keep
+
     async def give(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
         async with self.freed:
-            self.idle.append(conn)
+            self.idle.append((conn[0], conn[1], time.monotonic()))
             self.freed.notify()
 
     async def drop(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
@@ -82,7 +105,7 @@ class Pool:
             self.freed.notify()
 
     def close(self) -> None:
-        for _, writer in self.idle:
+        for _, writer, _ in self.idle:
             writer.close()
 
 
