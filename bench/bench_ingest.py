@@ -158,7 +158,9 @@ class Bridge:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
         # Another checkout's bridge (its own .venv) when compare_ingest.py says so.
         root = _options.get("bridge_root") or ROOT
-        python = root / ".venv" / "bin" / "python" if _options.get("bridge_root") else sys.executable
+        python = (
+            root / ".venv" / "bin" / "python" if _options.get("bridge_root") else sys.executable
+        )
         argv = [str(python), "-m", "bridge.cli", "--config", str(self.config)]
         argv += ["run", "--workers", str(self.workers)]
         with self.log_path.open("ab") as log:

@@ -94,7 +94,9 @@ def main() -> None:
         svc.stop()
     ratios: dict[str, dict[str, float]] = {}
     for key in runs["after"][0]:
-        pairs = [a[key] / b[key] for a, b in zip(runs["after"], runs["before"], strict=True) if b[key]]
+        pairs = [
+            a[key] / b[key] for a, b in zip(runs["after"], runs["before"], strict=True) if b[key]
+        ]
         if pairs:
             ratios[key] = {
                 "mean": round(statistics.fmean(pairs), 3),

@@ -228,7 +228,9 @@ class Services:
         self.timescaledb = Path("/usr/lib/postgresql/15/lib/timescaledb.so").exists()
         self.postmaster = 0
         self.extra_pg_settings = list(pg_settings)
-        self.bridge_root: Path | None = None  # another checkout's bridge migrates (compare_ingest.py)
+        self.bridge_root: Path | None = (
+            None  # another checkout's bridge migrates (compare_ingest.py)
+        )
         self.pg_settings: list[str] = []
         self.mosquitto_conf: list[str] = []
 
