@@ -30,7 +30,6 @@ import random
 import time
 from collections.abc import Awaitable, Iterator
 
-import aiomqtt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.ack import AckTracker, Ticket
@@ -43,7 +42,7 @@ from bridge.router import Router, internal_error
 from bridge.sink.cache_feed import CacheFeed
 from bridge.sink.redis import RedisSink, RedisUnavailable
 from bridge.sink.timescale import TimescaleSink, TransientDbError
-from bridge.source.mqtt import MqttSource
+from bridge.source.session import Session
 from bridge.telemetry import Metrics
 from core import http
 from core.types import DeadLetter, Point
@@ -80,12 +79,22 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.router = Router(settings.mqtt.routes, settings.limits)
         self.filters = [f"$share/{settings.mqtt.group}/{f}" for f in self.router.filters]
-        self.tracker = AckTracker(self._send_acks)
+        self.tracker = AckTracker()
         self.batcher = Batcher(
             settings.batch.max_points, settings.batch.max_delay_ms / 1000, self._enqueue
         )
         self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._source: MqttSource | None = None
+        self._max_queued = settings.batch.max_queued  # then reads pause: backpressure
+        self.session = Session(
+            settings.mqtt,
+            self.client_id,
+            self.filters,
+            self._on_message,
+            on_connection=self.tracker.new_connection,
+            on_state=self._mqtt_state,
+            on_reconnect=self.metrics.mqtt_reconnects.inc,
+            on_fault=lambda kind: self.metrics.mqtt_faults.labels(kind).inc(),
+        )
         self._taking = True
         self._stop = asyncio.Event()
         self._connected = asyncio.Event()
@@ -135,6 +144,8 @@ class Worker:
 
     def _enqueue(self, batch: Batch) -> None:
         self._queue.put_nowait(batch)
+        if self._queue.qsize() >= self._max_queued:
+            self.session.pause_reading()
         self._count_received()
 
     def _count_received(self) -> None:
@@ -142,14 +153,12 @@ class Worker:
         self.metrics.points_received.inc(self._points_received)
         self._messages_received = self._points_received = 0
 
-    def _send_acks(self, mids: list[int]) -> None:
-        if self._source is not None:
-            self._source.ack(mids)
-
     # ------------------------------------------------------------ writing
     async def _writer(self, db: TimescaleSink) -> None:
         while True:
             item = await self._queue.get()
+            if self._queue.qsize() < self._max_queued:
+                self.session.resume_reading()
             if item is _STOP:
                 return
             assert isinstance(item, Batch)
@@ -211,52 +220,14 @@ class Worker:
 
     # ------------------------------------------------------------ MQTT
     async def _mqtt(self, retire: bool) -> None:
-        backoff = Backoff(self.settings.mqtt.reconnect_min_s, self.settings.mqtt.reconnect_max_s)
-        first = True
-        where = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
-        while not self._stop.is_set():
-            source = MqttSource(self.settings.mqtt, self.client_id, self._on_message)
-            self._source = source
-            self.tracker.new_connection()
-            try:
-                await source.connect()
-            except aiomqtt.MqttError as exc:
-                delay = backoff.delay()
-                log.warning(
-                    "cannot connect to MQTT broker %s as %s: %s; retry in %.1fs",
-                    where,
-                    self.client_id,
-                    exc,
-                    delay,
-                )
-                await _wait(self._stop.wait(), delay)
-                continue
-            backoff.reset()
-            if not first:
-                self.metrics.mqtt_reconnects.inc()
-            first = False
-            log.info(
-                "connected to %s as %s (session %s)",
-                where,
-                self.client_id,
-                "resumed" if source.session_present else "new",
-            )
-            try:
-                if retire:
-                    await source.unsubscribe(self.filters)
-                else:
-                    await source.subscribe(self.filters)
-                self._connected.set()
-                self.metrics.mqtt_connected.set(1)
-                await _first(source.closed(), self._stop.wait())
-            except aiomqtt.MqttError as exc:
-                log.warning("MQTT: %s", exc)
-            finally:
-                self._connected.clear()
-                self.metrics.mqtt_connected.set(0)
-            if not self._stop.is_set():
-                log.warning("lost the connection to %s; reconnecting", where)
-                await asyncio.sleep(backoff.delay())
+        await self.session.run(self._stop, retire)
+
+    def _mqtt_state(self, connected: bool) -> None:
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        self.metrics.mqtt_connected.set(int(connected))
 
     # ------------------------------------------------------------ upkeep
     async def _maintain(self) -> None:
@@ -400,8 +371,7 @@ class Worker:
         deadline = time.monotonic() + min(2.0, grace)
         while self._feed is not None and not self._feed.idle and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        if self._source is not None:
-            await self._source.close(end_session=end_session)
+        await self.session.close(end_session=end_session)
         log.info("stopped%s", "; session ended" if end_session else "")
 
 
@@ -421,15 +391,6 @@ def _fewer_gc_passes() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*saved)
-
-
-async def _first(*aws: Awaitable[object]) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
 
 
 async def _wait(aw: Awaitable[object], timeout: float) -> None:

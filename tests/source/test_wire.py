@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.source.mqtt import ProtocolViolation, PublishSplitter
+from bridge.source.wire import ProtocolViolation, PublishSplitter
 
 CONNACK = b"\x20\x03\x01\x00\x00"  # session present, success, no properties
 PINGRESP = b"\xd0\x00"
