@@ -110,10 +110,9 @@ class Session:
 
     async def _serve(self, source: MqttSource, stop: asyncio.Event, retire: bool) -> None:
         try:
-            if retire:
-                await source.unsubscribe(self.filters)
-            else:
-                await source.subscribe(self.filters)
+            request = source.unsubscribe if retire else source.subscribe
+            if not await _unless_closed(request(self.filters), source):
+                return  # dropped before SUBACK: no point waiting for it
             self._on_state(True)
             await _first(source.closed(), stop.wait())
         except aiomqtt.MqttError as exc:
@@ -143,6 +142,23 @@ async def _first(*aws: Awaitable[object]) -> None:
     finally:
         for t in tasks:
             t.cancel()
+
+
+async def _unless_closed(aw: Awaitable[object], source: MqttSource) -> bool:
+    """Awaits ``aw`` unless the connection drops first; False if it did."""
+    request = asyncio.ensure_future(aw)
+    closed = asyncio.ensure_future(source.closed())
+    try:
+        await asyncio.wait([request, closed], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closed.cancel()
+    if request.done():
+        request.result()
+        return True
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+        await request
+    return False
 
 
 async def _wait(aw: Awaitable[object], timeout: float) -> None:
