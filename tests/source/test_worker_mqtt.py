@@ -189,7 +189,8 @@ async def test_the_same_poison_message_delivered_twice_is_one_dead_letter(
     plain_db: str, redis_url: str
 ) -> None:
     async with ScriptedBroker() as broker:
-        async with running(Worker(settings(broker.port, plain_db, redis_url))):
+        worker = Worker(settings(broker.port, plain_db, redis_url))
+        async with running(worker):
             first = await broker.accept()
             first.send(publish(TOPIC, b"{not json", mid=5))
             await first.expect(PUBACK)  # committed and acked...
