@@ -74,6 +74,15 @@ def check_internals() -> None:
         raise _changed(f"{type(exc).__name__}: {exc}") from exc
 
 
+def check_internals_at_startup() -> None:
+    """``check_internals`` for a caller with no event loop running (the CLI)."""
+
+    async def check() -> None:
+        check_internals()
+
+    asyncio.run(check())
+
+
 def _changed(what: str) -> MqttInternalsChanged:
     verified = ", ".join(f"{name} {v}" for name, v in VERIFIED.items())
     return MqttInternalsChanged(

@@ -11,6 +11,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bridge.cli import main
 from bridge.config import MqttSettings
 from bridge.source.internals import MqttInternalsChanged, check_internals
 from bridge.source.mqtt import MqttSource
@@ -71,3 +72,18 @@ async def test_a_closed_source_delivers_nothing_and_releases_its_socket() -> Non
         source.ack([1])  # nothing is sent on a closed source
     assert got == [1]
     assert peer.acked() == []
+
+
+def test_bridge_run_refuses_to_start_on_a_changed_paho_with_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def reconnect(self: paho.Client) -> paho.MQTTErrorCode:
+        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    monkeypatch.setattr(paho.Client, "reconnect", reconnect)
+    monkeypatch.delenv("BRIDGE_CONFIG", raising=False)
+    assert main(["run"]) == 1
+    error = capsys.readouterr().err
+    assert "bridge: error: the MQTT libraries do not behave" in error
+    assert "paho-mqtt 2.2.0" in error
+    assert "Traceback" not in error
