@@ -12,10 +12,12 @@ Invariants:
     failed, a read that raised), and once ``close`` has begun the source
     delivers nothing more and sends no ack.
   * At most ``receive_maximum`` delivered messages are unacked: the bridge
-    checks it itself (bridge/source/wire.py) rather than trust the broker.
+    checks it itself (bridge/source/wire.py) rather than trust the broker,
+    which is seen to exceed it (Mosquitto 2.0.11, on session resume).
   * ``pause_reading`` stops reading the socket (backpressure: nothing is
     dropped, the broker and TCP hold the rest); ``resume_reading`` reads on.
-    While paused, the keepalive clock is kept fresh: the broker is not
+    The same happens while a broker over Receive Maximum waits for acks.
+    While not reading, the keepalive clock is kept fresh: the broker is not
     silent, we are not listening.
   * Received PUBLISH bytes count as traffic for paho's keepalive.
 
@@ -111,6 +113,7 @@ class MqttSource:
         self._closing = False
         self._splitter: PublishSplitter | None = None
         self._paused_tick: asyncio.TimerHandle | None = None
+        self._reader_removed = False  # by us: the splitter is blocked
         self._client = aiomqtt.Client(
             settings.host,
             settings.port,
@@ -135,6 +138,7 @@ class MqttSource:
                 receive_maximum=settings.receive_maximum,
                 on_fault=on_fault,
                 on_traffic=self._traffic,
+                on_blocked=self._sync_reader,
             )
             if self._closing:
                 splitter.stop_delivery()
@@ -175,38 +179,46 @@ class MqttSource:
         """PUBACKs these packet ids, in this order, in one write: a batch's acks
         cost one system call, not one each. Nothing once closing."""
         # On a dead connection this fails quietly; the broker redelivers.
-        if mids and not self._closing and self._splitter is not None:
+        splitter = self._splitter
+        if mids and not self._closing and splitter is not None:
             data = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
             self._paho._packet_queue(PUBACK, data, 0, 0)
-            self._splitter.acked(len(mids))
+            splitter.acked(len(mids))
+            if self._reader_removed:
+                self._sync_reader()  # the window may have room again
 
     def pause_reading(self) -> None:
         """Stops reading the socket until ``resume_reading``."""
-        splitter = self._splitter
-        if splitter is None or splitter.paused:
-            return
-        splitter.paused = True
-        sock = self._paho._sock
-        if sock is not None:
-            self._loop.remove_reader(sock.fileno())
-        self._paused_tick = self._loop.call_later(PAUSED_TICK_S, self._tick_while_paused)
+        if self._splitter is not None and not self._splitter.paused:
+            self._splitter.paused = True
+            self._sync_reader()
 
     def resume_reading(self) -> None:
-        splitter = self._splitter
-        if splitter is None or not splitter.paused:
-            return
-        splitter.paused = False
-        if self._paused_tick is not None:
-            self._paused_tick.cancel()
-            self._paused_tick = None
-        sock = self._paho._sock
-        if sock is not None and not self._closing:
-            self._loop.add_reader(sock.fileno(), self._read_ready)
-            self._loop.call_soon(self._read_ready)  # bytes TLS or paho already hold
+        if self._splitter is not None and self._splitter.paused:
+            self._splitter.paused = False
+            self._sync_reader()
 
     @property
     def paused(self) -> bool:
         return self._splitter is not None and self._splitter.paused
+
+    def _sync_reader(self) -> None:
+        """Reads the socket unless the splitter is blocked (paused, or the
+        broker went over Receive Maximum and acks have not made room yet)."""
+        splitter, sock = self._splitter, self._paho._sock
+        if splitter is None or sock is None or self._closing:
+            return
+        if splitter.blocked and not self._reader_removed:
+            self._loop.remove_reader(sock.fileno())
+            self._reader_removed = True
+            self._paused_tick = self._loop.call_later(PAUSED_TICK_S, self._tick_while_paused)
+        elif not splitter.blocked and self._reader_removed:
+            self._reader_removed = False
+            if self._paused_tick is not None:
+                self._paused_tick.cancel()
+                self._paused_tick = None
+            self._loop.add_reader(sock.fileno(), self._read_ready)
+            self._loop.call_soon(self._read_ready)  # bytes held, or kept by TLS or paho
 
     async def close(self, end_session: bool = False) -> None:
         """Disconnects and releases the socket, whatever state the connection
@@ -226,8 +238,11 @@ class MqttSource:
             # raised something other than OSError, nor when CONNACK or SUBACK
             # never came: close it here, whatever happened.
             self._paho._sock_close()
-            if not self._client._disconnected.done():
-                self._client._disconnected.set_result(None)
+            disconnected = self._client._disconnected
+            if not disconnected.done():
+                disconnected.set_result(None)
+            elif not disconnected.cancelled():
+                disconnected.exception()  # seen: why it dropped was logged already
 
     async def _disconnect(self, end_session: bool) -> None:
         if self._client._disconnected.done():
@@ -256,7 +271,7 @@ class MqttSource:
         inner._ping_t = 0
 
     def _tick_while_paused(self) -> None:
-        if self._splitter is not None and self._splitter.paused and not self._closing:
+        if self._reader_removed and not self._closing:
             self._traffic()
             self._paused_tick = self._loop.call_later(PAUSED_TICK_S, self._tick_while_paused)
 

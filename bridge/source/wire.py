@@ -17,14 +17,17 @@ Invariants:
     broker redelivers every unacked message. A message is never skipped
     while the connection goes on.
   * At most ``receive_maximum`` QoS 1 messages are delivered and not yet
-    ``acked``. A broker that sends more is counted
-    (``on_fault("receive_maximum_exceeded")``) and dropped (MQTT v5 3.3.4:
-    Receive Maximum exceeded): the excess is never delivered, so memory
-    stays bounded whatever the broker does.
+    ``acked``. When the broker sends more, the splitter counts it
+    (``on_fault("receive_maximum_exceeded")``), holds the rest of that read
+    undelivered and stops reading the socket (``blocked``; ``on_blocked`` is
+    called) until acks make room. Memory stays bounded (Receive Maximum
+    messages and one read) whatever the broker does, and nothing is lost.
+    Mosquitto 2.0.11 does exceed it, right after a session resumes with
+    messages in flight: dropping the connection instead would loop.
   * Stopped (``stop_delivery``, or ``close``): nothing more is delivered, and ``recv`` returns end
     of stream.
-  * Paused (``pause``): the real socket is not read (bytes already read for
-    paho are still served). Reads resume on ``resume``.
+  * Paused (``paused``, set by the owner for backpressure): the real socket
+    is not read (bytes already read for paho are still served).
   * Every read that brings bytes calls ``on_traffic``: PUBLISH bytes prove
     the broker alive as much as a PINGRESP does (paho's keepalive clock).
 
@@ -56,10 +59,6 @@ class ProtocolViolation(ConnectionError):
     (paho sees an OSError from ``recv``), and unacked messages are redelivered."""
 
 
-class ReceiveMaximumExceeded(ProtocolViolation):
-    """The broker sent more unacked QoS 1 messages than our Receive Maximum."""
-
-
 class CallbackFailed(ConnectionError):
     """``on_message`` raised: the connection is dropped so that the broker
     redelivers what followed, rather than the bridge going on without it."""
@@ -75,7 +74,10 @@ class PublishSplitter:
     __slots__ = (
         "_failed",
         "_for_paho",
+        "_held",
+        "_held_before",
         "_need",
+        "_on_blocked",
         "_on_fault",
         "_on_message",
         "_on_traffic",
@@ -96,16 +98,20 @@ class PublishSplitter:
         receive_maximum: int = 65_535,
         on_fault: OnFault = _nothing,
         on_traffic: Callable[[], None] = _nothing,
+        on_blocked: Callable[[], None] = _nothing,
     ) -> None:
         self._sock = sock
         self._on_message = on_message
         self._on_fault = on_fault
         self._on_traffic = on_traffic
+        self._on_blocked = on_blocked
         self._receive_maximum = receive_maximum
         self._for_paho = b""
         self._pos = 0
         self._partial = bytearray()  # the start of a packet that has not fully arrived
         self._need = 0  # its whole size, when its header has arrived
+        self._held = b""  # whole packets read, from one over Receive Maximum on
+        self._held_before = False
         self._failed: OSError | None = None  # why the stream ended, once it has
         self.unacked = 0  # QoS 1 messages delivered and not yet acked
         self.closed = False
@@ -113,22 +119,9 @@ class PublishSplitter:
 
     def recv(self, size: int) -> bytes:
         if self._pos >= len(self._for_paho):
-            if self.closed:
-                return b""
-            if self._failed is not None:
-                raise self._failed
-            if self.paused:
-                raise BlockingIOError
-            data: bytes = self._sock.recv(READ_CHUNK)
+            data = self._next_read()
             if not data:
                 return data
-            self._on_traffic()
-            if self._partial:
-                self._partial += data
-                if len(self._partial) < self._need:
-                    raise BlockingIOError  # a large packet, still arriving
-                data = bytes(self._partial)
-                self._partial.clear()
             try:
                 self._for_paho, self._pos = self._split(data), 0
             except ProtocolViolation as exc:
@@ -143,12 +136,45 @@ class PublishSplitter:
         self._pos = min(start + size, len(self._for_paho))
         return self._for_paho[start : self._pos]
 
+    def _next_read(self) -> bytes:
+        """The next whole packets to split: held ones, or from the socket;
+        b"" at end of stream. Raises BlockingIOError when there are none yet."""
+        if self.closed:
+            return b""
+        if self._failed is not None:
+            raise self._failed
+        if self._held:
+            if self.unacked >= self._receive_maximum:
+                raise BlockingIOError  # the window is still full
+            data, self._held = self._held, b""
+            return data
+        if self.paused:
+            raise BlockingIOError
+        data = bytes(self._sock.recv(READ_CHUNK))
+        if not data:
+            return data
+        self._on_traffic()
+        if self._partial:
+            self._partial += data
+            if len(self._partial) < self._need:
+                raise BlockingIOError  # a large packet, still arriving
+            data = bytes(self._partial)
+            self._partial.clear()
+        return data
+
+    @property
+    def blocked(self) -> bool:
+        """True while the real socket must not be read."""
+        return self.paused or (bool(self._held) and self.unacked >= self._receive_maximum)
+
     def pending(self) -> int:
-        inner = getattr(self._sock, "pending", None)
         buffered = len(self._for_paho) - self._pos
-        if self.paused or self.closed or self._failed is not None:
+        if self.closed or self._failed is not None:
             return buffered
-        return buffered + (inner() if inner is not None else 0)
+        if self._held:
+            return buffered + (0 if self.blocked else len(self._held))
+        inner = getattr(self._sock, "pending", None)
+        return buffered + (inner() if inner is not None and not self.paused else 0)
 
     def acked(self, count: int) -> None:
         """``count`` delivered QoS 1 messages were PUBACKed."""
@@ -181,6 +207,9 @@ class PublishSplitter:
                 self._need = end - pos if i >= 0 else 0
                 break
             if first & 0xF0 == PUBLISH:
+                if first & 6 and self.unacked >= self._receive_maximum:
+                    self._hold(data[pos:])
+                    break
                 if self._failed is None and not self.closed:
                     self._deliver(data, first, i, end)
             else:
@@ -204,15 +233,6 @@ class PublishSplitter:
         if props < 0 or payload_at > end or (qos and not mid):
             raise ProtocolViolation("malformed PUBLISH packet from the broker")
         if qos:
-            if self.unacked >= self._receive_maximum:
-                self._fail(
-                    "receive_maximum_exceeded",
-                    ReceiveMaximumExceeded(
-                        f"the broker sent more than Receive Maximum ({self._receive_maximum}) "
-                        "unacked messages; dropping the connection"
-                    ),
-                )
-                return
             self.unacked += 1
         raw_topic = data[i + 2 : topic_end - 2 * qos]
         try:
@@ -226,10 +246,20 @@ class PublishSplitter:
             self._fail("callback_error", CallbackFailed(f"message handler failed: {exc!r}"))
 
     def _fail(self, fault: str, error: OSError) -> None:
-        if fault == "receive_maximum_exceeded":
-            log.error("%s", error)
         self._failed = error
         self._on_fault(fault)
+
+    def _hold(self, rest: bytes) -> None:
+        if not self._held_before:
+            self._held_before = True  # once per connection: Mosquitto does it on resume
+            log.warning(
+                "the broker sent more than Receive Maximum (%d) unacked messages; "
+                "holding the rest until acks make room",
+                self._receive_maximum,
+            )
+        self._held = rest
+        self._on_fault("receive_maximum_exceeded")
+        self._on_blocked()
 
 
 def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:

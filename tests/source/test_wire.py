@@ -3,6 +3,7 @@ reads cut them into; everything else left whole for paho."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import pytest
@@ -13,7 +14,6 @@ from bridge.source.wire import (
     CallbackFailed,
     ProtocolViolation,
     PublishSplitter,
-    ReceiveMaximumExceeded,
 )
 
 CONNACK = b"\x20\x03\x01\x00\x00"  # session present, success, no properties
@@ -160,29 +160,40 @@ def test_a_callback_that_raises_mid_read_ends_the_stream_without_misparsing() ->
     assert faults == ["callback_error"]
 
 
-def test_over_receive_maximum_the_excess_is_never_delivered() -> None:
-    packets = b"".join(publish(b"t", b"p", mid=i) for i in range(1, 8))
+def test_over_receive_maximum_the_rest_waits_for_acks_and_nothing_is_lost() -> None:
+    packets = b"".join(publish(b"t", b"p", mid=i) for i in range(1, 8)) + PINGRESP
+    sock = Chunks([packets])
     got: list[int] = []
     faults: list[str] = []
+    blocked: list[bool] = []
     splitter = PublishSplitter(
-        Chunks([packets]), lambda *m: got.append(m[2]), receive_maximum=3, on_fault=faults.append
+        sock,
+        lambda *m: got.append(m[2]),
+        receive_maximum=3,
+        on_fault=faults.append,
+        on_blocked=lambda: blocked.append(True),
     )
-    with pytest.raises(ReceiveMaximumExceeded):
-        splitter.recv(1)
-    assert got == [1, 2, 3]
+
+    def read() -> bytes:
+        with contextlib.suppress(BlockingIOError):
+            return splitter.recv(100)
+        return b""
+
+    assert read() == b""
+    assert got == [1, 2, 3]  # never more than Receive Maximum unacked
     assert faults == ["receive_maximum_exceeded"]
-    # Acks free the window.
-    first, second = packets[: len(packets) // 7 * 3], packets[len(packets) // 7 * 3 :]
-    got.clear()
-    splitter = PublishSplitter(
-        Chunks([first, second]), lambda *m: got.append(m[2]), receive_maximum=3
-    )
-    with pytest.raises(BlockingIOError):
-        splitter.recv(1)
+    assert blocked == [True]
+    assert splitter.blocked
+    assert read() == b""  # still full: the rest is held, the socket is not read
+    splitter.acked(2)
+    assert not splitter.blocked
+    assert splitter.pending() > 0  # held bytes to read: the owner reads again
+    read()
+    assert got == [1, 2, 3, 4, 5]
     splitter.acked(3)
-    with pytest.raises(ReceiveMaximumExceeded):
-        splitter.recv(1)
-    assert got == [1, 2, 3, 4, 5, 6]
+    assert read() == PINGRESP  # paho's packets after the held ones, in order
+    assert got == [1, 2, 3, 4, 5, 6, 7]
+    assert faults == ["receive_maximum_exceeded"] * 2
 
 
 # Every packet type a broker may send a client (MQTT v5 2.1.2): CONNACK, PUBLISH,
