@@ -156,8 +156,9 @@ async def _unless_closed(aw: Awaitable[object], source: MqttSource) -> bool:
         request.result()
         return True
     request.cancel()
-    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-        await request
+    await asyncio.wait([request])  # finished, without losing a cancellation of our own
+    if not request.cancelled():
+        request.exception()  # the connection dropped: that is the news, not this
     return False
 
 
