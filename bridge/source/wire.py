@@ -110,7 +110,7 @@ class PublishSplitter:
         self._pos = 0
         self._partial = bytearray()  # the start of a packet that has not fully arrived
         self._need = 0  # its whole size, when its header has arrived
-        self._held = b""  # whole packets read, from one over Receive Maximum on
+        self._held = b""  # bytes read, from the first PUBLISH over Receive Maximum on
         self._held_before = False
         self._failed: OSError | None = None  # why the stream ended, once it has
         self.unacked = 0  # QoS 1 messages delivered and not yet acked
