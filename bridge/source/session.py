@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
+from bridge.backoff import Backoff
 from bridge.config import MqttSettings
 from bridge.source.internals import check_internals
 from bridge.source.mqtt import MqttSource
@@ -65,8 +66,6 @@ class Session:
     async def run(self, stop: asyncio.Event, retire: bool = False) -> None:
         """Keeps a connection up until ``stop`` is set. Raises
         MqttInternalsChanged at once if paho or aiomqtt changed under us."""
-        from bridge.pipeline import Backoff  # noqa: PLC0415 - moves to bridge.backoff
-
         check_internals()
         s = self.settings
         backoff = Backoff(s.reconnect_min_s, s.reconnect_max_s)

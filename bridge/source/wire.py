@@ -44,6 +44,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from bridge.errors import BridgeError
+
 log = logging.getLogger("bridge.source.wire")
 
 # on_message(topic, payload, mid, qos): called on the event loop, must not block.
@@ -54,12 +56,12 @@ READ_CHUNK = 65536
 PUBLISH = 0x30
 
 
-class ProtocolViolation(ConnectionError):
+class ProtocolViolation(BridgeError, ConnectionError):
     """The broker sent what MQTT does not allow: the connection is dropped
     (paho sees an OSError from ``recv``), and unacked messages are redelivered."""
 
 
-class CallbackFailed(ConnectionError):
+class CallbackFailed(BridgeError, ConnectionError):
     """``on_message`` raised: the connection is dropped so that the broker
     redelivers what followed, rather than the bridge going on without it."""
 
