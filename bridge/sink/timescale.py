@@ -65,13 +65,14 @@ SELECT TIMESTAMPTZ 'epoch' + r * INTERVAL '1 microsecond', t, reason, detail, p,
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::int[])
      AS u(r, t, reason, detail, p, size),
 LATERAL (
-    SELECT sha256(what || int8send(r / 3600000000)) AS now,
-           sha256(what || int8send(r / 3600000000 - 1)) AS before
+    SELECT sha256(what || int8send(CASE WHEN exact THEN r ELSE r / 3600000000 END)) AS now,
+           sha256(what || int8send(CASE WHEN exact THEN r ELSE r / 3600000000 - 1 END)) AS before
     FROM (SELECT int4send(octet_length(t)) || convert_to(t, 'UTF8')
                  || int4send(octet_length(reason)) || convert_to(reason, 'UTF8')
                  || int4send(octet_length(coalesce(detail, '')))
                  || convert_to(coalesce(detail, ''), 'UTF8')
-                 || int4send(size) || coalesce(p, ''::bytea) AS what) AS w
+                 || int4send(size) || coalesce(p, ''::bytea) AS what,
+                 reason = 'db_rejected' AS exact) AS w
 ) AS k
 WHERE NOT EXISTS (SELECT 1 FROM rejected_messages x WHERE x.dedup_key = k.before)
 ON CONFLICT (dedup_key) DO NOTHING"""

@@ -10,7 +10,10 @@
 -- hour boundary lies between them. Different messages differ in their bytes
 -- or topic and keep their own rows; byte-identical rejects of one topic
 -- within that window are one row (the rejected-message metrics still count
--- each). Rows from before this migration have no key and stay as they are.
+-- each). A db_rejected record (bridge/router.py db_rejected) carries its
+-- point's own time, which a redelivery does not change: its key takes that
+-- time exactly, so two refused points never share a row. Rows from before
+-- this migration have no key and stay as they are.
 --
 -- One file for both schema modes: rejected_messages is a plain table in each.
 ALTER TABLE rejected_messages ADD COLUMN dedup_key bytea

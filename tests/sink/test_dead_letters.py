@@ -52,3 +52,14 @@ async def test_distinct_rejects_keep_their_own_rows(any_db: str) -> None:
         await db.write(Batch(dead_letters=letters))
         await db.write(Batch(dead_letters=letters))  # all redelivered
     assert len(await rows(any_db)) == 4
+
+
+async def test_points_the_database_refused_are_keyed_by_their_own_time(any_db: str) -> None:
+    refused = [
+        DeadLetter(BOUNDARY + i, "dev/m", "db_rejected", "violates check constraint", b"", 0)
+        for i in range(3)  # three points of one series, a microsecond apart
+    ]
+    async with TimescaleSink(DatabaseSettings(url=any_db)) as db:
+        await db.write(Batch(dead_letters=refused))
+        await db.write(Batch(dead_letters=refused))  # redelivered
+    assert [r for r, _ in await rows(any_db)] == [BOUNDARY, BOUNDARY + 1, BOUNDARY + 2]
