@@ -163,7 +163,7 @@ async def test_a_handler_that_raises_drops_the_connection_and_loses_nothing(
 ) -> None:
     async with ScriptedBroker() as broker:
         worker = Worker(settings(broker.port, plain_db, redis_url))
-        add = worker.batcher.add
+        add = worker.intake.batcher.add
         calls = 0
 
         def add_failing_once(*args: Any) -> None:
@@ -173,7 +173,7 @@ async def test_a_handler_that_raises_drops_the_connection_and_loses_nothing(
                 raise ZeroDivisionError("a bug downstream")
             add(*args)
 
-        monkeypatch.setattr(worker.batcher, "add", add_failing_once)
+        monkeypatch.setattr(worker.intake.batcher, "add", add_failing_once)
         async with running(worker):
             first = await broker.accept()
             first.send(b"".join(publish(TOPIC, message(i), mid=i) for i in range(1, 11)))
