@@ -11,22 +11,33 @@ Invariants:
     message's ticket.
   * A ticket is settled at most once; it is acked at most once, and only
     after (or together with) every earlier ticket of the same connection.
-  * ``send_acks`` gets the packet ids released by one ``settle`` call, in
-    arrival order, in one list, so that a batch's acks go out in one write.
-  * Tickets belong to one connection (an epoch). After a reconnect, tickets
-    of the old connection are never acked: their packet ids mean nothing on
-    the new connection, and the broker redelivers those messages anyway.
+  * The packet ids released by one ``settle`` call go to the connection's
+    ``ack`` in arrival order, in one list, so that a batch's acks go out in
+    one write.
+  * Tickets belong to one connection: the connection object itself (by
+    identity) and its epoch. A ticket is acked only on the connection that
+    delivered it, and only while it is the current one. After a reconnect,
+    tickets of the old connection are never acked: their packet ids mean
+    nothing on the new connection, and the broker redelivers those messages
+    anyway.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class Connection(Protocol):
+    def ack(self, mids: list[int]) -> None:
+        """PUBACKs these packet ids, in this order."""
 
 
 @dataclass(slots=True)
 class Ticket:
+    connection: Connection | None
     epoch: int
     mid: int
     settled: bool = False
@@ -35,8 +46,8 @@ class Ticket:
 class AckTracker:
     """Releases acks in arrival order. Not thread-safe: use from the event loop."""
 
-    def __init__(self, send_acks: Callable[[list[int]], None]) -> None:
-        self._send_acks = send_acks
+    def __init__(self) -> None:
+        self._connection: Connection | None = None
         self._epoch = 0
         self._pending: deque[Ticket] = deque()
 
@@ -49,29 +60,31 @@ class AckTracker:
     def epoch(self) -> int:
         return self._epoch
 
-    def new_connection(self) -> int:
-        """Forgets the tickets of the previous connection; returns the new epoch."""
+    def new_connection(self, connection: Connection) -> int:
+        """Forgets the tickets of the previous connection; from now on messages
+        are tracked for, and acked on, ``connection``. Returns the new epoch."""
+        self._connection = connection
         self._epoch += 1
         self._pending.clear()
         return self._epoch
 
     def track(self, mid: int) -> Ticket:
-        ticket = Ticket(self._epoch, mid)
+        ticket = Ticket(self._connection, self._epoch, mid)
         self._pending.append(ticket)
         return ticket
 
     def settle(self, tickets: Iterable[Ticket]) -> int:
         """Marks messages settled; sends every ack now releasable. Returns how many."""
-        epoch = self._epoch
+        epoch, connection = self._epoch, self._connection
         for ticket in tickets:
             # Old tickets are skipped: the broker redelivers those messages
             # on the current connection.
-            if ticket.epoch == epoch:
+            if ticket.epoch == epoch and ticket.connection is connection:
                 ticket.settled = True
         pending = self._pending
         mids = []
         while pending and pending[0].settled:
             mids.append(pending.popleft().mid)
-        if mids:
-            self._send_acks(mids)
+        if mids and connection is not None:
+            connection.ack(mids)
         return len(mids)

@@ -29,6 +29,7 @@ from bridge.db.migrate import migrate
 from bridge.db.status import schema_status
 from bridge.errors import BridgeError, ConfigError
 from bridge.pipeline import Worker
+from bridge.source.internals import check_internals_at_startup
 from bridge.supervisor import supervise
 from bridge.telemetry import setup_logging
 from bridge.try_payload import received_at, try_payload
@@ -222,6 +223,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     warning = guessable_group(settings.mqtt)
     if warning:
         logging.getLogger("bridge").warning("%s", warning)
+    check_internals_at_startup()  # a changed paho or aiomqtt: a clear error, not silence
     if args.worker_index is not None or args.workers == 1:
         uvloop.run(_worker(settings, args.worker_index or 0))
         return 0

@@ -172,6 +172,17 @@ class MqttSettings(BrokerLogin):
     )
     reconnect_min_s: float = Field(0.2, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(15.0, gt=0, description="Longest reconnect delay.")
+    max_packet_bytes: int = Field(
+        4_194_304,
+        ge=1024,
+        le=268_435_455,
+        description="Maximum Packet Size sent in CONNECT: the broker drops a bigger PUBLISH for "
+        "us instead of sending it. Between limits.max_payload_bytes and this, a message is "
+        "dead-lettered as payload_too_large.",
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="How long CONNACK, SUBACK or UNSUBACK may take."
+    )
     routes: list[Route] = Field(
         default_factory=lambda: [
             Route(topic="telemetry/{site_id}/{device_id}", codec="seed_json"),
@@ -187,6 +198,13 @@ class MqttSettings(BrokerLogin):
 class BatchSettings(Section):
     max_points: int = Field(
         1000, ge=1, le=100_000, description="Close a batch at this many points."
+    )
+    max_queued: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Closed batches waiting for a writer; at this many the bridge stops reading "
+        "the broker until one is taken (backpressure, never dropping).",
     )
     max_delay_ms: int = Field(
         200, ge=1, le=60_000, description="Close a batch this long after its first message."
@@ -299,6 +317,11 @@ class Settings(BaseSettings):
             )
         if self.mqtt.reconnect_min_s > self.mqtt.reconnect_max_s:
             raise ValueError("mqtt.reconnect_min_s must not exceed mqtt.reconnect_max_s")
+        if self.mqtt.max_packet_bytes <= self.limits.max_payload_bytes:
+            raise ValueError(
+                "mqtt.max_packet_bytes must exceed limits.max_payload_bytes (topic and header "
+                "come on top), or no payload_too_large message could ever be dead-lettered"
+            )
         for route in self.mqtt.routes:
             route.compile(self.limits)
         return self

@@ -1,17 +1,18 @@
 """One bridge worker: the stages wired together, and their lifecycle.
 
-    MqttSource --on_message--> Intake (Router -> Batcher) --queue--> Committer x pool_size
+    Session --on_message--> Intake (Router -> Batcher) --queue--> Committer x pool_size
         ^                                                              |  commit
         +---------------- AckTracker (arrival order) <-- settle -------+
                                                                        +--> Redis (best effort)
 
 Each stage keeps its own contract (bridge.intake, bridge.commit, bridge.ack);
-the worker only connects them and runs them: it reconnects to the broker with
-capped, jittered backoff; the committer retries a batch on any transient
+the worker only connects them and runs them: the session (bridge.source)
+reconnects to the broker with capped, jittered backoff; the committer retries a batch on any transient
 database error for as long as it takes; no message is acked before its points
 are committed (or dead-lettered); at most Receive Maximum messages are
-unacked, so memory stays bounded while the database is slow or down (the rest
-waits at the broker).
+unacked, and at batch.max_queued closed batches the worker stops reading the
+broker (QoS 0 too), so memory stays bounded while the database is slow or
+down (the rest waits at the broker).
 
 Shutdown (SIGTERM/SIGINT): stop taking messages (later ones stay unacked and
 are redelivered to this session), flush, commit, ack, disconnect keeping the
@@ -29,10 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Iterator
 
-import aiomqtt
-
 from bridge.ack import AckTracker
-from bridge.backoff import Backoff
 from bridge.batch import Batch
 from bridge.cache.feed import CacheFeed
 from bridge.cache.writer import CacheWriter
@@ -44,7 +42,7 @@ from bridge.health import WorkerHealth
 from bridge.intake import Intake
 from bridge.router import Router
 from bridge.sink.timescale import TimescaleSink
-from bridge.source.mqtt import MqttSource
+from bridge.source.session import Session
 from bridge.telemetry import Metrics
 from core import http
 
@@ -63,18 +61,28 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.router = Router(settings.mqtt.routes, settings.limits)
         self.filters = [f"$share/{settings.mqtt.group}/{f}" for f in self.router.filters]
-        self.tracker = AckTracker(self._send_acks)
+        self.tracker = AckTracker()
         # Closed batches waiting for a writer; None tells one writer to end.
         self.batches: asyncio.Queue[Batch | None] = asyncio.Queue()
         self.intake = Intake(
             self.router,
             self.tracker,
             self.metrics,
-            self.batches.put_nowait,
+            self._enqueue,
             max_points=settings.batch.max_points,
             max_delay_s=settings.batch.max_delay_ms / 1000,
         )
-        self._source: MqttSource | None = None
+        self._max_queued = settings.batch.max_queued  # then reads pause: backpressure
+        self.session = Session(
+            settings.mqtt,
+            self.client_id,
+            self.filters,
+            self.intake.on_message,
+            on_connection=self.tracker.new_connection,
+            on_state=self._mqtt_state,
+            on_reconnect=self.metrics.mqtt_reconnects.inc,
+            on_fault=lambda kind: self.metrics.mqtt_faults.labels(kind).inc(),
+        )
         self._stop = asyncio.Event()
         self._connected = asyncio.Event()
         self.health = WorkerHealth(
@@ -85,12 +93,15 @@ class Worker:
         self.metrics.inflight_messages.set_function(lambda: self.tracker.in_flight)
         self.metrics.queued_batches.set_function(self.batches.qsize)
 
-    def _send_acks(self, mids: list[int]) -> None:
-        if self._source is not None:
-            self._source.ack(mids)
+    def _enqueue(self, batch: Batch) -> None:
+        self.batches.put_nowait(batch)
+        if self.batches.qsize() >= self._max_queued:
+            self.session.pause_reading()
 
     def _settle(self, batch: Batch, result: CommitResult) -> None:
         self.intake.settle(batch)
+        if self.batches.qsize() < self._max_queued:
+            self.session.resume_reading()
 
     def _cache_missed(self, reason: str, exc: RedisUnavailable | None) -> None:
         self.metrics.redis_errors.labels(reason).inc()
@@ -100,52 +111,14 @@ class Worker:
 
     # ------------------------------------------------------------ MQTT
     async def _mqtt(self, retire: bool) -> None:
-        backoff = Backoff(self.settings.mqtt.reconnect_min_s, self.settings.mqtt.reconnect_max_s)
-        first = True
-        where = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
-        while not self._stop.is_set():
-            source = MqttSource(self.settings.mqtt, self.client_id, self.intake.on_message)
-            self._source = source
-            self.tracker.new_connection()
-            try:
-                await source.connect()
-            except aiomqtt.MqttError as exc:
-                delay = backoff.delay()
-                log.warning(
-                    "cannot connect to MQTT broker %s as %s: %s; retry in %.1fs",
-                    where,
-                    self.client_id,
-                    exc,
-                    delay,
-                )
-                await _wait(self._stop.wait(), delay)
-                continue
-            backoff.reset()
-            if not first:
-                self.metrics.mqtt_reconnects.inc()
-            first = False
-            log.info(
-                "connected to %s as %s (session %s)",
-                where,
-                self.client_id,
-                "resumed" if source.session_present else "new",
-            )
-            try:
-                if retire:
-                    await source.unsubscribe(self.filters)
-                else:
-                    await source.subscribe(self.filters)
-                self._connected.set()
-                self.metrics.mqtt_connected.set(1)
-                await _first(source.closed(), self._stop.wait())
-            except aiomqtt.MqttError as exc:
-                log.warning("MQTT: %s", exc)
-            finally:
-                self._connected.clear()
-                self.metrics.mqtt_connected.set(0)
-            if not self._stop.is_set():
-                log.warning("lost the connection to %s; reconnecting", where)
-                await asyncio.sleep(backoff.delay())
+        await self.session.run(self._stop, retire)
+
+    def _mqtt_state(self, connected: bool) -> None:
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        self.metrics.mqtt_connected.set(int(connected))
 
     # ------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -244,8 +217,7 @@ class Worker:
         deadline = time.monotonic() + min(2.0, grace)
         while self._feed is not None and not self._feed.idle and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        if self._source is not None:
-            await self._source.close(end_session=end_session)
+        await self.session.close(end_session=end_session)
         log.info("stopped%s", "; session ended" if end_session else "")
 
 
@@ -265,15 +237,6 @@ def _fewer_gc_passes() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*saved)
-
-
-async def _first(*aws: Awaitable[object]) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
 
 
 async def _wait(aw: Awaitable[object], timeout: float) -> None:

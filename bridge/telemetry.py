@@ -111,6 +111,14 @@ class Metrics(CommitMetrics):
         self.mqtt_reconnects = Counter(
             "bridge_mqtt_reconnects_total", "Connections made after the first", registry=r
         )
+        self.mqtt_faults = Counter(
+            "bridge_mqtt_faults_total",
+            "Connections dropped by the bridge: callback_error (a bug of ours while handling a "
+            "message) or receive_maximum_exceeded (the broker sent more unacked messages than "
+            "our Receive Maximum); the broker redelivers",
+            ["kind"],
+            registry=r,
+        )
 
 
 def setup_logging(level: str = "INFO") -> None:

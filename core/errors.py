@@ -19,8 +19,13 @@ Every class the project raises on purpose, and the module it lives in:
     │                             answer a read: count it and go on
     ├── ApiError                  (bridge.api.problems) a request answered with a
     │                             problem document (its docstring draws the branch)
-    ├── ProtocolViolation         (bridge.source.mqtt) the broker broke MQTT; also
+    ├── ProtocolViolation         (bridge.source.wire) the broker broke MQTT; also
     │                             a ConnectionError: drop the connection
+    ├── CallbackFailed            (bridge.source.wire) handling a message raised (a
+    │                             bug); also a ConnectionError: drop the connection,
+    │                             the broker redelivers
+    ├── MqttInternalsChanged      (bridge.source.internals) paho or aiomqtt is not the
+    │                             version verified: install the pinned versions
     ├── BrokerError               (bridge.broker.errors) a broker tool failed
     └── DatabaseError             (bridge.errors) the bridge's database:
         ├── DatabaseUnavailable   (bridge.errors) transient; retry later

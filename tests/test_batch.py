@@ -16,7 +16,7 @@ def pts(n: int, device: str = "d") -> list[Point]:
 async def test_a_batch_closes_at_max_points_without_splitting_a_message() -> None:
     closed: list[Batch] = []
     batcher = Batcher(max_points=10, max_delay_s=60, on_close=closed.append)
-    tracker = AckTracker(lambda mid: None)
+    tracker = AckTracker()
     batcher.add(tracker.track(1), pts(6), [], "d", "s")
     assert closed == []
     batcher.add(tracker.track(2), pts(6), [], "d", None)  # 12 >= 10: closes, whole

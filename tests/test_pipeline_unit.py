@@ -13,10 +13,17 @@ from bridge.router import Router
 from bridge.telemetry import Metrics
 
 
+class Connection:
+    def __init__(self, acked: list[int]) -> None:
+        self.ack = acked.extend
+
+
 def intake_of(settings: Settings, acked: list[int], closed: list[Batch]) -> Intake:
+    tracker = AckTracker()
+    tracker.new_connection(Connection(acked))
     return Intake(
         Router(settings.mqtt.routes, settings.limits),
-        AckTracker(acked.extend),
+        tracker,
         Metrics(),
         closed.append,
         max_points=settings.batch.max_points,

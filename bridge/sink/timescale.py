@@ -57,11 +57,25 @@ INSERT INTO telemetry (time, device_id, metric, value)
 SELECT TIMESTAMPTZ 'epoch' + time_us * INTERVAL '1 microsecond', device_id, metric, value
 FROM {STAGING}
 ON CONFLICT DO NOTHING"""
+# Idempotent under redelivery: the natural key of db/migrations/0005_dead_letter_key.sql.
 _DEAD_LETTER = """
-INSERT INTO rejected_messages (received_at, topic, reason, detail, payload, payload_size)
-SELECT TIMESTAMPTZ 'epoch' + r * INTERVAL '1 microsecond', t, reason, detail, p, size
+INSERT INTO rejected_messages
+    (received_at, topic, reason, detail, payload, payload_size, dedup_key)
+SELECT TIMESTAMPTZ 'epoch' + r * INTERVAL '1 microsecond', t, reason, detail, p, size, k.now
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::int[])
-     AS u(r, t, reason, detail, p, size)"""
+     AS u(r, t, reason, detail, p, size),
+LATERAL (
+    SELECT sha256(what || int8send(CASE WHEN exact THEN r ELSE r / 3600000000 END)) AS now,
+           sha256(what || int8send(CASE WHEN exact THEN r ELSE r / 3600000000 - 1 END)) AS before
+    FROM (SELECT int4send(octet_length(t)) || convert_to(t, 'UTF8')
+                 || int4send(octet_length(reason)) || convert_to(reason, 'UTF8')
+                 || int4send(octet_length(coalesce(detail, '')))
+                 || convert_to(coalesce(detail, ''), 'UTF8')
+                 || int4send(size) || coalesce(p, ''::bytea) AS what,
+                 reason = 'db_rejected' AS exact) AS w
+) AS k
+WHERE NOT EXISTS (SELECT 1 FROM rejected_messages x WHERE x.dedup_key = k.before)
+ON CONFLICT (dedup_key) DO NOTHING"""
 # Touches a device row only when something changed or last_seen is stale, so
 # a busy fleet does not rewrite its registry rows on every batch.
 _REGISTRY = """

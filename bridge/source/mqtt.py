@@ -4,9 +4,24 @@ The contract: ``connect``, then ``subscribe``; each message goes to the
 ``on_message`` callback synchronously on the event loop, and nothing is
 acknowledged until the caller calls ``ack``. ``closed`` completes when the
 connection drops; ``close`` ends it, keeping the broker session or ending it.
-Reconnecting, backoff and shutdown belong to the pipeline, not here.
+Reconnecting and backoff belong to bridge/source/session.py, not here.
 
-Why it looks the way it does (each point found against Mosquitto 2.0.11):
+Invariants:
+  * A source is used for one connection. ``close`` always releases its
+    socket, whatever state the connection is in (connect or subscribe that
+    failed, a read that raised), and once ``close`` has begun the source
+    delivers nothing more and sends no ack.
+  * At most ``receive_maximum`` delivered messages are unacked: the bridge
+    checks it itself (bridge/source/wire.py) rather than trust the broker,
+    which is seen to exceed it (Mosquitto 2.0.11, on session resume).
+  * ``pause_reading`` stops reading the socket (backpressure: nothing is
+    dropped, the broker and TCP hold the rest); ``resume_reading`` reads on.
+    The same happens while a broker over Receive Maximum waits for acks.
+    While not reading, the keepalive clock is kept fresh: the broker is not
+    silent, we are not listening.
+  * Received PUBLISH bytes count as traffic for paho's keepalive.
+
+Why it looks the way it does (measured on Mosquitto 2.0.11):
   * paho's automatic acks PUBACK on receipt, which loses messages on a crash:
     manual acks are switched on *before* connecting, or the redeliveries that
     follow CONNACK are acked automatically.
@@ -18,31 +33,30 @@ Why it looks the way it does (each point found against Mosquitto 2.0.11):
     on paho than on the message: one ``loop_read`` and several small reads per
     packet, a ``Properties`` object and an ``MQTTMessage`` per PUBLISH (about
     half of the bridge's time with single-reading messages, bench/README.md).
-    So ``PublishSplitter`` reads the socket 64 KiB at a time, parses PUBLISH
-    packets itself and calls ``on_message`` directly; paho still sees, and
-    handles, everything else (CONNACK, SUBACK, PINGRESP, DISCONNECT). The
-    properties of a PUBLISH are skipped: the bridge uses none of them, and
-    without a Topic Alias Maximum in our CONNECT the broker sends no aliases.
+    So ``PublishSplitter`` (bridge/source/wire.py) parses PUBLISH packets
+    itself and calls ``on_message`` directly; paho still sees, and handles,
+    everything else (CONNACK, SUBACK, PINGRESP, DISCONNECT). The properties of
+    a PUBLISH are skipped: the bridge uses none of them, and without a Topic
+    Alias Maximum in our CONNECT the broker sends no aliases.
   * A PUBACK per ``ack`` call is a wake-up and a ``send()`` each; ``ack`` takes
     a batch's packet ids and writes all their PUBACKs at once.
-  * The Receive Maximum we send caps unacked messages in flight: it is the
-    bridge's memory bound, and it replaces the broker's max_inflight_messages.
+  * CONNECT carries Receive Maximum (the in-flight bound, which replaces the
+    broker's max_inflight_messages) and Maximum Packet Size, so that the
+    broker drops a PUBLISH bigger than we take instead of sending it.
 
-aiomqtt (2.5) runs the connection lifecycle on the event loop; the paho client
-it wraps is reached through ``_client``, in this module only, because aiomqtt
-has no ack API yet (its issue #345). Of paho (2.2) we use ``_create_socket``
-and ``_packet_queue`` (which queues bytes behind paho's own packets, so a
-partly written packet is never interleaved). pyproject pins aiomqtt below 2.6
-and paho below 3 for this.
+aiomqtt runs the connection lifecycle on the event loop; the paho client it
+wraps is reached through ``_client``, in this module only, because aiomqtt
+has no ack API yet (its issue #345). What of paho's and aiomqtt's insides this
+relies on is listed, and checked at startup, in bridge/source/internals.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import struct
-from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -51,126 +65,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.config import MqttSettings, TlsSettings
-from bridge.errors import BridgeError
+from bridge.source.internals import install_splitter
+from bridge.source.wire import OnFault, OnMessage, PublishSplitter
 
 log = logging.getLogger("bridge.source.mqtt")
 
-# on_message(topic, payload, mid, qos): called on the event loop, must not block.
-OnMessage = Callable[[str, bytes, int, int], None]
-
-READ_CHUNK = 65536
-PUBLISH = 0x30
 PUBACK = 0x40
 _PUBACK = struct.Struct("!BBH")
-
-
-class ProtocolViolation(BridgeError, ConnectionError):
-    """The broker sent what MQTT does not allow: the connection is dropped
-    (paho sees an OSError from ``recv``), and unacked messages are redelivered."""
-
-
-class PublishSplitter:
-    """A paho socket that takes PUBLISH packets out of the stream.
-
-    Each ``recv`` reads the real socket once, 64 KiB at most, hands every
-    complete PUBLISH in it to ``on_message`` (in stream order) and keeps every
-    other packet (CONNACK, SUBACK, PINGRESP, DISCONNECT...), whole, for paho, which then reads them from memory. When nothing is left
-    for paho, ``recv`` raises BlockingIOError, which paho takes as "no data
-    yet". Errors of the real socket (BlockingIOError, SSLWantReadError, OSError)
-    pass through unchanged, and ``b""`` means end of stream. paho needs only
-    ``recv`` and, for TLS, ``pending``; every other call goes to the real
-    socket.
-    """
-
-    __slots__ = ("_for_paho", "_need", "_on_message", "_partial", "_pos", "_sock")
-
-    def __init__(self, sock: Any, on_message: OnMessage) -> None:
-        self._sock = sock
-        self._on_message = on_message
-        self._for_paho = b""
-        self._pos = 0
-        self._partial = bytearray()  # the start of a packet that has not fully arrived
-        self._need = 0  # its whole size, when its header has arrived
-
-    def recv(self, size: int) -> bytes:
-        if self._pos >= len(self._for_paho):
-            data: bytes = self._sock.recv(READ_CHUNK)
-            if not data:
-                return data
-            if self._partial:
-                self._partial += data
-                if len(self._partial) < self._need:
-                    raise BlockingIOError  # a large packet, still arriving
-                data = bytes(self._partial)
-                self._partial.clear()
-            self._for_paho, self._pos = self._split(data), 0
-            if not self._for_paho:
-                raise BlockingIOError
-        start = self._pos
-        self._pos = min(start + size, len(self._for_paho))
-        return self._for_paho[start : self._pos]
-
-    def pending(self) -> int:
-        inner = getattr(self._sock, "pending", None)
-        return len(self._for_paho) - self._pos + (inner() if inner is not None else 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-    def _split(self, data: bytes) -> bytes:
-        """Delivers the PUBLISH packets of ``data``; returns the other packets'
-        bytes, and keeps an incomplete last packet for the next read."""
-        others: list[bytes] = []
-        on_message = self._on_message
-        pos, n = 0, len(data)
-        while pos < n:
-            first = data[pos]
-            i, size = _varint(data, pos + 1, n)
-            end = i + size
-            if i < 0 or end > n:
-                self._partial += data[pos:]
-                self._need = end - pos if i >= 0 else 0
-                break
-            if first & 0xF0 == PUBLISH:
-                qos = (first >> 1) & 3
-                if qos > 1:
-                    # Subscriptions are QoS 1: the broker must not send QoS 2.
-                    raise ProtocolViolation(f"QoS {qos} PUBLISH from the broker")
-                topic_end = i + 2 + (data[i] << 8 | data[i + 1]) if size >= 2 else end + 1
-                mid = 0
-                if qos and topic_end + 2 <= end:
-                    mid = data[topic_end] << 8 | data[topic_end + 1]
-                    topic_end += 2
-                props, props_size = _varint(data, topic_end, end)  # -1 past the end
-                payload_at = props + props_size
-                if props < 0 or payload_at > end or (qos and not mid):
-                    raise ProtocolViolation("malformed PUBLISH packet from the broker")
-                raw_topic = data[i + 2 : topic_end - 2 * qos]
-                try:
-                    topic = raw_topic.decode()
-                except UnicodeDecodeError:
-                    topic = raw_topic.decode("utf-8", "replace")
-                on_message(topic, data[payload_at:end], mid, qos)
-            else:
-                others.append(data[pos:end])
-            pos = end
-        return b"".join(others)
-
-
-def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:
-    """(position after, value) of the MQTT variable byte integer at ``i``;
-    position -1 when it runs past ``end`` (not arrived yet, or malformed)."""
-    value, shift = 0, 0
-    while i < end:
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return i, value
-        shift += 7
-        if shift > 21:
-            raise ProtocolViolation("a length of more than 4 bytes from the broker")
-    return -1, 0
+PAUSED_TICK_S = 1.0  # how often the keepalive clock is refreshed while paused
 
 
 def tls_parameters(tls: TlsSettings | None) -> aiomqtt.TLSParameters | None:
@@ -185,14 +87,33 @@ def tls_parameters(tls: TlsSettings | None) -> aiomqtt.TLSParameters | None:
     )
 
 
+def connect_properties(settings: MqttSettings) -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = settings.session_expiry_s
+    props.ReceiveMaximum = settings.receive_maximum
+    props.MaximumPacketSize = settings.max_packet_bytes
+    return props
+
+
+def _ignore_fault(kind: str) -> None:
+    return None
+
+
 class MqttSource:
-    def __init__(self, settings: MqttSettings, client_id: str, on_message: OnMessage) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        on_message: OnMessage,
+        on_fault: OnFault = _ignore_fault,
+    ) -> None:
         self.client_id = client_id
         self.session_present = False
         self._settings = settings
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = settings.session_expiry_s
-        props.ReceiveMaximum = settings.receive_maximum
+        self._closing = False
+        self._splitter: PublishSplitter | None = None
+        self._paused_tick: asyncio.TimerHandle | None = None
+        self._reader_removed = False  # by us: the splitter is blocked
         self._client = aiomqtt.Client(
             settings.host,
             settings.port,
@@ -201,19 +122,30 @@ class MqttSource:
             identifier=client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
-            properties=props,
+            properties=connect_properties(settings),
             keepalive=settings.keepalive_s,
             tls_params=tls_parameters(settings.tls),
-            timeout=10,
+            timeout=settings.request_timeout_s,
         )
+        self._loop = asyncio.get_running_loop()
         inner = self._paho = self._client._client  # see the module docstring
         inner.manual_ack_set(True)
-        create_socket = inner._create_socket
 
-        def splitter() -> PublishSplitter:
-            return PublishSplitter(create_socket(), on_message)
+        def make_splitter(sock: Any) -> PublishSplitter:
+            splitter = PublishSplitter(
+                sock,
+                on_message,
+                receive_maximum=settings.receive_maximum,
+                on_fault=on_fault,
+                on_traffic=self._traffic,
+                on_blocked=self._sync_reader,
+            )
+            if self._closing:
+                splitter.stop_delivery()
+            self._splitter = splitter
+            return splitter
 
-        inner._create_socket = splitter  # type: ignore[method-assign]
+        install_splitter(inner, make_splitter)
         aiomqtt_on_connect = inner.on_connect
         assert aiomqtt_on_connect is not None
 
@@ -238,18 +170,84 @@ class MqttSource:
         disconnected: asyncio.Future[None] = self._client._disconnected
         await asyncio.wait([disconnected])
 
+    @property
+    def unacked(self) -> int:
+        """Messages delivered on this connection and not yet acked."""
+        return self._splitter.unacked if self._splitter is not None else 0
+
     def ack(self, mids: list[int]) -> None:
         """PUBACKs these packet ids, in this order, in one write: a batch's acks
-        cost one system call, not one each."""
+        cost one system call, not one each. Nothing once closing."""
         # On a dead connection this fails quietly; the broker redelivers.
-        if mids:
+        splitter = self._splitter
+        if mids and not self._closing and splitter is not None:
             data = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
             self._paho._packet_queue(PUBACK, data, 0, 0)
+            splitter.acked(len(mids))
+            if self._reader_removed:
+                self._sync_reader()  # the window may have room again
+
+    def pause_reading(self) -> None:
+        """Stops reading the socket until ``resume_reading``."""
+        if self._splitter is not None and not self._splitter.paused:
+            self._splitter.paused = True
+            self._sync_reader()
+
+    def resume_reading(self) -> None:
+        if self._splitter is not None and self._splitter.paused:
+            self._splitter.paused = False
+            self._sync_reader()
+
+    @property
+    def paused(self) -> bool:
+        return self._splitter is not None and self._splitter.paused
+
+    def _sync_reader(self) -> None:
+        """Reads the socket unless the splitter is blocked (paused, or the
+        broker went over Receive Maximum and acks have not made room yet)."""
+        splitter, sock = self._splitter, self._paho._sock
+        if splitter is None or sock is None or self._closing:
+            return
+        if splitter.blocked and not self._reader_removed:
+            self._loop.remove_reader(sock.fileno())
+            self._reader_removed = True
+            self._paused_tick = self._loop.call_later(PAUSED_TICK_S, self._tick_while_paused)
+        elif not splitter.blocked and self._reader_removed:
+            self._reader_removed = False
+            if self._paused_tick is not None:
+                self._paused_tick.cancel()
+                self._paused_tick = None
+            self._loop.add_reader(sock.fileno(), self._read_ready)
+            self._loop.call_soon(self._read_ready)  # bytes held, or kept by TLS or paho
 
     async def close(self, end_session: bool = False) -> None:
-        """Disconnects. ``end_session`` sets session expiry 0, so the broker drops
-        this client's session and its share-group membership for good."""
+        """Disconnects and releases the socket, whatever state the connection
+        is in. ``end_session`` sets session expiry 0, so the broker drops this
+        client's session and its share-group membership for good."""
+        self._closing = True
+        if self._splitter is not None:
+            self._splitter.stop_delivery()
+        if self._paused_tick is not None:
+            self._paused_tick.cancel()
+        try:
+            connected = self._client._connected
+            if connected.done() and not connected.exception():
+                await self._disconnect(end_session)
+        finally:
+            # paho closes its socket on a lost connection, but not when a read
+            # raised something other than OSError, nor when CONNACK or SUBACK
+            # never came: close it here, whatever happened.
+            self._paho._sock_close()
+            disconnected = self._client._disconnected
+            if not disconnected.done():
+                disconnected.set_result(None)
+            elif not disconnected.cancelled():
+                disconnected.exception()  # seen: why it dropped was logged already
+
+    async def _disconnect(self, end_session: bool) -> None:
         if self._client._disconnected.done():
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._client.__aexit__(None, None, None)
             return
         if end_session:
             props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
@@ -260,6 +258,31 @@ class MqttSource:
             except TimeoutError:
                 log.warning("broker did not close the connection after DISCONNECT")
         try:
-            await self._client.__aexit__(None, None, None)
-        except aiomqtt.MqttError as exc:
+            await asyncio.wait_for(self._client.__aexit__(None, None, None), timeout=10)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
             log.debug("disconnect: %s", exc)
+
+    def _traffic(self) -> None:
+        # Bytes from the broker prove it alive, as a PINGRESP would: paho's
+        # keepalive otherwise drops a connection busy delivering PUBLISHes
+        # when a PINGRESP queued behind them arrives late.
+        inner = self._paho
+        inner._last_bytes_received = paho.time_func()
+        inner._ping_t = 0
+
+    def _tick_while_paused(self) -> None:
+        if self._reader_removed and not self._closing:
+            self._traffic()
+            self._paused_tick = self._loop.call_later(PAUSED_TICK_S, self._tick_while_paused)
+
+    def _read_ready(self) -> None:
+        # As aiomqtt's own reader: read what is there; an error ends the connection.
+        client = self._paho
+        try:
+            while client._sock is not None:
+                client.loop_read()
+                if self._splitter is None or not self._splitter.pending():
+                    break
+        except Exception as exc:
+            if not self._client._disconnected.done():
+                self._client._disconnected.set_exception(exc)

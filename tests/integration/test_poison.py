@@ -141,10 +141,11 @@ def test_a_poison_row_comes_out_the_same_by_mqtt_and_by_http(
         "SELECT received_at, topic, reason, detail, payload, payload_size "
         "FROM rejected_messages ORDER BY id",
     )
-    assert len(rows) == 2
-    mqtt_row, http_row = (dict(r) for r in rows)
-    assert mqtt_row == http_row
-    assert mqtt_row["topic"] == f"{device}/evil"
+    # The same point refused by either route is the same record, so the second
+    # is recognised as the first (dead letters are idempotent: migration 0005).
+    assert len(rows) == 1
+    [mqtt_row] = (dict(r) for r in rows)
+    assert mqtt_row["topic"] == letter["point"] == f"{device}/evil"
     assert mqtt_row["reason"] == "db_rejected"
     assert mqtt_row["detail"] == letter["detail"]
     assert "no_666" in mqtt_row["detail"]
