@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes in the share group, supervised and restarted on a crash "
         "(worker i uses client id <mqtt.client_id>-i; default 1, in this process)",
     )
+    run.add_argument(
+        "--worker",
+        type=int,
+        default=None,
+        metavar="I",
+        help="run worker I alone in this process, for one worker per host or pod (a "
+        "StatefulSet's pod ordinal): client id <mqtt.client_id>-I, health and metrics on "
+        "http.port itself",
+    )
     run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     retire = commands.add_parser(
@@ -198,10 +207,15 @@ def _check_config(args: argparse.Namespace, settings: Settings) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if args.worker is not None and (args.worker < 0 or args.workers != 1):
+        raise ConfigError("--worker takes a worker index of 0 or more, without --workers")
     setup_logging(args.log_level)
     warning = guessable_group(settings.mqtt)
     if warning:
         logging.getLogger("bridge").warning("%s", warning)
+    if args.worker is not None:
+        uvloop.run(_worker(settings, args.worker, http_port=settings.http.port))
+        return 0
     if args.worker_index is not None or args.workers == 1:
         uvloop.run(_worker(settings, args.worker_index or 0))
         return 0
@@ -233,10 +247,14 @@ def _db_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _worker(
-    settings: Settings, index: int, retire: bool = False, idle_s: float = 1.0
+    settings: Settings,
+    index: int,
+    retire: bool = False,
+    idle_s: float = 1.0,
+    http_port: int | None = None,
 ) -> None:
     try:
-        worker = Worker(settings, index)
+        worker = Worker(settings, index, http_port=http_port)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     signals = 0
