@@ -27,6 +27,7 @@ from bridge.db.connect import connect, where
 from bridge.db.maintain import maintain
 from bridge.db.migrate import migrate
 from bridge.db.status import schema_status
+from bridge.doctor.cli import add_doctor_command, run_doctor
 from bridge.errors import BridgeError, ConfigError
 from bridge.pipeline import Worker
 from bridge.supervisor import supervise
@@ -55,6 +56,7 @@ examples:
   bridge api                           serve the read API
   bridge apikey create --scope read --name grafana
   bridge --config bridge.toml db maintain
+  bridge doctor --workers 4            check a running deployment
   BRIDGE_DATABASE__URL=postgresql://u:p@db:5432/telemetry bridge db status
 """
 
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_api_commands(commands)
     add_broker_commands(commands)
+    add_doctor_command(commands)
     return parser
 
 
@@ -345,6 +348,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "broker": run_broker_command,
     "api": run_api,
     "apikey": run_apikey,
+    "doctor": run_doctor,
 }
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 
 API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -14,6 +14,9 @@ API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 class ApiMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        # process_resident_memory_bytes and friends: `bridge doctor` compares
+        # them with the memory limit.
+        ProcessCollector(registry=r)
         self.duration = Histogram(
             "http_request_duration_seconds",
             "Time to answer a request, by route template and method",
