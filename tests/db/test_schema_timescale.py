@@ -8,6 +8,7 @@ import datetime as dt
 import json
 
 import asyncpg
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from bridge.config import DatabaseSettings
@@ -179,3 +180,34 @@ def test_aggregates_agree_with_raw_rows(tsdb_db: str, first: list, second: list)
             await conn.close()
 
     asyncio.run(check())
+
+
+async def test_maintain_refreshes_an_aggregate_whose_refresh_job_failed(tsdb_db: str) -> None:
+    """telemetry_1m's refresh job is made to fail (a lock timeout while the
+    raw table is locked); `bridge db maintain` then refreshes it itself.
+    Not run where TimescaleDB is absent (skipped with the reason)."""
+    conn = await asyncpg.connect(tsdb_db)
+    blocker = await asyncpg.connect(tsdb_db)
+    try:
+        rows = [(BASE + dt.timedelta(seconds=n), "pump-1", "pip", float(n)) for n in range(60)]
+        await conn.copy_records_to_table(
+            "telemetry", records=rows, columns=["time", "device_id", "metric", "value"]
+        )
+        job = await conn.fetchval(
+            "SELECT j.job_id FROM timescaledb_information.jobs j "
+            "JOIN timescaledb_information.continuous_aggregates c "
+            "ON j.hypertable_name IN (c.view_name, c.materialization_hypertable_name) "
+            "WHERE c.view_name = 'telemetry_1m'"
+        )
+        await blocker.execute("BEGIN; LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
+        await conn.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(asyncpg.PostgresError):
+            await conn.execute(f"CALL run_job({job})")
+        await blocker.execute("ROLLBACK")
+        await conn.execute("RESET lock_timeout")
+        report = await maintain(conn, DatabaseSettings(url=tsdb_db))
+        assert report.aggregates_refreshed == ["telemetry_1m"]
+        assert "refreshed after a failed refresh job: telemetry_1m" in report.lines()
+    finally:
+        await blocker.close()
+        await conn.close()
