@@ -14,7 +14,7 @@ help:
 	@echo "make services   start the local stack only"
 	@echo "make stop       stop every project instance (dev and test)"
 	@echo "make status     show what is running"
-	@echo "make bench      decoder, Redis, end-to-end ingest, edge agent and read API (quick) benchmarks (results in bench/results/)"
+	@echo "make bench      decoder, Redis, end-to-end ingest, edge agent, read API (quick) and storage benchmarks (results in bench/results/), then bridge plan's constants"
 
 $(STAMP): pyproject.toml scripts/venv.sh
 	@scripts/venv.sh
@@ -55,6 +55,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_edge.py
 	@command -v wrk >/dev/null || $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python bench/bench_api.py --quick
+	$(BIN)/python bench/bench_storage.py
+	$(BIN)/python bench/write_constants.py
 
 clean: stop
 	rm -rf .stack $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

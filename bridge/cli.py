@@ -30,6 +30,7 @@ from bridge.db.status import schema_status
 from bridge.doctor.cli import add_doctor_command, run_doctor
 from bridge.errors import BridgeError, ConfigError
 from bridge.pipeline import Worker
+from bridge.plan.cli import add_plan_command, run_plan
 from bridge.supervisor import supervise
 from bridge.telemetry import setup_logging
 
@@ -57,6 +58,7 @@ examples:
   bridge apikey create --scope read --name grafana
   bridge --config bridge.toml db maintain
   bridge doctor --workers 4            check a running deployment
+  bridge plan --devices 5000 --rate 1 --retention-days 90 --growth
   BRIDGE_DATABASE__URL=postgresql://u:p@db:5432/telemetry bridge db status
 """
 
@@ -174,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_api_commands(commands)
     add_broker_commands(commands)
     add_doctor_command(commands)
+    add_plan_command(commands)
     return parser
 
 
@@ -349,6 +352,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "api": run_api,
     "apikey": run_apikey,
     "doctor": run_doctor,
+    "plan": run_plan,
 }
 
 if __name__ == "__main__":
