@@ -58,7 +58,9 @@ def add_doctor_command(commands: Any) -> None:
         metavar="N",
         help="API replicas (default: one per --api-url)",
     )
-    p.add_argument("--replica-url", metavar="URL", help="a read replica's PostgreSQL URL to check")
+    p.add_argument(
+        "--replica-url", metavar="URL", help="a read replica to check (default: database.read_url)"
+    )
     p.add_argument(
         "--memory-limit-mb",
         type=float,
@@ -90,7 +92,7 @@ def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
         api_urls=apis,
         bridge_workers=args.workers or len(bridges),
         api_replicas=args.api_replicas or len(apis),
-        replica_url=args.replica_url,
+        replica_url=args.replica_url or settings.database.read_url,
         memory_limit_mb=args.memory_limit_mb,
         slow_query_s=args.slow_s,
         queue_warn=args.queue_warn,
