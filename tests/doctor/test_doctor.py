@@ -4,8 +4,10 @@ and names its fix, and says ok (or why it does not apply) otherwise."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -316,3 +318,47 @@ def test_the_command_line(stack: Stack, plain_db: str) -> None:
     assert {"pool use", "redis policy", "broker queues", "timescaledb jobs"} <= checks
     assert done.returncode == 1  # the API address answers nothing: an error finding
     assert report["healthy"] is False
+
+
+def test_broker_drops(stack: Stack, plain_db: str, tmp_path: Path) -> None:
+    """A broker of the test's own whose sessions queue 10 messages at most;
+    an offline subscriber is sent 50, so 40 are dropped."""
+    port = free_port_block(1)
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 10\nmax_inflight_messages 10\nsys_interval 1\n"
+    )
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
+    try:
+        own = dataclasses.replace(stack, mqtt_port=port)
+        wait_until(lambda: _listening(port), 20, "own broker listening")
+        topic = f"doctor/{uuid.uuid4().hex[:8]}"
+        _session(own, "doctor-drops", topic, expiry=600)
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", port)
+        pub.loop_start()
+        for info in [pub.publish(topic, b"x", qos=1) for _ in range(50)]:
+            info.wait_for_publish(10)
+        pub.loop_stop()
+        pub.disconnect()
+        settings = make_settings(own, plain_db)
+        seen: list[Report] = []
+
+        def reported() -> bool:
+            seen.append(examine(settings))
+            return any(f.status is Status.PROBLEM for f in seen[-1].by_check("broker queues"))
+
+        wait_until(reported, 20, "the drops reported")
+        (finding,) = only(seen[-1], "broker queues", Status.PROBLEM)
+        assert finding.data["dropped"] >= 40
+        assert "max_queued_messages" in finding.summary
+        assert "bridge retire" in finding.fix
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
