@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.services import Ports, Services, machine_info  # noqa: E402
-from bridge.sink.redis import RedisSink  # noqa: E402
+from bridge.cache.writer import CacheWriter  # noqa: E402
 from core.types import Point  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "storage.json"
@@ -92,7 +92,7 @@ async def redis_series(url: str) -> dict[str, Any]:
     before = (await client.info("memory"))["used_memory"]
     now_us = time.time_ns() // 1000
     start = now_us - WINDOW_S * 1_000_000
-    async with RedisSink(url, window_s=WINDOW_S) as sink:
+    async with CacheWriter(url, window_s=WINDOW_S) as sink:
         for second in range(WINDOW_S):
             batch = [
                 Point(start + second * 1_000_000 + s, f"dev-{s // 3:05d}", METRICS[s % 3], 1.5 * s)

@@ -14,6 +14,11 @@ each point: metric name, value, time; the first failure names the reason.
     too_many_points     x
     no_points           x
     no_metric           x
+    missing_path        x (device)                   x (metric, time)
+    path_error          x (device)                   x
+    bad_device          x
+    too_deep                                         x
+    too_many_leaves                                  x
     bad_metric_name                                  x
     bad_value                                        x
     non_finite_value                                 x
@@ -312,6 +317,12 @@ def point_time_us(raw: object, window: TimeWindow) -> int:
         time_us = rfc3339_us(raw)
     else:
         raise Rejected("bad_timestamp", f"timestamp must be a number or string, got {show(raw)}")
+    return check_window(time_us, raw, window)
+
+
+def check_window(time_us: int, raw: object, window: TimeWindow) -> int:
+    """``time_us`` when it lies within the window; raises Rejected otherwise.
+    ``raw`` is the input it was read from, for the detail."""
     if time_us > window.latest_us:
         raise Rejected(
             "time_in_future",

@@ -2,6 +2,8 @@
 
     ConfigError     bad config file, variable or option: stop with exit
                     status 2 and a message saying what to fix
+    DeviceError     (edge_agent.collect.modbus) a PLC gave no usable answer;
+                    raised and caught inside the poller
 
 Everything else the agent meets at run time (an unreachable PLC, a broker
 that is down, a PUBACK that says "not delivered") is not an error to the

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 
+from core.errors import BridgeError
 from core.types import Point
 from edge_agent.collect import Sink
 from edge_agent.collect.registers import BIT_FUNCTIONS, RegisterSpec, decode
@@ -69,7 +70,7 @@ def plan(registers: list[RegisterSpec]) -> list[Block]:
     return blocks
 
 
-class DeviceError(Exception):
+class DeviceError(BridgeError):
     """The device did not give a usable answer; the poll failed."""
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from bridge.api.service import Api, iso
 from bridge.batch import Batch
+from bridge.cache.writer import CacheWriter
 from bridge.config import DatabaseSettings, Settings
-from bridge.sink.redis import RedisSink
 from bridge.sink.timescale import TimescaleSink
 from core.types import Point
 from tests.api.conftest import set_marker
@@ -106,7 +106,7 @@ async def test_reads_from_a_paused_replica_have_no_gap(
         await pause.execute("SELECT pg_wal_replay_pause()")
         try:
             await db.write(Batch(points=new, sites={DEVICE: "s1"}))
-            async with RedisSink(redis_url, window_s=WINDOW_S, future_skew_s=0) as cache:
+            async with CacheWriter(redis_url, window_s=WINDOW_S, future_skew_s=0) as cache:
                 await cache.write([p for p in new if p.time_us >= now - WINDOW_S * S], now)
             await set_marker(redis_url, now - 10 * MINUTE)
             assert await replica_rows(replica_url) == len(old)  # it lacks the newer rows

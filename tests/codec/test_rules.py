@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from core.codec import CodecError, DecodeContext
 from core import rules as v
+from core.codec import CodecError, DecodeContext
 from core.limits import Limits
 from core.rules import Rejected, TimeWindow
 
