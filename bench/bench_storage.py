@@ -68,19 +68,19 @@ async def disk(svc: Services, mode: str, url: str) -> dict[str, Any]:
                 "SELECT pg_total_relation_size(format('telemetry_p%s', to_char($1::date, 'YYYYMMDD')))",
                 day,
             )
-            out["bytes_per_point"] = round(size / len(rows), 1)
+            out["bytes_per_point"] = round(int(size) / len(rows), 1)
         else:
             size = await conn.fetchval(
                 "SELECT sum(total_bytes) FROM chunks_detailed_size('telemetry')"
             )
-            out["bytes_per_point"] = round(size / len(rows), 1)
+            out["bytes_per_point"] = round(int(size) / len(rows), 1)
             await conn.execute(
                 "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('telemetry') c"
             )
             after = await conn.fetchval(
                 "SELECT sum(after_compression_total_bytes) FROM hypertable_compression_stats('telemetry')"
             )
-            out["compressed_bytes_per_point"] = round(after / len(rows), 1)
+            out["compressed_bytes_per_point"] = round(int(after) / len(rows), 1)
         return out
     finally:
         await conn.close()

@@ -146,12 +146,13 @@ async def check_timescaledb_jobs(
         return [ok("timescaledb jobs", f"TimescaleDB {version}: no job failed in the last day")]
     out = []
     for r in failed:
+        on = f" on {r['hypertable_name']}" if r["hypertable_name"] else ""
         out.append(
             bad(
                 "timescaledb jobs",
                 Status.PROBLEM,
-                f"job {r['job_id']} ({r['proc_name']} on {r['hypertable_name']}) failed its last "
-                f"run ({r['total_failures']} failures; last success {r['last_successful_finish']})",
+                f"job {r['job_id']} ({r['proc_name']}{on}) failed its last run "
+                f"({r['total_failures']} failures; {_last_success(r['last_successful_finish'])})",
                 "`bridge db maintain` refreshes the continuous aggregates itself meanwhile; read "
                 "the error below, fix it, then CALL run_job(<job_id>)",
                 job_id=r["job_id"],
@@ -170,6 +171,12 @@ async def check_timescaledb_jobs(
             )
         )
     return out
+
+
+def _last_success(finish: dt.datetime | None) -> str:
+    if finish is None or finish.year < 2:  # TimescaleDB's "never" is -infinity
+        return "never succeeded"
+    return f"last success {finish:%Y-%m-%d %H:%M:%S} UTC"
 
 
 async def check_replica_lag(conn: asyncpg.Connection, s: Settings, o: Options) -> list[Finding]:

@@ -120,13 +120,15 @@ def text(result: dict[str, Any], fleet: model.Fleet) -> list[str]:
                 "",
                 "growth table (same rate, metrics and retention):",
                 f"{'points/s':>12}{'devices':>12}{'workers':>9}{'db cores':>10}{'Redis':>10}"
-                f"{'disk':>13}{'cores':>8}{'seed cores':>12}{'seed disk':>12}",
+                f"{'disk' if disk is None else 'compressed':>13}{'cores':>8}{'seed cores':>12}"
+                f"{'seed disk':>12}",
             ]
         g, gs = row["plan"], row["seed_formula"]
         out.append(
             f"{_n(row['target_points_per_s']):>12}{row['fleet']['devices']:>12,}"
             f"{g['bridge_workers']:>9}{g['database_cores']:>10}{_size(g['redis_gb']):>10}"
-            f"{_size(g['disk_raw_gb']):>13}{g['total_cores']:>8.0f}{gs['cores']:>12.0f}"
+            f"{_size(g['disk_raw_gb'] if disk is None else g['disk_compressed_gb']):>13}"
+            f"{g['total_cores']:>8.0f}{gs['cores']:>12.0f}"
             f"{_size(gs['disk_gb']):>12}"
         )
     kinds = result["constants"]["values"]

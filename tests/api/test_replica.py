@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from bridge.api.service import Api, iso
+from bridge.api.answers import iso
+from bridge.api.service import Api
 from bridge.batch import Batch
 from bridge.cache.writer import CacheWriter
 from bridge.config import DatabaseSettings, Settings
