@@ -155,7 +155,8 @@ async def _refresh_failed_aggregates(conn: asyncpg.Connection) -> list[str]:
     run, over that job's own window (start_offset .. end_offset before now)."""
     failed = await conn.fetch(
         # A job names the view or, in older releases, its materialization table.
-        "SELECT c.view_name AS view, format('%I.%I', c.view_schema, c.view_name) AS regclass, "
+        "SELECT DISTINCT ON (c.view_name) c.view_name AS view, "
+        "format('%I.%I', c.view_schema, c.view_name) AS regclass, "
         "(j.config->>'start_offset')::interval AS start_offset, "
         "(j.config->>'end_offset')::interval AS end_offset "
         "FROM timescaledb_information.jobs j "
