@@ -14,7 +14,7 @@ help:
 	@echo "make services   start the local stack only"
 	@echo "make stop       stop every project instance (dev and test)"
 	@echo "make status     show what is running"
-	@echo "make bench      decoder, Redis, end-to-end ingest, edge agent, read API (quick) and peers benchmarks (results in bench/results/)"
+	@echo "make bench      decoder, Redis, end-to-end ingest, edge agent, read API (quick), storage and peers benchmarks (results in bench/results/), then bridge plan's constants"
 	@echo "make bench-peers  the bridge side by side with Node-RED and a naive bridge (installs them from npm on first use)"
 	@echo "make bench-burst  the seed's burst scenario, open loop, on both HTTP ingest routes"
 
@@ -62,6 +62,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_edge.py
 	@command -v wrk >/dev/null || $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -qq wrk >/dev/null
 	$(BIN)/python bench/bench_api.py --quick
+	$(BIN)/python bench/bench_storage.py
+	$(BIN)/python bench/write_constants.py
 	$(MAKE) bench-peers
 
 bench-peers: $(STAMP)

@@ -27,8 +27,10 @@ from bridge.db.connect import connect, where
 from bridge.db.maintain import maintain
 from bridge.db.migrate import migrate
 from bridge.db.status import schema_status
+from bridge.doctor.cli import add_doctor_command, run_doctor
 from bridge.errors import BridgeError, ConfigError
 from bridge.pipeline import Worker
+from bridge.plan.cli import add_plan_command, run_plan
 from bridge.source.internals import check_internals_at_startup
 from bridge.supervisor import supervise
 from bridge.telemetry import setup_logging
@@ -57,6 +59,8 @@ examples:
   bridge api                           serve the read API
   bridge apikey create --scope read --name grafana
   bridge --config bridge.toml db maintain
+  bridge doctor --workers 4            check a running deployment
+  bridge plan --devices 5000 --rate 1 --retention-days 90 --growth
   BRIDGE_DATABASE__URL=postgresql://u:p@db:5432/telemetry bridge db status
 """
 
@@ -95,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes in the share group, supervised and restarted on a crash "
         "(worker i uses client id <mqtt.client_id>-i; default 1, in this process)",
+    )
+    run.add_argument(
+        "--worker",
+        type=int,
+        default=None,
+        metavar="I",
+        help="run worker I alone in this process, for one worker per host or pod (a "
+        "StatefulSet's pod ordinal): client id <mqtt.client_id>-I, health and metrics on "
+        "http.port itself",
     )
     run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
@@ -175,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_api_commands(commands)
     add_broker_commands(commands)
+    add_doctor_command(commands)
+    add_plan_command(commands)
     return parser
 
 
@@ -219,11 +234,16 @@ def _check_config(args: argparse.Namespace, settings: Settings) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if args.worker is not None and (args.worker < 0 or args.workers != 1):
+        raise ConfigError("--worker takes a worker index of 0 or more, without --workers")
     setup_logging(args.log_level)
     warning = guessable_group(settings.mqtt)
     if warning:
         logging.getLogger("bridge").warning("%s", warning)
     check_internals_at_startup()  # a changed paho or aiomqtt: a clear error, not silence
+    if args.worker is not None:
+        uvloop.run(_worker(settings, args.worker, http_port=settings.http.port))
+        return 0
     if args.worker_index is not None or args.workers == 1:
         uvloop.run(_worker(settings, args.worker_index or 0))
         return 0
@@ -255,10 +275,14 @@ def _db_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _worker(
-    settings: Settings, index: int, retire: bool = False, idle_s: float = 1.0
+    settings: Settings,
+    index: int,
+    retire: bool = False,
+    idle_s: float = 1.0,
+    http_port: int | None = None,
 ) -> None:
     try:
-        worker = Worker(settings, index)
+        worker = Worker(settings, index, http_port=http_port)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     signals = 0
@@ -349,6 +373,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "broker": run_broker_command,
     "api": run_api,
     "apikey": run_apikey,
+    "doctor": run_doctor,
+    "plan": run_plan,
 }
 
 if __name__ == "__main__":

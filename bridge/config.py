@@ -46,6 +46,12 @@ class DatabaseSettings(Section):
         "postgresql://bridge@127.0.0.1:15432/bridge",
         description="PostgreSQL URL, postgresql://user:password@host:port/dbname.",
     )
+    read_url: str | None = Field(
+        None,
+        description="A streaming read replica of url for the API's history reads: used for a "
+        "read when it has replayed all the primary had written when the read began (else url "
+        "serves it). Writes always go to url.",
+    )
     mode: Literal["auto", "timescaledb", "plain"] = Field(
         "auto",
         description="Schema mode for `bridge db migrate`: TimescaleDB when the extension is "
@@ -72,9 +78,11 @@ class DatabaseSettings(Section):
         60.0, ge=0, description="How often a worker runs `db maintain` (0: never)."
     )
 
-    @field_validator("url")
+    @field_validator("url", "read_url")
     @classmethod
-    def _postgres_url(cls, value: str) -> str:
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("postgresql", "postgres"):
             raise ValueError("must start with postgresql:// (e.g. postgresql://user@host:5432/db)")

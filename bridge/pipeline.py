@@ -54,9 +54,22 @@ def worker_client_id(settings: Settings, index: int) -> str:
 
 
 class Worker:
-    def __init__(self, settings: Settings, index: int = 0, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        index: int = 0,
+        metrics: Metrics | None = None,
+        http_port: int | None = None,
+    ) -> None:
+        """``http_port``: where /healthz, /readyz and /metrics listen; by default
+        http.port + index (a host running several workers), 0 when http.port is 0."""
         self.settings = settings
         self.index = index
+        self.http_port = (
+            http_port
+            if http_port is not None
+            else settings.http.port and settings.http.port + index
+        )
         self.client_id = worker_client_id(settings, index)
         self.metrics = metrics or Metrics()
         self.router = Router(settings.mqtt.routes, settings.limits)
@@ -133,8 +146,8 @@ class Worker:
     async def _run(self, retire: bool, idle_s: float) -> None:
         s = self.settings
         server = None
-        if s.http.port:
-            port = s.http.port + self.index
+        if self.http_port:
+            port = self.http_port
             server = await http.serve(s.http.host, port, self.health.routes())
             log.info(
                 "health and metrics on http://%s:%d/ (healthz, readyz, metrics)", s.http.host, port

@@ -16,6 +16,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
 )
 
@@ -74,6 +75,9 @@ class Metrics(CommitMetrics):
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        # process_resident_memory_bytes and friends: `bridge doctor` compares
+        # them with the memory limit.
+        ProcessCollector(registry=r)
         super().__init__(r)
         self.messages_received = Counter(
             "bridge_messages_received_total", "MQTT messages received", registry=r

@@ -8,7 +8,10 @@
 #   scripts/stack.sh env    [dev|test]            print the URLs as shell variables
 #   scripts/stack.sh info   [dev|test]            print how to reach each service
 #
-# Services: postgres, redis, mosquitto (all by default).
+# Services: postgres, redis, mosquitto (all by default), and replica: a
+# streaming replica of postgres made with pg_basebackup, on the next port
+# (STACK_<INSTANCE>_PG_REPLICA_PORT), started only when named:
+#   scripts/stack.sh up test replica
 # Instances: "dev" (make run) and "test" (make test) use different ports and
 # state folders, so both can run at once. State lives in .stack/<instance>/,
 # which git ignores. Never the system defaults 1883/5432/6379.
@@ -28,8 +31,10 @@ die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
 
 ports_for() {
     case "$1" in
-        dev)  MQTT_PORT=${STACK_DEV_MQTT_PORT:-11883}; PG_PORT=${STACK_DEV_PG_PORT:-15432}; REDIS_PORT=${STACK_DEV_REDIS_PORT:-16379} ;;
-        test) MQTT_PORT=${STACK_TEST_MQTT_PORT:-21883}; PG_PORT=${STACK_TEST_PG_PORT:-25432}; REDIS_PORT=${STACK_TEST_REDIS_PORT:-26379} ;;
+        dev)  MQTT_PORT=${STACK_DEV_MQTT_PORT:-11883}; PG_PORT=${STACK_DEV_PG_PORT:-15432}; REDIS_PORT=${STACK_DEV_REDIS_PORT:-16379}
+              REPLICA_PORT=${STACK_DEV_PG_REPLICA_PORT:-$((PG_PORT + 1))} ;;
+        test) MQTT_PORT=${STACK_TEST_MQTT_PORT:-21883}; PG_PORT=${STACK_TEST_PG_PORT:-25432}; REDIS_PORT=${STACK_TEST_REDIS_PORT:-26379}
+              REPLICA_PORT=${STACK_TEST_PG_REPLICA_PORT:-$((PG_PORT + 1))} ;;
         *) die "unknown instance '$1' (use dev or test)" ;;
     esac
 }
@@ -150,8 +155,13 @@ postgres_up() {
     fi
     local preload="" tuning=""
     if timescaledb_available; then
+        # A scheduler per database takes a background worker slot; the tests
+        # clone many databases, and with the default 8 slots a new one's jobs
+        # could wait for a slot (a job test timed out that way).
         preload="shared_preload_libraries = 'timescaledb'
-timescaledb.telemetry_level = off"
+timescaledb.telemetry_level = off
+max_worker_processes = 32
+timescaledb.max_background_workers = 24"
     fi
     if [ "$INSTANCE" = test ]; then
         # Test clusters are thrown away: trade crash safety for speed.
@@ -182,6 +192,7 @@ EOF
 host all postgres 127.0.0.1/32 trust
 host all bridge   127.0.0.1/32 trust
 host all all      127.0.0.1/32 scram-sha-256
+host replication postgres 127.0.0.1/32 trust
 EOF
     touch "$log"; if [ "$(id -u)" -eq 0 ]; then chown postgres: "$log"; fi
     if as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
@@ -226,6 +237,41 @@ postgres_down() {
     [ -f "$data/PG_VERSION" ] || return 0
     if as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         as_pg "$bin/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null && say "postgres: stopped"
+    fi
+}
+
+# ---------------------------------------------------------------- replica
+# A hot standby of the instance's PostgreSQL: pg_basebackup -R copies the
+# primary (and writes the standby's primary_conninfo), then it streams WAL on
+# its own port. The copied stack.conf names the primary's port; the command
+# line's port wins.
+replica_up() {
+    local bin data rdata log
+    bin=$(pg_bindir); data=$(pg_datadir); rdata="$STATE/postgres-replica"; log="$LOGS/postgres-replica.log"
+    as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 || die "start postgres first: $0 up $INSTANCE postgres"
+    if [ ! -f "$rdata/PG_VERSION" ]; then
+        mkdir -p "$rdata"
+        [ "$(id -u)" -eq 0 ] && chown postgres: "$rdata"
+        chmod 700 "$rdata"
+        as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U postgres -D "$rdata" -R -X stream -c fast \
+            >"$LOGS/pg_basebackup.log" 2>&1 || die "pg_basebackup failed; see $LOGS/pg_basebackup.log"
+        say "replica: copied the primary into $rdata"
+    fi
+    if as_pg "$bin/pg_ctl" -D "$rdata" status >/dev/null 2>&1; then
+        say "replica: already running on port $REPLICA_PORT"; return 0
+    fi
+    port_open "$REPLICA_PORT" && die "port $REPLICA_PORT is taken by another program; set STACK_${INSTANCE^^}_PG_REPLICA_PORT"
+    touch "$log"; if [ "$(id -u)" -eq 0 ]; then chown postgres: "$log"; fi
+    as_pg "$bin/pg_ctl" -D "$rdata" -l "$log" -o "-c port=$REPLICA_PORT -c hot_standby=on" -w -t 60 start >/dev/null \
+        || die "the replica did not start; see $log"
+    say "replica: streaming from port $PG_PORT, read-only on port $REPLICA_PORT"
+}
+
+replica_down() {
+    local bin rdata; bin=$(pg_bindir 2>/dev/null) || return 0; rdata="$STATE/postgres-replica"
+    [ -f "$rdata/PG_VERSION" ] || return 0
+    if as_pg "$bin/pg_ctl" -D "$rdata" status >/dev/null 2>&1; then
+        as_pg "$bin/pg_ctl" -D "$rdata" -m fast -w -t 60 stop >/dev/null && say "replica: stopped"
     fi
 }
 
@@ -402,7 +448,7 @@ case "$cmd" in
         for i in $instances; do
             [ -d "$ROOT/.stack/$i" ] || continue
             select_instance "$i"
-            for s in $(services "$@"); do "${s}_down"; done
+            for s in $( [ $# -gt 0 ] && echo "$@" || echo replica postgres redis mosquitto ); do "${s}_down"; done
         done
         ;;
     status)

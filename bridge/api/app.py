@@ -270,7 +270,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
             allow_origins=a.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
-            expose_headers=["X-Cache", "Retry-After"],
+            expose_headers=["X-Cache", "X-Database", "Retry-After"],
         )
         if a.cors_origins
         else None,

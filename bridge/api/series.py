@@ -61,13 +61,13 @@ class SeriesReader:
         self._window_us = window_s * 1_000_000
 
     async def read(self, conn: asyncpg.Connection, q: SeriesQuery, now_us: int) -> SeriesResult:
-        cut, state = await self._cut(now_us)
+        cut, state = await self.cut(now_us)
         try:
-            return await self._read(conn, q, cut, state)
+            return await self.read_at(conn, q, cut, state)
         except RedisUnavailable:  # it went away mid-request: all from the database
-            return await self._read(conn, q, None, "unavailable")
+            return await self.read_at(conn, q, None, "unavailable")
 
-    async def _read(
+    async def read_at(
         self, conn: asyncpg.Connection, q: SeriesQuery, cut: int | None, state: CacheState
     ) -> SeriesResult:
         span = q.end_us - q.start_us
@@ -90,8 +90,9 @@ class SeriesReader:
             resolution = "1m" if span <= self._points * WIDTH_US["1m"] else "1h"
         return await self._rollup(conn, q, resolution, cut, state)
 
-    async def _cut(self, now_us: int) -> tuple[int | None, CacheState]:
-        """Where the cache takes over, or None when it cannot serve."""
+    async def cut(self, now_us: int) -> tuple[int | None, CacheState]:
+        """Where the cache takes over, or None when it cannot serve. The
+        database part of a read ends there (db_end)."""
         if self._cache is None:
             return None, "bypass"
         try:

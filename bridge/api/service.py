@@ -30,7 +30,8 @@ from bridge.api.metrics import ApiMetrics
 from bridge.api.params import DAY_US, check_id, check_metrics, page_size, time_range
 from bridge.api.problems import ApiProblem
 from bridge.api.publish import BrokerIngest
-from bridge.api.series import SeriesQuery, SeriesReader, Step, TooManyPoints
+from bridge.api.replica import ReplicaGate
+from bridge.api.series import SeriesQuery, SeriesReader, SeriesResult, Step, TooManyPoints
 from bridge.api.store import Mode, Selection, to_us
 from bridge.api.summary import summarize
 from bridge.cache.reader import CacheReader
@@ -60,6 +61,7 @@ class Api:
         self._broker: BrokerIngest | None = None
         self._keys: KeyChecker | None = None
         self._series: SeriesReader | None = None
+        self._replica: ReplicaGate | None = None
 
     async def __aenter__(self) -> Api:
         s = self.settings
@@ -72,6 +74,17 @@ class Api:
             max_inactive_connection_lifetime=300,
         )
         self._stack.push_async_callback(self._pool.close)
+        if s.database.read_url:
+            replica = await asyncpg.create_pool(
+                s.database.read_url,
+                min_size=0,
+                max_size=s.api.db_pool_size,
+                timeout=s.database.connect_timeout_s,
+                command_timeout=30,
+                max_inactive_connection_lifetime=300,
+            )
+            self._stack.push_async_callback(replica.close)
+            self._replica = ReplicaGate(replica)
         cache_writer: CacheWriter | None = None
         if s.redis.enabled:
             timeout_s = min(s.redis.timeout_s, 0.5)  # a read must not wait long
@@ -150,6 +163,26 @@ class Api:
             s = self.settings
             self._series = SeriesReader(mode, self._cache, s.api.series_points, s.redis.window_s)
         return self._series
+
+    async def _history(self, query: SeriesQuery) -> tuple[SeriesResult, str]:
+        """The series, and which database served its older part: the replica
+        when it has replayed past the read's horizon, else the primary."""
+        if self._mode is None:
+            async with self._db() as conn:
+                await self._mode_of(conn)
+        assert self._mode is not None
+        reader = self._reader(self._mode)
+        cut, state = await reader.cut(time.time_ns() // 1000)
+        replica = self._replica
+        try:
+            async with self._db() as conn:
+                if replica is None or not await replica.covers(conn):
+                    return await reader.read_at(conn, query, cut, state), "primary"
+            async with replica.connection() as conn:
+                return await reader.read_at(conn, query, cut, state), "replica"
+        except RedisUnavailable:  # it went away mid-request: all from the primary
+            async with self._db() as conn:
+                return await reader.read_at(conn, query, None, "unavailable"), "primary"
 
     def _range(self, start: str | None, end: str | None) -> tuple[int, int]:
         return time_range(
@@ -268,12 +301,10 @@ class Api:
         check_metrics(metrics, lim.max_metric_len)
         start_us, end_us = self._range(start, end)
         query = SeriesQuery(device_id, metrics or None, start_us, end_us, step)
-        async with self._db() as conn:
-            reader = self._reader(await self._mode_of(conn))
-            try:
-                result = await reader.read(conn, query, time.time_ns() // 1000)
-            except TooManyPoints as exc:
-                raise ApiProblem(422, "Too Many Points", str(exc)) from None
+        try:
+            result, source = await self._history(query)
+        except TooManyPoints as exc:
+            raise ApiProblem(422, "Too Many Points", str(exc)) from None
         if result.cache != "bypass":
             if result.cache == "unavailable":
                 self.metrics.cache_unavailable.inc()
@@ -282,7 +313,7 @@ class Api:
                 if result.cache == "hit":
                     self.metrics.cache_hits.inc()
         body = await answers.telemetry(device_id, start_us, end_us, result)
-        return body, {"X-Cache": result.cache}
+        return body, {"X-Cache": result.cache, "X-Database": source}
 
     async def summary(
         self,

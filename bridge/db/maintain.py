@@ -2,9 +2,11 @@
 
 Plain PostgreSQL: day partitions ahead of today, partitions for rows waiting
 in the default partition, dropping partitions past retention, refreshing the
-rollups. TimescaleDB: its own background jobs do that work; we only keep the
-retention policy equal to the configured retention. Both modes: dead letters
-past retention are deleted.
+rollups. TimescaleDB: its own background jobs do that work; we keep the
+retention policy equal to the configured retention and, when a continuous
+aggregate's refresh job failed its last run, refresh that aggregate over the
+policy's window ourselves (the project's own builds saw those jobs fail).
+Both modes: dead letters past retention are deleted.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class MaintenanceReport:
     rollup_hours_refreshed: int = 0
     rejected_deleted: int = 0
     retention_policy_changed: bool = False
+    aggregates_refreshed: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"mode: {self.mode}"]
@@ -45,6 +48,9 @@ class MaintenanceReport:
         else:
             changed = "updated" if self.retention_policy_changed else "unchanged"
             out.append(f"retention policy: {changed}")
+            if self.aggregates_refreshed:
+                names = ", ".join(self.aggregates_refreshed)
+                out.append(f"refreshed after a failed refresh job: {names}")
         out.append(f"dead letters deleted past retention: {self.rejected_deleted}")
         return out
 
@@ -74,6 +80,7 @@ async def maintain(
             report.rollup_hours_refreshed = await conn.fetchval("SELECT bridge_refresh_rollups()")
         else:
             report.retention_policy_changed = await _retention_policy(conn, settings.retention_days)
+            report.aggregates_refreshed = await _refresh_failed_aggregates(conn)
         status = await conn.execute(
             "DELETE FROM rejected_messages WHERE received_at < $1",
             dt.datetime.combine(cutoff, dt.time(), dt.UTC),
@@ -141,3 +148,34 @@ async def _retention_policy(conn: asyncpg.Connection, days: int) -> bool:
             "SELECT add_retention_policy('telemetry', drop_after => $1::interval)", wanted
         )
     return True
+
+
+async def _refresh_failed_aggregates(conn: asyncpg.Connection) -> list[str]:
+    """Refreshes each continuous aggregate whose refresh job failed its last
+    run, over that job's own window (start_offset .. end_offset before now)."""
+    failed = await conn.fetch(
+        # A job names the view or, in older releases, its materialization table.
+        "SELECT DISTINCT ON (c.view_name) c.view_name AS view, "
+        "format('%I.%I', c.view_schema, c.view_name) AS regclass, "
+        "(j.config->>'start_offset')::interval AS start_offset, "
+        "(j.config->>'end_offset')::interval AS end_offset "
+        "FROM timescaledb_information.jobs j "
+        "JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id "
+        "JOIN timescaledb_information.continuous_aggregates c "
+        "ON j.hypertable_name IN (c.view_name, c.materialization_hypertable_name) "
+        "WHERE j.proc_name = 'policy_refresh_continuous_aggregate' "
+        "AND s.last_run_status = 'Failed'"
+    )
+    done = []
+    for row in failed:
+        # CALL refresh_continuous_aggregate cannot run in a transaction block;
+        # asyncpg's execute without one runs it on its own.
+        await conn.execute(
+            "CALL refresh_continuous_aggregate($1::regclass, now() - $2::interval, "
+            "now() - $3::interval)",
+            row["regclass"],
+            row["start_offset"],
+            row["end_offset"],
+        )
+        done.append(row["view"])
+    return done

@@ -179,3 +179,60 @@ def test_aggregates_agree_with_raw_rows(tsdb_db: str, first: list, second: list)
             await conn.close()
 
     asyncio.run(check())
+
+
+async def test_maintain_refreshes_an_aggregate_whose_refresh_job_failed(tsdb_db: str) -> None:
+    """telemetry_1m's refresh job fails in TimescaleDB's scheduler (a lock
+    timeout while the raw table is locked, as under a long migration); then
+    `bridge db maintain` refreshes the aggregate itself: its watermark moves
+    past the new rows."""
+    conn = await asyncpg.connect(tsdb_db)
+    blocker = await asyncpg.connect(tsdb_db)
+    try:
+        rows = [(BASE + dt.timedelta(seconds=n), "pump-1", "pip", float(n)) for n in range(600)]
+        await conn.copy_records_to_table(
+            "telemetry", records=rows, columns=["time", "device_id", "metric", "value"]
+        )
+        job, mat = await conn.fetchrow(
+            "SELECT j.job_id, c.materialization_hypertable_name FROM timescaledb_information.jobs j "
+            "JOIN timescaledb_information.continuous_aggregates c "
+            "ON j.hypertable_name IN (c.view_name, c.materialization_hypertable_name) "
+            "WHERE c.view_name = 'telemetry_1m'"
+        )
+        watermark = (
+            "SELECT _timescaledb_functions.cagg_watermark(id) FROM _timescaledb_catalog.hypertable "
+            "WHERE table_name = $1"
+        )
+        before = await conn.fetchval(watermark, mat)
+        db = tsdb_db.rsplit("/", 1)[1]
+        await conn.execute(f"ALTER DATABASE \"{db}\" SET lock_timeout = '200ms'")
+        await blocker.execute("BEGIN; LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
+        await conn.execute("SELECT _timescaledb_functions.start_background_workers()")
+        # The test template keeps its jobs paused; this one runs now, once.
+        await conn.execute("SELECT alter_job($1, scheduled => true, next_start => now())", job)
+        for _ in range(900):
+            status = await conn.fetchval(
+                "SELECT last_run_status FROM timescaledb_information.job_stats WHERE job_id = $1",
+                job,
+            )
+            if status == "Failed":
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the refresh job did not run (and fail) in 90 s")
+        await blocker.execute("ROLLBACK")
+        await conn.execute(f'ALTER DATABASE "{db}" RESET lock_timeout')
+        await conn.execute("SELECT alter_job($1, scheduled => false)", job)  # ours alone now
+        report = await maintain(conn, DatabaseSettings(url=tsdb_db))
+        # telemetry_1h's job may have run (and failed) in the same window.
+        assert "telemetry_1m" in report.aggregates_refreshed, report.lines()
+        assert set(report.aggregates_refreshed) <= {"telemetry_1m", "telemetry_1h"}
+        assert any(
+            line.startswith("refreshed after a failed refresh job: ") for line in report.lines()
+        )
+        after = await conn.fetchval(watermark, mat)
+        assert after > before
+        assert after >= int((BASE + dt.timedelta(seconds=540)).timestamp() * 1_000_000)
+    finally:
+        await blocker.close()
+        await conn.close()
