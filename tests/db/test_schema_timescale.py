@@ -207,9 +207,11 @@ async def test_maintain_refreshes_an_aggregate_whose_refresh_job_failed(tsdb_db:
         db = tsdb_db.rsplit("/", 1)[1]
         await conn.execute(f"ALTER DATABASE \"{db}\" SET lock_timeout = '200ms'")
         await blocker.execute("BEGIN; LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
-        await conn.execute("SELECT _timescaledb_functions.start_background_workers()")
-        # The test template keeps its jobs paused; this one runs now, once.
+        # The test template keeps its jobs paused; this one runs now, once. A
+        # scheduler already running may sleep past the new next_start: restart
+        # it, so it reads the job list afresh.
         await conn.execute("SELECT alter_job($1, scheduled => true, next_start => now())", job)
+        await conn.execute("SELECT _timescaledb_functions.restart_background_workers()")
         for _ in range(900):
             status = await conn.fetchval(
                 "SELECT last_run_status FROM timescaledb_information.job_stats WHERE job_id = $1",
