@@ -10,6 +10,7 @@ connects until a command starts.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 from pathlib import Path
@@ -31,7 +32,8 @@ from pydantic_settings import (
 from bridge import settings_file
 from bridge.codec.values import METRIC_NAME
 from bridge.topics import ID, TopicTemplate
-from edge_agent.collect.registers import RegisterSpec
+from edge_agent.collect.opcua_config import OpcUaSettings
+from edge_agent.collect.registers import BIT_FUNCTIONS, RegisterSpec
 from edge_agent.errors import ConfigError
 
 
@@ -274,6 +276,13 @@ class ModbusDevice(Section):
     backoff_max_s: float = Field(
         60.0, gt=0, description="Longest wait between attempts while the device does not answer."
     )
+    max_gap: int = Field(
+        0,
+        ge=0,
+        description="Registers (or bits) left unmapped between two entries that one request "
+        "may still read across (0: only adjacent entries share a request; some PLCs refuse "
+        "addresses they do not map).",
+    )
     registers: list[RegisterSpec] = Field(min_length=1, description="The register map.")
 
     @field_validator("device_id")
@@ -288,10 +297,35 @@ class ModbusDevice(Section):
             if reg.metric in seen:
                 raise ValueError(f"device {self.device_id}: metric {reg.metric!r} is mapped twice")
             seen.add(reg.metric)
+        regs = sorted(self.registers, key=lambda r: (r.function, r.address))
+        for a, b in itertools.pairwise(regs):
+            if a.function == b.function and b.address < a.address + a.words:
+                raise ValueError(
+                    f"device {self.device_id}: {b.metric} ({b.function} {b.address}) overlaps "
+                    f"{a.metric} ({a.function} {a.address}-{a.address + a.words - 1})"
+                )
+        limit = 125 if any(r.function not in BIT_FUNCTIONS for r in self.registers) else 2000
+        if self.max_gap >= limit:
+            raise ValueError(
+                f"device {self.device_id}: max_gap {self.max_gap} is larger than one request "
+                f"holds ({limit} {'registers' if limit == 125 else 'bits'})"
+            )
         return self
 
 
 class ModbusSettings(Section):
+    max_concurrent: int = Field(
+        32,
+        ge=1,
+        le=10_000,
+        description="Polls in flight at once across all devices; devices that do not answer "
+        "retry within a quarter of it, so they never take a live device's turn.",
+    )
+    stagger: bool = Field(
+        True,
+        description="Spread the devices' polls over their interval instead of starting them "
+        "all at the same instant.",
+    )
     devices: list[ModbusDevice] = Field(
         default_factory=list, description="PLCs polled over Modbus TCP."
     )
@@ -349,8 +383,9 @@ class Settings(BaseSettings):
     uplink: UplinkSettings = Field(default_factory=UplinkSettings)  # type: ignore[arg-type]
     status: StatusSettings = Field(default_factory=StatusSettings)  # type: ignore[arg-type]
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)  # type: ignore[arg-type]
-    modbus: ModbusSettings = Field(default_factory=ModbusSettings)
+    modbus: ModbusSettings = Field(default_factory=ModbusSettings)  # type: ignore[arg-type]
     local_mqtt: LocalMqttSettings = Field(default_factory=LocalMqttSettings)  # type: ignore[arg-type]
+    opcua: OpcUaSettings = Field(default_factory=OpcUaSettings)
 
 
 def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -373,4 +408,7 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     for section in ("uplink", "local_mqtt"):
         if data[section]["password"] is not None:
             data[section]["password"] = "***"  # noqa: S105 - the mask, not a password
+    for server in data["opcua"]["servers"]:
+        if server["password"] is not None:
+            server["password"] = "***"  # noqa: S105 - the mask, not a password
     return data

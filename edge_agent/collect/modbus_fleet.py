@@ -1,0 +1,154 @@
+"""Polling hundreds of PLCs on time: one schedule, staggered, bounded concurrency.
+
+``ModbusFleet`` is the collector of every ``[[modbus.devices]]`` entry. Each
+device keeps its own task and its own connection (``ModbusPoller``: the
+register map read in coalesced blocks, the readings of a poll spooled in one
+transaction), so a device only ever waits on its own socket. On top of that:
+
+- **Schedule.** A device's k-th poll is due at ``phase + k * interval``. With
+  ``modbus.stagger`` (the default) the phases spread the devices evenly over
+  their interval, so 200 devices at 1 Hz make a request every 5 ms rather
+  than 200 at once. A poll that takes longer than the interval skips the
+  slots it missed (each counted in ``edge_poll_overruns_total{device}``) and
+  the device stays on its grid: polls never bunch up.
+- **Bounded concurrency.** A poll holds one of ``modbus.max_concurrent`` slots
+  while its requests are in flight. A device that does not answer retries
+  after its backoff in a pool of its own (a quarter of ``max_concurrent``,
+  at least one), so however many devices are dead or silent they never take
+  a slot from one that answers; a device holds at most one slot at a time.
+- **Jitter.** How late each scheduled poll started, its wait for a slot
+  included, goes to ``edge_poll_jitter_seconds{collector="modbus"}``; retries
+  of a device that is down are not scheduled polls and are not measured.
+- **Requests per poll.** ``edge_modbus_requests_per_poll{device}`` (how many
+  requests the coalesced map takes), with ``edge_modbus_requests_total`` and
+  ``edge_modbus_polls_total`` counting what was sent.
+
+Stopping finishes the polls under way (bounded by their timeout) and spools
+what they read, as a single device's poller does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+
+from pymodbus.exceptions import ModbusException
+
+from edge_agent.collect import Sink
+from edge_agent.collect.modbus import DeviceError, ModbusPoller
+from edge_agent.config import ModbusDevice, ModbusSettings
+from edge_agent.telemetry import DeviceHealth, Metrics
+from edge_agent.types import Reading
+
+PROBE_SHARE = 4  # devices that are down retry within max_concurrent // PROBE_SHARE slots
+
+
+class ScheduledPoller(ModbusPoller):
+    """One device on the fleet's schedule."""
+
+    def __init__(
+        self,
+        device: ModbusDevice,
+        metrics: Metrics,
+        health: DeviceHealth,
+        *,
+        phase_s: float,
+        live: asyncio.Semaphore,
+        probe: asyncio.Semaphore,
+    ) -> None:
+        super().__init__(device, metrics, health)
+        self._phase_s = phase_s
+        self._live = live
+        self._probe = probe
+        self.requests_per_poll = len(self._blocks)
+        metrics.modbus_requests_per_poll.labels(device=device.device_id).set(self.requests_per_poll)
+
+    async def run(self, sink: Sink) -> None:
+        device, metrics = self._device, self._metrics
+        interval = device.poll_interval_s
+        label = device.device_id
+        metrics.device_up.labels(device=label).set(0)
+        jitter = metrics.poll_jitter.labels(collector="modbus")
+        overruns = metrics.poll_overruns.labels(device=label)
+        polls = metrics.modbus_polls.labels(device=label)
+        requests = metrics.modbus_requests.labels(device=label)
+        origin = time.monotonic() + self._phase_s
+        due = origin
+        failing = False
+        backoff = interval
+        try:
+            while True:
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                slots = self._probe if failing else self._live
+                poll = asyncio.ensure_future(self._slotted(slots))
+                try:
+                    started, readings = await asyncio.shield(poll)
+                except asyncio.CancelledError:
+                    # Stopping. Finish the poll under way (bounded by the request
+                    # timeout): what the device has served is not thrown away.
+                    with contextlib.suppress(Exception):
+                        sink.put(self.name, (await poll)[1])
+                    raise
+                except (DeviceError, ModbusException, OSError, TimeoutError) as exc:
+                    self._client.close()
+                    self._failed(self._reason(exc), backoff)
+                    failing = True
+                    due = time.monotonic() + backoff
+                    backoff = min(backoff * 2, device.backoff_max_s)
+                    continue
+                if not failing:
+                    jitter.observe(max(0.0, started - due))
+                sink.put(self.name, readings)
+                polls.inc()
+                requests.inc(self.requests_per_poll)
+                self._answered()
+                now = time.monotonic()
+                if failing:
+                    # Back on the grid: the next slot from now.
+                    failing, backoff = False, interval
+                    due = origin + math.ceil((now - origin) / interval) * interval
+                    continue
+                due += interval
+                if due < now:
+                    missed = math.ceil((now - due) / interval)
+                    overruns.inc(missed)
+                    due += missed * interval
+        finally:
+            self._client.close()
+
+    async def _slotted(self, slots: asyncio.Semaphore) -> tuple[float, list[Reading]]:
+        async with slots:
+            started = time.monotonic()
+            return started, await self._poll()
+
+
+class ModbusFleet:
+    name = "modbus"
+
+    def __init__(
+        self, settings: ModbusSettings, metrics: Metrics, devices: dict[str, DeviceHealth]
+    ) -> None:
+        live = asyncio.Semaphore(settings.max_concurrent)
+        probe = asyncio.Semaphore(max(1, settings.max_concurrent // PROBE_SHARE))
+        count = len(settings.devices)
+        self.pollers: list[ScheduledPoller] = []
+        for i, device in enumerate(settings.devices):
+            devices[device.device_id] = DeviceHealth()
+            phase = device.poll_interval_s * i / count if settings.stagger else 0.0
+            self.pollers.append(
+                ScheduledPoller(
+                    device,
+                    metrics,
+                    devices[device.device_id],
+                    phase_s=phase,
+                    live=live,
+                    probe=probe,
+                )
+            )
+
+    async def run(self, sink: Sink) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for poller in self.pollers:
+                tasks.create_task(poller.run(sink), name=poller.name)
