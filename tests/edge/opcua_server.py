@@ -79,6 +79,7 @@ class OpcServer:
         security: tuple[Path, Path] | None = None,  # the server's certificate and key
         trusted_clients: list[Path] | None = None,  # client certificates it accepts (DER)
         users: dict[str, str] | None = None,
+        kinds: dict[int, ua.VariantType] | None = None,  # nodes that are not Double
     ) -> None:
         self.port = free_port_block(1)
         self.url = f"opc.tcp://127.0.0.1:{self.port}/test"
@@ -88,6 +89,7 @@ class OpcServer:
         self.security = security
         self.trusted = [p.read_bytes() for p in trusted_clients or []]
         self.users = users
+        self.kinds = kinds or {}
         # What the server holds, kept across restarts: node -> DataValue.
         self.values: dict[int, ua.DataValue] = {}
         self.changes = 0  # value changes made (initial values not included)
@@ -142,13 +144,17 @@ class OpcServer:
             initial = self.values.get(i)
             if initial is None:
                 now = dt.datetime.now(dt.UTC)
+                kind = self.kinds.get(i, ua.VariantType.Double)
+                first = {ua.VariantType.String: "idle", ua.VariantType.Boolean: False}
                 initial = ua.DataValue(
-                    ua.Variant(float(i), ua.VariantType.Double),
+                    ua.Variant(first.get(kind, float(i)), kind),
                     SourceTimestamp=now,
                     ServerTimestamp=now,
                 )
                 self.values[i] = initial
-            var = await plant.add_variable(ua.NodeId(f"v{i:04d}", idx), f"v{i:04d}", 0.0)
+            var = await plant.add_variable(
+                ua.NodeId(f"v{i:04d}", idx), f"v{i:04d}", initial.Value, initial.Value.VariantType
+            )
             await server.write_attribute_value(var.nodeid, initial)
         await self._limits(server)
         await server.start()
@@ -200,6 +206,14 @@ class OpcServer:
 
     def close(self) -> None:
         self.stop()
+
+        async def settle() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self._call(settle())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
