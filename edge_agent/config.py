@@ -321,6 +321,14 @@ class ModbusSettings(Section):
         description="Polls in flight at once across all devices; devices that do not answer "
         "retry within a quarter of it, so they never take a live device's turn.",
     )
+    commit_interval_s: float = Field(
+        0.25,
+        ge=0,
+        le=5,
+        description="Polls that end within this long are spooled in one transaction (one "
+        "disk sync for many polls); a power cut can lose the polls of the last interval. "
+        "0: every poll is committed at once.",
+    )
     stagger: bool = Field(
         True,
         description="Spread the devices' polls over their interval instead of starting them "

@@ -22,6 +22,14 @@ transaction), so a device only ever waits on its own socket. On top of that:
 - **Requests per poll.** ``edge_modbus_requests_per_poll{device}`` (how many
   requests the coalesced map takes), with ``edge_modbus_requests_total`` and
   ``edge_modbus_polls_total`` counting what was sent.
+- **Group commit.** The polls that end within ``modbus.commit_interval_s``
+  (0.25 s) of each other are spooled in one transaction (source "modbus"),
+  not one each. A spool commit waits for the disk (fsync) with the event loop
+  blocked: measured with 200 devices at 1 Hz on a busy 2-core machine, one
+  commit a poll blocked the loop for 13 of every 20 s and put 12-40 % of the
+  polls more than 100 ms late. The cost: a power cut or ``kill -9`` can lose
+  the polls of the last ``commit_interval_s``, as if they had been missed.
+  0 spools every poll at once.
 
 Stopping finishes the polls under way (bounded by their timeout) and spools
 what they read, as a single device's poller does.
@@ -33,6 +41,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Callable
 
 from pymodbus.exceptions import ModbusException
 
@@ -57,8 +66,10 @@ class ScheduledPoller(ModbusPoller):
         phase_s: float,
         live: asyncio.Semaphore,
         probe: asyncio.Semaphore,
+        spool: Callable[[list[Reading]], None],
     ) -> None:
         super().__init__(device, metrics, health)
+        self._spool = spool
         self._phase_s = phase_s
         self._live = live
         self._probe = probe
@@ -89,7 +100,7 @@ class ScheduledPoller(ModbusPoller):
                     # Stopping. Finish the poll under way (bounded by the request
                     # timeout): what the device has served is not thrown away.
                     with contextlib.suppress(Exception):
-                        sink.put(self.name, (await poll)[1])
+                        self._spool((await poll)[1])
                     raise
                 except (DeviceError, ModbusException, OSError, TimeoutError) as exc:
                     self._client.close()
@@ -100,7 +111,7 @@ class ScheduledPoller(ModbusPoller):
                     continue
                 if not failing:
                     jitter.observe(max(0.0, started - due))
-                sink.put(self.name, readings)
+                self._spool(readings)
                 polls.inc()
                 requests.inc(self.requests_per_poll)
                 self._answered()
@@ -124,12 +135,43 @@ class ScheduledPoller(ModbusPoller):
             return started, await self._poll()
 
 
+class GroupCommit:
+    """Readings of many polls, spooled together at most every ``interval_s``."""
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._pending: list[Reading] = []
+        self._wake = asyncio.Event()
+        self._sink: Sink | None = None
+
+    def add(self, readings: list[Reading]) -> None:
+        self._pending.extend(readings)
+        if self._interval_s <= 0:
+            self.flush()
+        else:
+            self._wake.set()
+
+    def flush(self) -> None:
+        if self._pending and self._sink is not None:
+            pending, self._pending = self._pending, []
+            self._sink.put(ModbusFleet.name, pending)
+
+    async def run(self, sink: Sink) -> None:
+        self._sink = sink
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._interval_s)  # what else ends meanwhile joins
+            self._wake.clear()
+            self.flush()
+
+
 class ModbusFleet:
     name = "modbus"
 
     def __init__(
         self, settings: ModbusSettings, metrics: Metrics, devices: dict[str, DeviceHealth]
     ) -> None:
+        self._commit = GroupCommit(settings.commit_interval_s)
         live = asyncio.Semaphore(settings.max_concurrent)
         probe = asyncio.Semaphore(max(1, settings.max_concurrent // PROBE_SHARE))
         count = len(settings.devices)
@@ -145,10 +187,17 @@ class ModbusFleet:
                     phase_s=phase,
                     live=live,
                     probe=probe,
+                    spool=self._commit.add,
                 )
             )
 
     async def run(self, sink: Sink) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            for poller in self.pollers:
-                tasks.create_task(poller.run(sink), name=poller.name)
+        committer = asyncio.create_task(self._commit.run(sink), name="modbus-commit")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for poller in self.pollers:
+                    tasks.create_task(poller.run(sink), name=poller.name)
+        finally:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+            self._commit.flush()  # what the last polls read
