@@ -137,14 +137,26 @@ def test_200_plcs_at_1_hz_with_5_dead_or_slow(tmp_path: Path) -> None:
             config += device_toml(device_id, port, timeout)
         agent = Agent(tmp_path, config)
         agent.start("run")
+        # Beside the agent: how late this shared machine wakes any process.
+        probe = subprocess.Popen(
+            [sys.executable, "-m", "tests.edge.lateness_probe", "20"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
-        def polls(metrics: dict[str, float], device: str) -> float:
-            return metrics.get(f'edge_modbus_polls_total{{device="{device}"}}', 0.0)
+        def fewest_polls() -> float:
+            """Of the live PLCs, the fewest polls answered (one scrape of /metrics)."""
+            assert agent is not None
+            metrics = agent.metrics()
+            return min(
+                metrics.get(f'edge_modbus_polls_total{{device="{d}"}}', 0.0) for d in live_ids
+            )
 
         live_ids = [d for d in devices if d.startswith("live")]
         # Scrape /metrics seldom: it is work for the agent too.
         wait_until(
-            lambda: min(polls(agent.metrics(), d) for d in live_ids) >= 20,  # type: ignore[union-attr]
+            lambda: fewest_polls() >= 20,
             120,
             "20 polls of every live PLC",
             every=2.0,
@@ -153,6 +165,7 @@ def test_200_plcs_at_1_hz_with_5_dead_or_slow(tmp_path: Path) -> None:
         health = agent.status()
         assert agent.proc is not None
         cpu = {"agent": cpu_seconds(agent.proc.pid), "PLCs": cpu_seconds(fleet.pid)}
+        machine = json.loads(probe.communicate(timeout=60)[0])
         assert agent.stop() == 0  # finishes the polls under way
     finally:
         if agent is not None:
@@ -182,10 +195,14 @@ def test_200_plcs_at_1_hz_with_5_dead_or_slow(tmp_path: Path) -> None:
     }
     print(
         f"\nload average {Path('/proc/loadavg').read_text().split()[:3]}, CPU seconds {cpu}, "
-        f"jitter at or below (s): {buckets}"
+        f"jitter at or below (s): {buckets}; a 5 ms sleeper beside it woke late by {machine}"
     )
     assert observed >= 20 * LIVE
-    assert within >= 0.99, f"only {within:.2%} of polls started within 100 ms"
+    assert within >= 0.99, (
+        f"only {within:.2%} of polls started within 100 ms; meanwhile a process that only "
+        f"sleeps 5 ms at a time woke late by {machine} on this machine (load average "
+        f"{Path('/proc/loadavg').read_text().split()[:3]})"
+    )
     # As the PLCs saw it: an interval between two requests is off by the
     # difference of two polls' lateness (and by the PLC process's own delays
     # on this shared machine), so its bound is twice the jitter's.
