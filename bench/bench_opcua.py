@@ -25,6 +25,7 @@ Run by bench_edge.py (``--only opcua,modbus``), or alone:
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
@@ -281,15 +282,19 @@ def modbus(tmp: Path) -> dict[str, Any]:
     }
 
 
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
 def run(only: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-opcua-") as folder:
         tmp = Path(folder)
         if "opcua" in only:
-            out["opcua"] = opcua(tmp)
+            out["opcua"] = {"measured": now()} | opcua(tmp)
             print(f"  opcua: {json.dumps(out['opcua'])}")
         if "modbus" in only:
-            out["modbus_200"] = modbus(tmp)
+            out["modbus_200"] = {"measured": now()} | modbus(tmp)
             print(f"  modbus_200: {json.dumps(out['modbus_200'])}")
     return out
 
