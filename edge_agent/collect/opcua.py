@@ -8,7 +8,8 @@ One collector per ``[[opcua.servers]]`` entry, one session at a time:
   optionally a user name and password.
 - **Limits.** The server's MaxNodesPerRead, MaxMonitoredItemsPerCall and
   MaxNodesPerTranslateBrowsePathsToNodeIds are read once per session; every
-  request is chunked to fit (``CHUNK`` when the server sets no limit).
+  request is chunked to fit (``CHUNK`` when the server sets no limit, and
+  half the size after a BadTooManyOperations all the same).
 - **Nodes** named by browse path are resolved to NodeIds once per session.
 - **Subscription groups**: one subscription each (publishing interval), one
   monitored item per node (sampling interval, queue size, absolute or percent
@@ -92,10 +93,6 @@ class Target:
 
 class SessionLost(Exception):
     """The session ended; open a new one."""
-
-
-def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class OpcUaCollector:
@@ -284,13 +281,33 @@ class OpcUaCollector:
         items: Sequence[T],
         call: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
     ) -> list[tuple[T, R]]:
-        """``call`` on chunks of ``items`` that fit the server's limit for ``service``."""
+        """``call`` on chunks of ``items`` that fit the server's limit for ``service``.
+
+        A server that answers BadTooManyOperations all the same (its limit
+        says more than it takes) gets chunks half the size from then on."""
         counter = self._metrics.opcua_requests.labels(server=self._server.name, service=service)
         out: list[tuple[T, R]] = []
-        for part in chunks(items, self._limits[service]):
+        done = 0
+        while done < len(items):
+            part = items[done : done + self._limits[service]]
             counter.inc()
-            results = await call(part)
+            try:
+                results = await call(part)
+            except UaStatusCodeError as exc:
+                if exc.code != ua.StatusCodes.BadTooManyOperations or len(part) == 1:
+                    raise
+                self._limits[service] = max(1, len(part) // 2)
+                log.warning(
+                    "server %s: %d nodes in one %s request are too many for it; "
+                    "sending %d at a time",
+                    self._server.name,
+                    len(part),
+                    service,
+                    self._limits[service],
+                )
+                continue
             out.extend(zip(part, results, strict=True))
+            done += len(part)
         return out
 
     async def _subscribe(self, client: Client, sink: Sink) -> int:

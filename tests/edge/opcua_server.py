@@ -75,6 +75,7 @@ class OpcServer:
         nodes: int,
         *,
         max_nodes_per_read: int = 0,
+        claimed_nodes_per_read: int | None = None,  # what it says, when not what it enforces
         max_monitored_items_per_call: int = 0,
         security: tuple[Path, Path] | None = None,  # the server's certificate and key
         trusted_clients: list[Path] | None = None,  # client certificates it accepts (DER)
@@ -85,6 +86,9 @@ class OpcServer:
         self.url = f"opc.tcp://127.0.0.1:{self.port}/test"
         self.nodes = nodes
         self.max_nodes_per_read = max_nodes_per_read
+        self.claimed_nodes_per_read = (
+            max_nodes_per_read if claimed_nodes_per_read is None else claimed_nodes_per_read
+        )
         self.max_monitored_items_per_call = max_monitored_items_per_call
         self.security = security
         self.trusted = [p.read_bytes() for p in trusted_clients or []]
@@ -163,7 +167,7 @@ class OpcServer:
     async def _limits(self, server: Server) -> None:
         for limit, oid in (
             (
-                self.max_nodes_per_read,
+                self.claimed_nodes_per_read,
                 ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
             ),
             (
@@ -180,10 +184,10 @@ class OpcServer:
                 return
             n = len(event.request_params.NodesToRead)
             self.reads += 1
-            self.largest_read = max(self.largest_read, n)
             if self.max_nodes_per_read and n > self.max_nodes_per_read:
                 self.refused_reads += 1
                 raise ServiceError(ua.StatusCodes.BadTooManyOperations)
+            self.largest_read = max(self.largest_read, n)
 
         server.subscribe_server_callback(CallbackType.PreRead, pre_read)
         service = server.iserver.subscription_service

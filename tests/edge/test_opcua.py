@@ -13,7 +13,8 @@ initial values), each once.
   with one clear log line each; trust on first use saves the certificate;
 - limits: a server that refuses reads of more than 50 nodes and monitored
   item calls of more than 100 still serves 1,000 polled and 300 subscribed
-  nodes;
+  nodes, and one whose limit says more than it takes gets smaller chunks;
+- a browse path resolves, and an absolute deadband is asked of the server;
 - types: Bad statuses counted by status, strings counted and skipped,
   arrays flattened up to the bound, booleans stored as 1/0.
 """
@@ -375,6 +376,65 @@ def test_1000_polled_nodes_from_a_server_that_reads_50_at_most(
     assert server.largest_monitor_call == 100
     assert server.monitor_calls == 3  # 300 subscribed nodes in chunks of 100
     assert "Traceback" not in agent.log()
+
+
+def test_a_server_that_takes_fewer_nodes_than_it_says_gets_smaller_reads(
+    tmp_path: Path, servers: list[OpcServer]
+) -> None:
+    nodes = range(1000)
+    server = OpcServer(len(nodes), max_nodes_per_read=300, claimed_nodes_per_read=0).start()
+    servers.append(server)
+    agent = Agent(
+        tmp_path,
+        offline_uplink() + server_toml(server, nodes_toml(nodes, mode="poll", interval_s=0.5)),
+    )
+    expected = [expected_row(server, i) for i in nodes]
+    try:
+        agent.start("run")
+        wait_until(lambda: collected(agent) == len(nodes), 60, "every node read")
+        expected += change_round(server, nodes, 1)
+        wait_until(lambda: collected(agent) == len(expected), 60, "the change")
+        assert agent.stop() == 0
+    finally:
+        agent.kill()
+    assert sorted(spool_rows(agent)) == sorted(expected)
+    assert server.refused_reads == 2  # 1000, then 500; 250 fit
+    assert server.largest_read == 250
+    assert "1000 nodes in one read request are too many for it; sending 500 at a time" in (
+        agent.log()
+    )
+
+
+def test_a_browse_path_and_an_absolute_deadband(tmp_path: Path, servers: list[OpcServer]) -> None:
+    server = OpcServer(2).start()
+    servers.append(server)
+    groups = (
+        '[[opcua.servers.groups]]\ndevice_id = "line-0"\npublishing_interval_s = 0.1\n'
+        'deadband = "absolute"\ndeadband_value = 1.0\n'
+        '[[opcua.servers.groups.nodes]]\npath = "2:Plant/2:v0000"\nmetric = "v0000"\n'
+        + nodes_toml(range(1, 2), publishing_interval_s=0.1)
+    )
+    agent = Agent(tmp_path, offline_uplink() + server_toml(server, groups))
+    expected = [expected_row(server, 0), expected_row(server, 1)]
+    try:
+        agent.start("run")
+        wait_until(lambda: collected(agent) == 2, 60, "the initial values")
+        for value in (
+            0.5,
+            3.0,
+            3.75,
+            1.0,
+        ):  # changes of 0.5, 2.5, 0.75, 2.75 from the last reported
+            server.change({0: value, 1: value})
+            expected.append(expected_row(server, 1))
+            if value in (3.0, 1.0):  # beyond the deadband of 1.0 (from 0.0, then from 3.0)
+                expected.append(expected_row(server, 0))
+        wait_until(lambda: collected(agent) == len(expected), 60, "the reported changes")
+        assert agent.stop() == 0
+    finally:
+        agent.kill()
+    assert sorted(spool_rows(agent)) == sorted(expected)
+    assert server.changes == 8
 
 
 def test_bad_statuses_strings_arrays_and_booleans(tmp_path: Path, servers: list[OpcServer]) -> None:
