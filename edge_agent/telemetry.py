@@ -113,6 +113,13 @@ class Metrics:
             ["device"],
             registry=r,
         )
+        self.modbus_commit_seconds = Histogram(
+            "edge_modbus_commit_seconds",
+            "How long a group commit of Modbus polls took (the event loop waits for it: "
+            "a slow disk here makes polls late)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
         self.modbus_polls = Counter(
             "edge_modbus_polls_total", "Modbus polls answered", ["device"], registry=r
         )

@@ -12,13 +12,18 @@ transaction), so a device only ever waits on its own socket. On top of that:
   slots it missed (each counted in ``edge_poll_overruns_total{device}``) and
   the device stays on its grid: polls never bunch up.
 - **Bounded concurrency.** A poll holds one of ``modbus.max_concurrent`` slots
-  while its requests are in flight. A device that does not answer retries
-  after its backoff in a pool of its own (a quarter of ``max_concurrent``,
-  at least one), so however many devices are dead or silent they never take
-  a slot from one that answers; a device holds at most one slot at a time.
+  while its requests are in flight. A device that failed retries, on its
+  backoff, in a pool of its own (a quarter of ``max_concurrent``, at least
+  one) until it answers again, so however many devices are dead or silent
+  they never take a slot from one that answers; a device holds at most one
+  slot at a time. The one exception is a device's first failure (at start,
+  or when it stops answering): that poll held a live slot for up to its
+  timeout, so when more devices than ``max_concurrent`` die at once, the
+  others' polls can be late once, by up to one timeout.
 - **Jitter.** How late each scheduled poll started, its wait for a slot
-  included, goes to ``edge_poll_jitter_seconds{collector="modbus"}``; retries
-  of a device that is down are not scheduled polls and are not measured.
+  included, goes to ``edge_poll_jitter_seconds{collector="modbus"}``; a
+  device's first poll (it connects) and its retries are not scheduled polls
+  and are not measured.
 - **Requests per poll.** ``edge_modbus_requests_per_poll{device}`` (how many
   requests the coalesced map takes), with ``edge_modbus_requests_total`` and
   ``edge_modbus_polls_total`` counting what was sent.
@@ -71,6 +76,7 @@ class ScheduledPoller(ModbusPoller):
     ) -> None:
         super().__init__(device, metrics, health)
         self._spool = spool
+        self._in_flight = False  # a poll holds a slot and talks to the device
         self._phase_s = phase_s
         self._live = live
         self._probe = probe
@@ -88,7 +94,8 @@ class ScheduledPoller(ModbusPoller):
         requests = metrics.modbus_requests.labels(device=label)
         origin = time.monotonic() + self._phase_s
         due = origin
-        failing = False
+        failing = False  # since a failure, until the device answers again
+        measured = False  # the first poll (connecting) and retries are not scheduled polls
         backoff = interval
         try:
             while True:
@@ -98,28 +105,25 @@ class ScheduledPoller(ModbusPoller):
                 try:
                     started, readings = await asyncio.shield(poll)
                 except asyncio.CancelledError:
-                    # Stopping. Finish the poll under way (bounded by the request
-                    # timeout): what the device has served is not thrown away.
-                    with contextlib.suppress(Exception):
-                        self._spool((await poll)[1])
+                    await self._finish(poll)
                     raise
                 except (DeviceError, ModbusException, OSError, TimeoutError) as exc:
                     self._client.close()
                     self._failed(self._reason(exc), backoff)
-                    failing = True
+                    failing, measured = True, False
                     due = time.monotonic() + backoff
                     backoff = min(backoff * 2, device.backoff_max_s)
                     continue
-                if not failing:
+                if measured:
                     jitter.observe(max(0.0, started - due))
                 self._spool(readings)
                 polls.inc()
                 requests.inc(self.requests_per_poll)
                 self._answered()
                 now = time.monotonic()
-                if failing:
-                    # Back on the grid: the next slot from now.
-                    failing, backoff = False, interval
+                if not measured:
+                    # (Back) on the grid: the next slot from now.
+                    failing, measured, backoff = False, True, interval
                     due = origin + math.ceil((now - origin) / interval) * interval
                     continue
                 due += interval
@@ -130,17 +134,31 @@ class ScheduledPoller(ModbusPoller):
         finally:
             self._client.close()
 
+    async def _finish(self, poll: asyncio.Future[tuple[float, list[Reading]]]) -> None:
+        """Stopping: the poll under way is finished (bounded by the request
+        timeout), and what the device served is spooled; one still waiting
+        for a slot is dropped."""
+        if not self._in_flight:
+            poll.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            self._spool((await poll)[1])
+
     async def _slotted(self, slots: asyncio.Semaphore) -> tuple[float, list[Reading]]:
         async with slots:
             started = time.monotonic()
-            return started, await self._poll()
+            self._in_flight = True
+            try:
+                return started, await self._poll()
+            finally:
+                self._in_flight = False
 
 
 class GroupCommit:
     """Readings of many polls, spooled together at most every ``interval_s``."""
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, metrics: Metrics) -> None:
         self._interval_s = interval_s
+        self._seconds = metrics.modbus_commit_seconds
         self._pending: list[Reading] = []
         self._wake = asyncio.Event()
         self._sink: Sink | None = None
@@ -155,7 +173,9 @@ class GroupCommit:
     def flush(self) -> None:
         if self._pending and self._sink is not None:
             pending, self._pending = self._pending, []
+            started = time.perf_counter()
             self._sink.put(ModbusFleet.name, pending)
+            self._seconds.observe(time.perf_counter() - started)
 
     async def run(self, sink: Sink) -> None:
         self._sink = sink
@@ -172,7 +192,7 @@ class ModbusFleet:
     def __init__(
         self, settings: ModbusSettings, metrics: Metrics, devices: dict[str, DeviceHealth]
     ) -> None:
-        self._commit = GroupCommit(settings.commit_interval_s)
+        self._commit = GroupCommit(settings.commit_interval_s, metrics)
         live = asyncio.Semaphore(settings.max_concurrent)
         probe = asyncio.Semaphore(max(1, settings.max_concurrent // PROBE_SHARE))
         count = len(settings.devices)
