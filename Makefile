@@ -10,7 +10,7 @@ STACK := scripts/stack.sh
 
 help:
 	@echo "make run        start the local stack (Mosquitto, PostgreSQL, Redis), apply the schema, run the bridge and a simulated fleet"
-	@echo "make test       lint, type-check and run the whole test suite against real services"
+	@echo "make test       lint (with the architecture contracts), type-check and run the whole test suite against real services"
 	@echo "make services   start the local stack only"
 	@echo "make stop       stop every project instance (dev and test)"
 	@echo "make status     show what is running"
@@ -37,9 +37,14 @@ status:
 stop:
 	@$(STACK) down all
 
+# lint-imports checks the architecture contracts in pyproject.toml
+# ([tool.importlinter]): the sides and their layers, no import cycles. To see
+# one fail, add e.g. `import bridge.router` to edge_agent/pack.py and run
+# `$(BIN)/lint-imports`.
 lint: $(STAMP)
-	$(BIN)/ruff check bridge edge_agent tests
-	$(BIN)/ruff format --check bridge edge_agent tests
+	$(BIN)/ruff check core bridge edge_agent tests
+	$(BIN)/ruff format --check core bridge edge_agent tests
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -57,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_api.py --quick
 
 clean: stop
-	rm -rf .stack $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf .stack $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache .grimp_cache

@@ -51,8 +51,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.types import Point
 from edge_agent.spool import Spool
-from edge_agent.types import Reading
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "edge.json"
@@ -112,7 +112,7 @@ def fill(path: Path, readings: int) -> dict[str, Any]:
     tick = 0
     while spool.depth < readings:
         batch = [
-            Reading(f"esp-{d:04d}", m, base_us + tick * 1_000_000, 1000.0 + (tick * 7 + d) % 500)
+            Point(base_us + tick * 1_000_000, f"esp-{d:04d}", m, 1000.0 + (tick * 7 + d) % 500)
             for d in range(DEVICES)
             for m in METRICS
         ][: readings - spool.depth]

@@ -63,11 +63,11 @@ from services import (
     wait_quiet,
 )
 
+from bridge.cache.reader import CacheReader
 from bridge.config import load_settings
 from bridge.pipeline import worker_client_id
 from bridge.router import Router
-from bridge.sink.redis import RedisSink
-from bridge.types import Point
+from core.types import Point
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
@@ -156,11 +156,14 @@ class Bridge:
 
     def start(self) -> Bridge:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-        argv = [sys.executable, "-m", "bridge.cli", "--config", str(self.config)]
+        # Another checkout's bridge (its own .venv) when compare_ingest.py says so.
+        root = _options.get("bridge_root") or ROOT
+        python = root / ".venv" / "bin" / "python" if _options.get("bridge_root") else sys.executable
+        argv = [str(python), "-m", "bridge.cli", "--config", str(self.config)]
         argv += ["run", "--workers", str(self.workers)]
         with self.log_path.open("ab") as log:
             self.started = time.monotonic()
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=ROOT)
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=root)
         _children.append(self.proc)
         return self
 
@@ -364,13 +367,19 @@ class Publisher:
 
 
 PROFILE_RULES = [  # the first rule matching any frame of a sample wins
-    ("Redis cache", ("sink/redis.py", "(redis/", "(hiredis", "_redis_writer")),
-    ("acks (track, settle, PUBACK)", ("bridge/ack.py", "_settle (", "_send_ack", "_send_puback")),
-    ("metrics (prometheus)", ("(prometheus_client/", "bridge/telemetry.py", "bridge/http.py")),
-    ("database (COPY + INSERT, asyncpg)", ("sink/timescale.py", "(asyncpg/", "._commit (")),
-    ("decode (router + codec)", ("bridge/codec/", "bridge/router.py", "bridge/topics.py")),
-    ("batching", ("bridge/batch.py", "._enqueue (")),
-    ("Worker._on_message itself", ("._on_message (",)),
+    ("Redis cache", ("bridge/cache/", "(redis/", "(hiredis", "_redis_writer")),
+    (
+        "acks (track, settle, PUBACK)",
+        ("bridge/ack.py", "Intake.settle (", "_send_ack", "_send_puback"),
+    ),
+    ("metrics (prometheus)", ("(prometheus_client/", "bridge/telemetry.py", "core/http.py")),
+    ("database (COPY + INSERT, asyncpg)", ("sink/timescale.py", "(asyncpg/", "bridge/commit.py")),
+    (
+        "decode (router + codec)",
+        ("core/codec/", "core/rules.py", "core/topics.py", "bridge/router.py"),
+    ),
+    ("batching", ("bridge/batch.py", "Intake._closed (")),
+    ("Intake.on_message itself", ("Intake.on_message (",)),
     ("MQTT read (paho, aiomqtt)", ("(paho/", "(aiomqtt/", "source/mqtt.py")),
 ]
 OTHER = "event loop (uvloop/asyncio, no Python frame of ours)"
@@ -944,7 +953,7 @@ class Tracker:
         if self.pending_redis:
             keys = list(self.pending_redis)
             pipe = self.cache.pipeline(transaction=False)
-            for device, _ in keys:  # the hash that RedisSink.latest(device) reads
+            for device, _ in keys:  # the hash that CacheReader.latest(device) reads
                 pipe.hget(f"{self.prefix}latest:{device}", "flow_rate")
             for key, text in zip(keys, await pipe.execute(), strict=True):
                 rec = self.pending_redis[key]
@@ -988,12 +997,12 @@ async def _track(svc: Services, bridge: Bridge, publisher: Publisher) -> dict[st
 
 
 async def _check_latest_contract(svc: Services, bridge: Bridge, cache: aioredis.Redis) -> None:
-    """The raw hash read above must agree with RedisSink.latest."""
+    """The raw hash read above must agree with CacheReader.latest."""
     raw = await cache.hget(f"{bridge.prefix}latest:dev-00000", "flow_rate")
-    async with RedisSink(svc.redis_url, prefix=bridge.prefix) as sink:
-        latest = await sink.latest("dev-00000")
+    async with CacheReader(svc.redis_url, prefix=bridge.prefix) as reader:
+        latest = await reader.latest("dev-00000")
     if raw is None or latest["flow_rate"][0] != int(raw.split(" ", 1)[0]):
-        raise RuntimeError(f"Redis latest hash read {raw!r} disagrees with RedisSink: {latest}")
+        raise RuntimeError(f"Redis latest hash read {raw!r} disagrees with CacheReader: {latest}")
 
 
 def soak(svc: Services, seconds: float, points_per_s: float) -> dict[str, Any]:

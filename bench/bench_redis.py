@@ -1,4 +1,4 @@
-"""How the Redis sink writes a batch, decided by measurement.
+"""How the cache writer writes a batch, decided by measurement.
 
 Starts a redis-server of its own (port 36000-36999, no persistence) and writes
 the same 1000-point batches with:
@@ -6,7 +6,7 @@ the same 1000-point batches with:
 - naive:    one pipeline per batch, HSET + ZADD per point;
 - grouped:  one pipeline per batch, one HSET per device (every metric's
             newest point) and one ZADD per device/metric series;
-- sink-*:   RedisSink, one EVALSHA per batch, with each encoding of the batch
+- sink-*:   CacheWriter, one EVALSHA per batch, with each encoding of the batch
             (msgpack blob, JSON blob, flat ARGV list);
 - sink-flat-msgpack: the same script, but the batch is sent ungrouped and the
             script groups it (to see whether grouping in Python pays);
@@ -54,9 +54,9 @@ import msgspec
 import redis
 import redis.asyncio as aioredis
 
-from bridge.sink import redis as redis_sink
-from bridge.sink.redis import RedisSink
-from bridge.types import Point
+from bridge.cache import writer as cache_writer
+from bridge.cache.writer import CacheWriter
+from core.types import Point
 
 RESULTS = Path(__file__).resolve().parent / "results" / "redis.json"
 S = 1_000_000
@@ -148,8 +148,8 @@ class Grouped(Naive):
 class Sink(Writer):
     encoding = "msgpack"
 
-    def make(self, url: str) -> RedisSink:
-        class Chosen(RedisSink):
+    def make(self, url: str) -> CacheWriter:
+        class Chosen(CacheWriter):
             _encoding = self.encoding
 
         return Chosen(url, window_s=WINDOW_S, prefix=PREFIX)
@@ -173,7 +173,7 @@ class SinkArgv(Sink):
 
 
 class Floor(Sink):
-    def make(self, url: str) -> RedisSink:
+    def make(self, url: str) -> CacheWriter:
         sink = super().make(url)
         lua = sink._script
         sink._script = lua[: lua.index("local n = #a")] + "return #a\n"
@@ -212,9 +212,9 @@ end
 
 
 class SinkFlat(Sink):
-    def make(self, url: str) -> RedisSink:
+    def make(self, url: str) -> CacheWriter:
         sink = super().make(url)
-        sink._script = _REGROUP + redis_sink._LUA.replace(
+        sink._script = _REGROUP + cache_writer.LUA.replace(
             "__DECODE__", "regroup(cmsgpack.unpack(ARGV[5])), 1"
         )
         sink._sha = hashlib.sha1(sink._script.encode(), usedforsecurity=False).hexdigest()
@@ -388,12 +388,12 @@ def main() -> None:
                         check(server, batches)
             results[shape] = report(shape, runs, shared)
 
-        chosen = RedisSink._encoding
+        chosen = CacheWriter._encoding
         live_rates = results["live"]["variants"]
         fastest = max(
             ("msgpack", "json", "argv"), key=lambda e: live_rates[f"sink-{e}"]["points_per_s"]
         )
-        print(f"\nRedisSink encoding: {chosen}; fastest in this run (live shape): {fastest}")
+        print(f"\nCacheWriter encoding: {chosen}; fastest in this run (live shape): {fastest}")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(

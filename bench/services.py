@@ -228,6 +228,7 @@ class Services:
         self.timescaledb = Path("/usr/lib/postgresql/15/lib/timescaledb.so").exists()
         self.postmaster = 0
         self.extra_pg_settings = list(pg_settings)
+        self.bridge_root: Path | None = None  # another checkout's bridge migrates (compare_ingest.py)
         self.pg_settings: list[str] = []
         self.mosquitto_conf: list[str] = []
 
@@ -352,7 +353,10 @@ class Services:
                 await conn.close()
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
         env["BRIDGE_DATABASE__URL"] = self.db_url(name)
-        out = run([sys.executable, "-m", "bridge.cli", "db", "migrate"], env=env, cwd=ROOT)
+        # Migrated by the bridge that will use it (compare_ingest.py runs two).
+        root = self.bridge_root or ROOT
+        python = root / ".venv" / "bin" / "python" if self.bridge_root else Path(sys.executable)
+        out = run([str(python), "-m", "bridge.cli", "db", "migrate"], env=env, cwd=root)
         return "timescaledb" if "timescaledb mode" in out else "plain"
 
     async def drop_db(self, name: str) -> None:

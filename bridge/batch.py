@@ -14,19 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.ack import Ticket
-from bridge.types import Point
-
-
-@dataclass(slots=True, frozen=True)
-class DeadLetter:
-    """One row of rejected_messages: why a message, or some of its points, failed."""
-
-    received_us: int
-    topic: str
-    reason: str
-    detail: str
-    payload: bytes  # already cut to the dead-letter bound
-    payload_size: int
+from core.types import DeadLetter, Point
 
 
 @dataclass(slots=True)

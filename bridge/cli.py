@@ -31,6 +31,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.pipeline import Worker
 from bridge.supervisor import supervise
 from bridge.telemetry import setup_logging
+from bridge.try_payload import received_at, try_payload
 
 T = TypeVar("T")
 
@@ -120,11 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prints the configuration reference generated from the typed models: a "
         "commented TOML file to start from (the same as bridge.example.toml).",
     )
-    commands.add_parser(
+    check = commands.add_parser(
         "check-config",
-        help="validate the configuration and exit",
+        help="validate the configuration and exit; show what a sample payload gives",
         description="Loads the config file and environment, validates every key, and exits 0 "
-        "if it is valid, 1 with the reasons if not. Connects to nothing.",
+        "if it is valid, 1 with the reasons if not. Connects to nothing. With --try-payload "
+        "and --topic, prints the points (and dead letters) that the route taking the topic "
+        "makes of the sample, and exits 1 if it makes none.",
+    )
+    check.add_argument(
+        "--try-payload", type=Path, metavar="FILE", help="a sample payload, as a device sends it"
+    )
+    check.add_argument("--topic", metavar="T", help="the topic the sample arrives on")
+    check.add_argument(
+        "--received-at",
+        metavar="TIME",
+        help="pretend receive time, RFC 3339 (default: now); sample times are judged against it",
     )
 
     db = commands.add_parser(
@@ -192,7 +204,15 @@ def _config_reference(args: argparse.Namespace, settings: Settings) -> int:
 
 def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     print(f"configuration is valid (database {mask_url(settings.database.url)})")
-    return 0
+    if args.try_payload is None and args.topic is None:
+        return 0
+    if args.try_payload is None or args.topic is None:
+        raise ConfigError("--try-payload FILE and --topic T go together")
+    report, status = try_payload(
+        settings, args.try_payload, args.topic, received_at(args.received_at)
+    )
+    print(report)
+    return status
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

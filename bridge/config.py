@@ -28,9 +28,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from bridge import settings_file
 from bridge.errors import ConfigError
-from bridge.limits import Limits
+from core import settings_file
+from core.codec import Codec, build_codec
+from core.limits import Limits
+from core.topics import TopicTemplate
 
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
 
@@ -111,7 +113,27 @@ class Route(Section):
         description="Topic template, e.g. telemetry/{site_id}/{device_id}; {device_id} is "
         "required, {site_id} and {metric} optional. Subscribed as $share/<group>/<filter>."
     )
-    codec: str = Field("seed_json", description="Payload codec: seed_json, flat_json, raw_value.")
+    codec: str = Field(
+        "seed_json", description="Payload codec: seed_json, flat_json, raw_value or mapping."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Options of the mapping codec, e.g. { preset = "tasmota" } (README, '
+        '"Payloads as devices send them"); the other codecs take none.',
+    )
+
+    def compile(self, limits: Limits) -> tuple[TopicTemplate, Codec]:
+        """The route's matcher and decoder; ValueError naming the route when
+        either is invalid. Settings call it to validate, the router to run."""
+        try:
+            codec = build_codec(self.codec, self.options, limits.max_id_len)
+        except ValueError as exc:
+            raise ValueError(f"route {self.topic!r}: {exc}") from None
+        try:
+            template = TopicTemplate(self.topic, limits.max_id_len, limits.max_metric_len)
+        except ValueError as exc:
+            raise ValueError(f"route {self.topic!r}: {exc}") from None
+        return template, codec
 
 
 def _default_client_id() -> str:
@@ -277,9 +299,8 @@ class Settings(BaseSettings):
             )
         if self.mqtt.reconnect_min_s > self.mqtt.reconnect_max_s:
             raise ValueError("mqtt.reconnect_min_s must not exceed mqtt.reconnect_max_s")
-        from bridge.router import compile_routes  # noqa: PLC0415 - the router imports config
-
-        compile_routes(self.mqtt.routes, self.limits)
+        for route in self.mqtt.routes:
+            route.compile(self.limits)
         return self
 
 

@@ -1,15 +1,17 @@
-"""One bridge worker: MQTT in, batches to the database, acks back, cache after.
+"""One bridge worker: the stages wired together, and their lifecycle.
 
-    MqttSource --on_message--> Router --> Batcher --queue--> writers (pool_size)
-        ^                                                      |  commit
-        +---------------- AckTracker (arrival order) <---------+
-                                                               +--> Redis (best effort)
+    MqttSource --on_message--> Intake (Router -> Batcher) --queue--> Committer x pool_size
+        ^                                                              |  commit
+        +---------------- AckTracker (arrival order) <-- settle -------+
+                                                                       +--> Redis (best effort)
 
-The worker owns the loop: reconnects with capped, jittered backoff; retries a
-batch on any transient database error for as long as it takes; never acks a
-message before its points are committed (or dead-lettered); never holds more
-than Receive Maximum unacked messages, so memory stays bounded while the
-database is slow or down (the rest waits at the broker).
+Each stage keeps its own contract (bridge.intake, bridge.commit, bridge.ack);
+the worker only connects them and runs them: it reconnects to the broker with
+capped, jittered backoff; the committer retries a batch on any transient
+database error for as long as it takes; no message is acked before its points
+are committed (or dead-lettered); at most Receive Maximum messages are
+unacked, so memory stays bounded while the database is slow or down (the rest
+waits at the broker).
 
 Shutdown (SIGTERM/SIGINT): stop taking messages (later ones stay unacked and
 are redelivered to this session), flush, commit, ack, disconnect keeping the
@@ -23,53 +25,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
-import os
-import random
 import time
 from collections.abc import Awaitable, Iterator
 
 import aiomqtt
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge import http
-from bridge.ack import AckTracker, Ticket
-from bridge.batch import Batch, Batcher, DeadLetter
+from bridge.ack import AckTracker
+from bridge.backoff import Backoff
+from bridge.batch import Batch
+from bridge.cache.feed import CacheFeed
+from bridge.cache.writer import CacheWriter
+from bridge.commit import CommitResult, Committer
 from bridge.config import Settings
-from bridge.db.connect import connect
-from bridge.db.maintain import maintain
-from bridge.errors import BridgeError
-from bridge.router import Router, internal_error
-from bridge.sink.cache_feed import CacheFeed
-from bridge.sink.redis import RedisSink, RedisUnavailable
-from bridge.sink.timescale import TimescaleSink, TransientDbError
+from bridge.db.maintain import maintain_every
+from bridge.errors import RedisUnavailable
+from bridge.health import WorkerHealth
+from bridge.intake import Intake
+from bridge.router import Router
+from bridge.sink.timescale import TimescaleSink
 from bridge.source.mqtt import MqttSource
 from bridge.telemetry import Metrics
-from bridge.types import Point
+from core import http
 
 log = logging.getLogger("bridge.pipeline")
-
-_STOP = object()  # sentinel on the batch queue
 
 
 def worker_client_id(settings: Settings, index: int) -> str:
     return f"{settings.mqtt.client_id}-{index}"
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter."""
-
-    def __init__(self, first: float, cap: float) -> None:
-        self._first, self._cap, self._next = first, cap, first
-
-    def reset(self) -> None:
-        self._next = self._first
-
-    def delay(self) -> float:
-        current = self._next
-        self._next = min(self._cap, self._next * 2)
-        return random.uniform(current / 2, current)  # noqa: S311 - jitter, not crypto
 
 
 class Worker:
@@ -81,127 +64,33 @@ class Worker:
         self.router = Router(settings.mqtt.routes, settings.limits)
         self.filters = [f"$share/{settings.mqtt.group}/{f}" for f in self.router.filters]
         self.tracker = AckTracker(self._send_acks)
-        self.batcher = Batcher(
-            settings.batch.max_points, settings.batch.max_delay_ms / 1000, self._enqueue
+        # Closed batches waiting for a writer; None tells one writer to end.
+        self.batches: asyncio.Queue[Batch | None] = asyncio.Queue()
+        self.intake = Intake(
+            self.router,
+            self.tracker,
+            self.metrics,
+            self.batches.put_nowait,
+            max_points=settings.batch.max_points,
+            max_delay_s=settings.batch.max_delay_ms / 1000,
         )
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._source: MqttSource | None = None
-        self._taking = True
         self._stop = asyncio.Event()
         self._connected = asyncio.Event()
-        self._unsettled = 0  # tickets in batches not yet committed
-        self._idle = asyncio.Event()  # set when nothing is pending anywhere
-        self._idle.set()
-        self._last_message = time.monotonic()
-        self._db_ok = False
-        self._db: TimescaleSink | None = None
+        self.health = WorkerHealth(
+            index, self.client_id, self.metrics, self._connected.is_set, self.intake.count_received
+        )
         self._feed: CacheFeed | None = None  # set once the cache is open
         self._cache_logged = 0.0
-        # Counted here per message, added to the metrics per batch and on each
-        # scrape: a prometheus_client update takes a lock, a few per message
-        # add up at 20k messages/s.
-        self._messages_received = 0
-        self._points_received = 0
         self.metrics.inflight_messages.set_function(lambda: self.tracker.in_flight)
-        self.metrics.queued_batches.set_function(self._queue.qsize)
-
-    # ------------------------------------------------------------ intake
-    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
-        """The paho callback: decode and batch, synchronously, on the loop."""
-        if not self._taking:
-            return  # not acked: the broker redelivers it to this session
-        self._messages_received += 1
-        self._last_message = time.monotonic()
-        ticket = self.tracker.track(mid) if qos > 0 else None
-        received_us = time.time_ns() // 1000
-        try:
-            routed = self.router.route(topic, payload, received_us)
-        except Exception as exc:  # a bug of ours: keep the message, keep running
-            log.exception("cannot handle a message on %r; dead-lettered", topic[:200])
-            routed = internal_error(topic, payload, received_us, exc)
-        if routed.dead_letters:
-            m = self.metrics
-            if routed.rejected_message is not None:
-                m.messages_rejected.labels(routed.rejected_message).inc()
-            for reason, count in routed.rejected_points.items():
-                m.points_rejected.labels(reason).inc(count)
-        self._points_received += len(routed.points)
-        if ticket is not None:
-            self._unsettled += 1
-            self._idle.clear()
-        self.batcher.add(
-            ticket, routed.points, routed.dead_letters, routed.device_id, routed.site_id
-        )
-
-    def _enqueue(self, batch: Batch) -> None:
-        self._queue.put_nowait(batch)
-        self._count_received()
-
-    def _count_received(self) -> None:
-        self.metrics.messages_received.inc(self._messages_received)
-        self.metrics.points_received.inc(self._points_received)
-        self._messages_received = self._points_received = 0
+        self.metrics.queued_batches.set_function(self.batches.qsize)
 
     def _send_acks(self, mids: list[int]) -> None:
         if self._source is not None:
             self._source.ack(mids)
 
-    # ------------------------------------------------------------ writing
-    async def _writer(self, db: TimescaleSink) -> None:
-        while True:
-            item = await self._queue.get()
-            if item is _STOP:
-                return
-            assert isinstance(item, Batch)
-            await self._commit(db, item)
-            self._settle(item.tickets)
-
-    async def _commit(self, db: TimescaleSink, batch: Batch) -> None:
-        m = self.metrics
-        backoff = Backoff(0.1, 10.0)
-        last_log = 0.0
-        while True:
-            try:
-                result = await db.write(batch)
-                break
-            except TransientDbError as exc:
-                self._db_ok = False
-                m.db_retries.labels(exc.reason).inc()
-                now = time.monotonic()
-                if now - last_log > 10:
-                    log.warning("batch of %d points not written: %s", len(batch.points), exc)
-                    last_log = now
-                await asyncio.sleep(backoff.delay())
-        self._db_ok = True
-        if result.poison:
-            # Rows the database refuses for good: dead-letter them, keep the rest.
-            letters = [
-                DeadLetter(
-                    p.time_us, f"{p.device_id}/{p.metric}", "db_rejected", why[:1024], b"", 0
-                )
-                for p, why in result.poison
-            ]
-            m.points_rejected.labels("db_rejected").inc(len(letters))
-            await self._commit(db, Batch(dead_letters=letters))
-        for seconds in result.commit_seconds:
-            m.commit_seconds.observe(seconds)
-        m.points_written.inc(result.written)
-        m.points_duplicate.inc(result.duplicates)
-        if batch.points:
-            m.batches.inc()
-            m.batch_points.observe(len(batch.points))
-            m.flush_seconds.observe(time.monotonic() - batch.opened)
-            self._cache(batch.points)
-
-    def _settle(self, tickets: list[Ticket]) -> None:
-        self.tracker.settle(tickets)
-        self._unsettled -= len(tickets)
-        if self._unsettled == 0:
-            self._idle.set()
-
-    def _cache(self, points: list[Point]) -> None:
-        if self.settings.redis.enabled and self._feed is not None:
-            self._feed.put(points)
+    def _settle(self, batch: Batch, result: CommitResult) -> None:
+        self.intake.settle(batch)
 
     def _cache_missed(self, reason: str, exc: RedisUnavailable | None) -> None:
         self.metrics.redis_errors.labels(reason).inc()
@@ -215,7 +104,7 @@ class Worker:
         first = True
         where = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
         while not self._stop.is_set():
-            source = MqttSource(self.settings.mqtt, self.client_id, self._on_message)
+            source = MqttSource(self.settings.mqtt, self.client_id, self.intake.on_message)
             self._source = source
             self.tracker.new_connection()
             try:
@@ -258,50 +147,6 @@ class Worker:
                 log.warning("lost the connection to %s; reconnecting", where)
                 await asyncio.sleep(backoff.delay())
 
-    # ------------------------------------------------------------ upkeep
-    async def _maintain(self) -> None:
-        interval = self.settings.database.maintain_interval_s
-        while True:
-            try:
-                conn = await connect(self.settings.database)
-                try:
-                    report = await maintain(conn, self.settings.database)
-                    if report.partitions_created or report.partitions_dropped:
-                        log.info("maintenance: %s", "; ".join(report.lines()))
-                finally:
-                    await conn.close()
-            except (BridgeError, OSError) as exc:
-                log.warning("maintenance skipped: %s", exc)
-            except Exception as exc:
-                log.warning("maintenance failed: %s", exc)
-            await asyncio.sleep(interval)
-
-    async def _health(self) -> http.Response:
-        body = {
-            "status": "ok",
-            "worker": self.index,
-            "pid": os.getpid(),
-            "client_id": self.client_id,
-        }
-        return 200, "application/json", json.dumps(body).encode()
-
-    async def _ready(self) -> http.Response:
-        checks = {
-            "mqtt": self._connected.is_set(),
-            "database": self._db_ok or (self._db is not None and await self._db.ping()),
-        }
-        self._db_ok = checks["database"]
-        status = 200 if all(checks.values()) else 503
-        return status, "application/json", json.dumps({"ready": status == 200, **checks}).encode()
-
-    async def _metrics(self) -> http.Response:
-        self._count_received()
-        if self._db is not None:
-            used, idle = self._db.pool_stats()
-            self.metrics.db_pool_connections.labels("used").set(used)
-            self.metrics.db_pool_connections.labels("idle").set(idle)
-        return 200, CONTENT_TYPE_LATEST, generate_latest(self.metrics.registry)
-
     # ------------------------------------------------------------ lifecycle
     def stop(self) -> None:
         """Begins a graceful stop (idempotent)."""
@@ -317,17 +162,13 @@ class Worker:
         server = None
         if s.http.port:
             port = s.http.port + self.index
-            server = await http.serve(
-                s.http.host,
-                port,
-                {"/healthz": self._health, "/readyz": self._ready, "/metrics": self._metrics},
-            )
+            server = await http.serve(s.http.host, port, self.health.routes())
             log.info(
                 "health and metrics on http://%s:%d/ (healthz, readyz, metrics)", s.http.host, port
             )
         async with (
             TimescaleSink(s.database) as db,
-            RedisSink(
+            CacheWriter(
                 s.redis.url,
                 window_s=s.redis.window_s,
                 prefix=s.redis.prefix,
@@ -335,20 +176,23 @@ class Worker:
                 future_skew_s=s.limits.max_future_skew_s,
             ) as cache,
         ):
-            self._db = db
             self._feed = CacheFeed(
                 cache,
                 s.redis.max_pending_batches,
                 self.metrics.redis_writes.inc,
                 self._cache_missed,
             )
+            committer = Committer(
+                db, self.metrics, cache=self._feed.put if s.redis.enabled else None
+            )
+            self.health.committer, self.health.sink = committer, db
             tasks = [
-                asyncio.create_task(self._writer(db), name=f"writer-{i}")
+                asyncio.create_task(committer.drain(self.batches, self._settle), name=f"writer-{i}")
                 for i in range(s.database.pool_size)
             ]
             tasks.append(asyncio.create_task(self._feed.run(), name="redis"))
             if self.index == 0 and not retire and s.database.maintain_interval_s > 0:
-                tasks.append(asyncio.create_task(self._maintain(), name="maintain"))
+                tasks.append(asyncio.create_task(maintain_every(s.database), name="maintain"))
             mqtt = asyncio.create_task(self._mqtt(retire), name="mqtt")
             tasks.append(mqtt)
             main = asyncio.create_task(
@@ -373,29 +217,29 @@ class Worker:
 
     async def _drain_session(self, idle_s: float) -> None:
         """Waits until the broker has handed over everything it queued for us."""
+        intake = self.intake
         while not self._stop.is_set():
             await _wait(self._connected.wait(), 1.0)
-            quiet = time.monotonic() - self._last_message
-            if self._connected.is_set() and self._idle.is_set() and quiet >= idle_s:
+            quiet = time.monotonic() - intake.last_message
+            if self._connected.is_set() and intake.idle.is_set() and quiet >= idle_s:
                 return
             await asyncio.sleep(0.05)
 
     async def _finish(self, end_session: bool) -> None:
         """Stops taking, commits and acks what was taken, then disconnects."""
-        self._taking = False
-        self.batcher.flush()
+        self.intake.stop_taking()
         grace = self.settings.shutdown.grace_s
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout=grace)
+            await asyncio.wait_for(self.intake.idle.wait(), timeout=grace)
         except TimeoutError:
             log.error(
                 "shutdown grace (%.0fs) ran out with %d message(s) unsettled; they stay "
                 "unacked and the broker redelivers them",
                 grace,
-                self._unsettled,
+                self.intake.unsettled,
             )
         for _ in range(self.settings.database.pool_size):
-            self._queue.put_nowait(_STOP)
+            self.batches.put_nowait(None)
         # Let the last cache updates go out, briefly; the cache is best effort.
         deadline = time.monotonic() + min(2.0, grace)
         while self._feed is not None and not self._feed.idle and time.monotonic() < deadline:

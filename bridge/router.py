@@ -1,17 +1,20 @@
 """From (topic, payload) to points and dead letters: the topic picks the route,
 the route's codec decodes. Never raises: whatever the bytes, the outcome is
-points, dead letters, or both."""
+points, dead letters, or both.
+
+The only place that makes dead letters: every rejected_messages row, whoever
+rejects (a codec, the router, a fault of ours, the database), is cut to the
+table's bounds (MAX_DL_*) here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bridge.batch import DeadLetter
-from bridge.codec import CODECS, Codec, CodecError, DecodeContext
 from bridge.config import Route
-from bridge.limits import Limits
-from bridge.topics import TopicError, TopicFields, TopicTemplate
-from bridge.types import Point, Reject
+from core.codec import Codec, CodecError, DecodeContext
+from core.limits import Limits
+from core.topics import TopicError, TopicFields
+from core.types import DeadLetter, Point, Reject
 
 # Bounds of one rejected_messages row (the table's CHECK constraints).
 MAX_DL_PAYLOAD = 8192
@@ -30,24 +33,6 @@ class Routed:
     site_id: str | None = None
 
 
-def compile_routes(routes: list[Route], limits: Limits) -> list[tuple[TopicTemplate, Codec]]:
-    """Validates every route; raises ValueError naming the bad one."""
-    compiled = []
-    for route in routes:
-        codec = CODECS.get(route.codec)
-        if codec is None:
-            raise ValueError(
-                f"route {route.topic!r}: unknown codec {route.codec!r} "
-                f"(known: {', '.join(sorted(CODECS))})"
-            )
-        try:
-            template = TopicTemplate(route.topic, limits.max_id_len, limits.max_metric_len)
-        except ValueError as exc:
-            raise ValueError(f"route {route.topic!r}: {exc}") from None
-        compiled.append((template, codec))
-    return compiled
-
-
 class Router:
     # Topics already matched, with their fields and codec. A device publishes
     # on the same topic every time, so splitting and checking it (about 1 µs)
@@ -56,7 +41,7 @@ class Router:
     MAX_KNOWN_TOPICS = 16_384
 
     def __init__(self, routes: list[Route], limits: Limits) -> None:
-        self._routes = compile_routes(routes, limits)
+        self._routes = [route.compile(limits) for route in routes]
         self._limits = limits
         self._known: dict[str, tuple[TopicFields, Codec]] = {}
 
@@ -82,6 +67,8 @@ class Router:
             )
             return out
         out.points = decoded.points
+        if decoded.points and decoded.points[0].device_id != out.device_id:
+            out.device_id = decoded.points[0].device_id  # a mapping route's device_path or constant
         if decoded.rejects:
             by_reason: dict[str, list[Reject]] = {}
             for reject in decoded.rejects:
@@ -109,6 +96,15 @@ def internal_error(topic: str, payload: bytes, received_us: int, exc: Exception)
     reason = "internal_error"
     letter = _dead_letter(received_us, topic, payload, reason, f"{type(exc).__name__}: {exc}")
     return Routed(dead_letters=[letter], rejected_message=reason)
+
+
+def db_rejected(point: Point, why: str) -> DeadLetter:
+    """A point the database refused for good (a constraint it enforces and the
+    codecs do not know). Its record names the point, ``<device>/<metric>`` in
+    ``topic``, with its own time in ``received_at`` and no payload: the message
+    it came in held other points, which were stored."""
+    topic = f"{point.device_id}/{point.metric}"
+    return _dead_letter(point.time_us, topic, b"", "db_rejected", why)
 
 
 def _dead_letter(

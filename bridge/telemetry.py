@@ -26,23 +26,11 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 750, 1000, 1500, 2500, 5000, 10000)
 
 
-class Metrics:
-    """One set of metrics per worker process, in its own registry (no globals)."""
+class CommitMetrics:
+    """What the committer (bridge.commit) counts, registered in ``registry``:
+    the same names in a worker's metrics and in the API's (HTTP ingest)."""
 
-    def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
-        self.messages_received = Counter(
-            "bridge_messages_received_total", "MQTT messages received", registry=r
-        )
-        self.messages_rejected = Counter(
-            "bridge_messages_rejected_total",
-            "Messages dead-lettered whole, by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.points_received = Counter(
-            "bridge_points_received_total", "Valid points decoded from messages", registry=r
-        )
+    def __init__(self, r: CollectorRegistry) -> None:
         self.points_written = Counter(
             "telemetry_points_total", "Points committed to the database (new rows)", registry=r
         )
@@ -78,6 +66,26 @@ class Metrics:
             "Batch writes retried after a transient database error, by SQLSTATE class",
             ["reason"],
             registry=r,
+        )
+
+
+class Metrics(CommitMetrics):
+    """One set of metrics per worker process, in its own registry (no globals)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        super().__init__(r)
+        self.messages_received = Counter(
+            "bridge_messages_received_total", "MQTT messages received", registry=r
+        )
+        self.messages_rejected = Counter(
+            "bridge_messages_rejected_total",
+            "Messages dead-lettered whole, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.points_received = Counter(
+            "bridge_points_received_total", "Valid points decoded from messages", registry=r
         )
         self.inflight_messages = Gauge(
             "bridge_inflight_messages", "Messages received and not yet acked", registry=r

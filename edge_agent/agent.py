@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 
+from core.types import Point
 from edge_agent.collect import Collector
 from edge_agent.collect.local_mqtt import LocalMqtt
 from edge_agent.collect.modbus_fleet import ModbusFleet
@@ -28,7 +29,6 @@ from edge_agent.forward import Forwarder
 from edge_agent.spool import Spool
 from edge_agent.status import Status
 from edge_agent.telemetry import DeviceHealth, Metrics
-from edge_agent.types import Reading
 
 log = logging.getLogger("edge_agent")
 
@@ -45,7 +45,7 @@ class SpoolSink:
         self._dropped_logged_at = 0.0
 
     def put(
-        self, source: str, readings: Sequence[Reading], state: Mapping[str, int] | None = None
+        self, source: str, readings: Sequence[Point], state: Mapping[str, int] | None = None
     ) -> None:
         first_id, dropped = self._spool.append(readings, state)
         if readings:

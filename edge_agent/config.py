@@ -29,9 +29,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from bridge import settings_file
-from bridge.codec.values import METRIC_NAME
-from bridge.topics import ID, TopicTemplate
+from core import settings_file
+from core.rules import ID, METRIC_NAME
+from core.topics import TopicTemplate
 from edge_agent.collect.opcua_config import OpcUaSettings
 from edge_agent.collect.registers import BIT_FUNCTIONS, RegisterSpec
 from edge_agent.errors import ConfigError

@@ -1,8 +1,9 @@
-"""Errors named for what the caller must do.
+"""The edge agent's errors are the project's (core.errors).
 
-    EdgeError
-    └── ConfigError     bad config file, variable or option: stop with exit
-                        status 2 and a message saying what to fix
+    ConfigError     bad config file, variable or option: stop with exit
+                    status 2 and a message saying what to fix
+    DeviceError     (edge_agent.collect.modbus) a PLC gave no usable answer;
+                    raised and caught inside the poller
 
 Everything else the agent meets at run time (an unreachable PLC, a broker
 that is down, a PUBACK that says "not delivered") is not an error to the
@@ -10,10 +11,6 @@ caller: it is counted, logged, retried with backoff, and never stops the
 other devices or the forwarding.
 """
 
+from core.errors import ConfigError
 
-class EdgeError(Exception):
-    """Base of every error the edge agent raises on purpose."""
-
-
-class ConfigError(EdgeError):
-    """The configuration is invalid. Not retryable: the user must fix it."""
+__all__ = ["ConfigError"]

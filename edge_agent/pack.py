@@ -14,11 +14,9 @@ Timestamps go as integer epoch microseconds, which both codecs read exactly
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
-
+from core.codec import CODECS
 from edge_agent.spool import SpooledRow
 
 # An upper bound of one point's bytes beyond its metric name, in either codec:
@@ -42,29 +40,6 @@ class Message:
         return len(self.ids)
 
 
-Encoder = Callable[[list[SpooledRow]], bytes]
-
-
-def _seed_json(rows: list[SpooledRow]) -> bytes:
-    readings: list[dict[str, object]] = []
-    current: dict[str, float] = {}
-    last_time = None
-    for _, _, metric, time_us, value in rows:
-        if time_us != last_time:
-            current = {}
-            readings.append({"timestamp": time_us, "data": current})
-            last_time = time_us
-        current[metric] = value
-    return orjson.dumps(readings)
-
-
-def _flat_json(rows: list[SpooledRow]) -> bytes:
-    return orjson.dumps({"points": [{"metric": m, "value": v, "ts": t} for _, _, m, t, v in rows]})
-
-
-ENCODERS: dict[str, Encoder] = {"seed_json": _seed_json, "flat_json": _flat_json}
-
-
 class Packer:
     def __init__(
         self,
@@ -76,7 +51,7 @@ class Packer:
     ) -> None:
         self._template = topic_template
         self._site_id = site_id
-        self._encode = ENCODERS[codec]
+        self._codec = CODECS[codec]
         self._max_points = max_points
         self._max_bytes = max_bytes
         self._topics: dict[str, str] = {}
@@ -113,4 +88,5 @@ class Packer:
     def _message(self, topic: str, rows: list[SpooledRow]) -> Message:
         # Readings of one time sit together, so seed_json shares their timestamp.
         rows.sort(key=lambda r: (r[3], r[0]))
-        return Message(topic, self._encode(rows), array("q", [r[0] for r in rows]))
+        payload = self._codec.encode([(t, m, v) for _, _, m, t, v in rows])
+        return Message(topic, payload, array("q", [r[0] for r in rows]))

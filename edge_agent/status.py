@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from prometheus_client import generate_latest
 
-from bridge.http import Response, serve
+from core.http import Response, serve
 from edge_agent.forward import Forwarder
 from edge_agent.spool import Spool
 from edge_agent.telemetry import DeviceHealth, Metrics

@@ -6,9 +6,10 @@ reports what happened, from that thread, into thread-safe queues, and wakes
 the forwarder; every decision is the forwarder's, on the event loop.
 
 Flow control is the forwarder's too: paho's own in-flight limit is off (it
-scans its whole in-flight list on every PUBACK: slow with thousands in
-flight, see MEASURED.md), and the forwarder keeps at most the broker's
-Receive Maximum unacknowledged. Messages in flight when the connection drops
+scans its whole in-flight list on every PUBACK: with the limit at 2,000 a
+publisher topped out at 6-7k messages/s), and the forwarder keeps at most the
+broker's Receive Maximum unacknowledged; bench/README.md (bench_edge.py) has
+the agent's throughput this way. Messages in flight when the connection drops
 stay with paho, which sends them again (DUP) after it reconnects.
 """
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv with the project and its dev tools. Needs Python 3.11+; on
-# Debian/Ubuntu it installs python3-venv when the interpreter lacks venv.
+# Creates .venv with the project, both sides (cloud and edge), and its dev
+# tools. Needs Python 3.11+; on Debian/Ubuntu it installs python3-venv when
+# the interpreter lacks venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -22,4 +23,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 say "installing the project and its dev tools into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[cloud,edge,dev]'

@@ -6,7 +6,7 @@ import asyncio
 
 from bridge.ack import AckTracker
 from bridge.batch import Batch, Batcher
-from bridge.types import Point
+from core.types import Point
 
 
 def pts(n: int, device: str = "d") -> list[Point]:

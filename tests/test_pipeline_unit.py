@@ -4,31 +4,73 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.ack import AckTracker
+from bridge.batch import Batch
 from bridge.config import Settings
+from bridge.intake import Intake
 from bridge.pipeline import Worker
+from bridge.router import Router
+from bridge.telemetry import Metrics
+
+
+def intake_of(settings: Settings, acked: list[int], closed: list[Batch]) -> Intake:
+    return Intake(
+        Router(settings.mqtt.routes, settings.limits),
+        AckTracker(acked.extend),
+        Metrics(),
+        closed.append,
+        max_points=settings.batch.max_points,
+        max_delay_s=60,
+    )
 
 
 async def test_a_fault_while_handling_a_message_dead_letters_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    worker = Worker(Settings.model_validate({}))
+    acked: list[int] = []
+    closed: list[Batch] = []
+    intake = intake_of(Settings.model_validate({}), acked, closed)
 
     def broken(*args: object) -> None:
         raise ZeroDivisionError("bug")
 
-    monkeypatch.setattr(worker.router, "route", broken)
-    worker._on_message("telemetry/s/d", b"{}", 1, 1)
-    worker.batcher.flush()
-    batch = worker._queue.get_nowait()
+    monkeypatch.setattr(intake.router, "route", broken)
+    intake.on_message("telemetry/s/d", b"{}", 1, 1)
+    intake.batcher.flush()
+    [batch] = closed
     assert [d.reason for d in batch.dead_letters] == ["internal_error"]
     assert "ZeroDivisionError" in batch.dead_letters[0].detail
     assert len(batch.tickets) == 1  # acked once the dead letter is committed
-    assert worker.metrics.messages_rejected.labels("internal_error")._value.get() == 1
+    assert acked == []
+    intake.settle(batch)
+    assert acked == [1]
+    assert intake.idle.is_set()
+    rejected = intake.metrics.registry.get_sample_value(
+        "bridge_messages_rejected_total", {"reason": "internal_error"}
+    )
+    assert rejected == 1
 
 
 async def test_messages_after_stop_are_left_for_redelivery() -> None:
+    acked: list[int] = []
+    closed: list[Batch] = []
+    intake = intake_of(Settings.model_validate({}), acked, closed)
+    intake.on_message("telemetry/s/d", b'{"data": {"m": 1}}', 1, 1)
+    intake.stop_taking()  # closes the open batch: its message is settled as usual
+    intake.on_message("telemetry/s/d", b'{"data": {"m": 2}}', 2, 1)
+    assert intake.tracker.in_flight == 1
+    assert [len(b.points) for b in closed] == [1]
+    assert intake.unsettled == 1
+
+
+async def test_the_worker_wires_intake_to_its_batch_queue() -> None:
     worker = Worker(Settings.model_validate({}))
-    worker._taking = False
-    worker._on_message("telemetry/s/d", b'{"data": {"m": 1}}', 1, 1)
-    assert worker.tracker.in_flight == 0
-    assert worker._queue.empty()
+    worker.intake.on_message("telemetry/s/d", b'{"data": {"m": 1, "n": 2}}', 7, 1)
+    worker.intake.batcher.flush()
+    batch = worker.batches.get_nowait()
+    assert batch is not None
+    assert len(batch.points) == 2
+    assert len(batch.tickets) == 1
+    # Counted when the batch closes, not per message.
+    assert worker.metrics.registry.get_sample_value("bridge_points_received_total") == 2
+    assert worker.tracker.in_flight == 1

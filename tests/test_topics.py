@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.codec.values import METRIC_NAME
-from bridge.topics import TopicError, TopicFields, TopicTemplate
+from core.rules import METRIC_NAME
+from core.topics import TopicError, TopicFields, TopicTemplate
 
 # --- templates ------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """The read API as a Litestar app (chosen in bench/bench_http.py: the cheapest
 framework that derives request validation and the OpenAPI document from the
-same declarations). The handlers only translate HTTP to bridge.api.service.
+same declarations). The handlers only translate HTTP to bridge.api.service;
+what goes wrong is answered as a problem document by bridge.api.problems'
+exception handlers.
 
 Routes (all /api/v1 routes need an API key):
 
@@ -18,9 +20,7 @@ Routes (all /api/v1 routes need an API key):
 # No `from __future__ import annotations` here: Litestar reads the handlers'
 # annotations at runtime, and they use bounds from the settings (locals).
 import contextlib
-import gc
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,39 +28,32 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.config.cors import CORSConfig
-from litestar.enums import ScopeType
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import Parameter
 from litestar.static_files import create_static_files_router
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge import __version__
 from bridge.api import schemas
-from bridge.api.metrics import ApiMetrics
-from bridge.api.service import Api, ApiProblem
+from bridge.api.metrics import ApiMetrics, timing
+from bridge.api.problems import (
+    COMMON,
+    ApiProblem,
+    on_error,
+    on_http,
+    on_problem,
+    problem_response,
+    problem_spec,
+)
+from bridge.api.service import Api
 from bridge.config import Settings
 
 log = logging.getLogger("bridge.api")
-PROBLEM = "application/problem+json"
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 STATIC = Path(__file__).parent / "static"
-
-
-def _problem_spec(description: str) -> ResponseSpec:
-    return ResponseSpec(schemas.Problem, description=description, media_type=PROBLEM)
-
-
-COMMON = {
-    400: _problem_spec("The request's parameters are invalid; the detail says which."),
-    401: _problem_spec("No API key, or an unknown or revoked one."),
-    403: _problem_spec("The key lacks the scope this route needs."),
-    503: _problem_spec("The database cannot answer now; retry after Retry-After seconds."),
-}
 
 
 def token(request: Request[Any, Any, Any]) -> str | None:
@@ -121,7 +114,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
 
     @get(
         "/api/v1/devices/{device_id:str}",
-        responses={**COMMON, 404: _problem_spec("No such device in the registry.")},
+        responses={**COMMON, 404: problem_spec("No such device in the registry.")},
         summary="One device with its latest values",
         response_headers=None,
     )
@@ -136,7 +129,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
 
     @get(
         "/api/v1/telemetry/{device_id:str}",
-        responses={**COMMON, 422: _problem_spec("step=raw over more points than allowed.")},
+        responses={**COMMON, 422: problem_spec("step=raw over more points than allowed.")},
         summary="A device's series",
     )
     async def telemetry(
@@ -186,8 +179,8 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
 
     submit_responses = {
         **COMMON,
-        413: _problem_spec("The body is larger, or holds more points, than allowed."),
-        422: _problem_spec("Some readings are invalid; errors[] lists each. Nothing was stored."),
+        413: problem_spec("The body is larger, or holds more points, than allowed."),
+        422: problem_spec("Some readings are invalid; errors[] lists each. Nothing was stored."),
     }
 
     @post(
@@ -224,7 +217,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
         "/readyz",
         security=[],
         summary="Readiness: the database answers",
-        responses={503: _problem_spec("Not ready; checks[] says why.")},
+        responses={503: problem_spec("Not ready; checks[] says why.")},
     )
     async def readyz(request: Request[Any, Any, Any]) -> Response[schemas.Health]:
         ok, body = await api.ready()
@@ -235,7 +228,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
                 body["checks"].get("database", "not ready"),
                 extra={"checks": body["checks"]},
             )
-            return _problem_response(problem, request.url.path)
+            return problem_response(problem, request.url.path)
         return Response(body)  # type: ignore[arg-type]
 
     @get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE_LATEST)
@@ -271,8 +264,8 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
             create_static_files_router("/static", [STATIC], include_in_schema=False),
         ],
         lifespan=[lifespan],
-        exception_handlers={ApiProblem: _on_problem, HTTPException: _on_http, Exception: _on_error},
-        middleware=[_timing(api.metrics)],
+        exception_handlers={ApiProblem: on_problem, HTTPException: on_http, Exception: on_error},
+        middleware=[timing(api.metrics)],
         cors_config=CORSConfig(
             allow_origins=a.cors_origins,
             allow_methods=["GET", "POST"],
@@ -325,106 +318,3 @@ def openapi_document(app: Litestar) -> dict[str, Any]:
     for path in ("/healthz", "/readyz"):  # open to probes; Litestar drops an empty list
         doc["paths"][path]["get"]["security"] = []
     return doc
-
-
-def _problem_response(problem: ApiProblem, path: str) -> Response[Any]:
-    return Response(
-        problem.body(path),
-        status_code=problem.status,
-        media_type=PROBLEM,
-        headers=problem.headers,
-    )
-
-
-def _on_problem(request: Request[Any, Any, Any], exc: ApiProblem) -> Response[Any]:
-    return _problem_response(exc, request.url.path)
-
-
-def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    status = exc.status_code
-    if isinstance(exc, ValidationException):
-        details = [
-            f"{e.get('key', '?')}: {e.get('message', '')}"
-            for e in (exc.extra if isinstance(exc.extra, list) else [])
-            if isinstance(e, dict)
-        ]
-        problem = ApiProblem(
-            400,
-            "Bad Request",
-            "; ".join(details) or str(exc.detail),
-            extra={
-                "errors": [
-                    {"reading": None, "metric": None, "reason": "bad_parameter", "detail": d}
-                    for d in details
-                ]
-            },
-        )
-    else:
-        problem = ApiProblem(
-            status, _TITLES.get(status, "Error"), str(exc.detail), headers=dict(exc.headers or {})
-        )
-    return _problem_response(problem, request.url.path)
-
-
-_TITLES = {
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Payload Too Large",
-    415: "Unsupported Media Type",
-}
-
-
-def _on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    problem = ApiProblem(
-        500, "Internal Server Error", "an unexpected error; it is logged. Please report it."
-    )
-    return _problem_response(problem, request.url.path)
-
-
-def _timing(metrics: ApiMetrics) -> Any:
-    """ASGI middleware: the request histogram and counter, by route template."""
-
-    def middleware(app: ASGIApp) -> ASGIApp:
-        async def timed(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP:
-                await app(scope, receive, send)
-                return
-            started = time.perf_counter()
-            status = 500
-
-            async def sending(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
-            try:
-                await app(scope, receive, sending)
-            finally:
-                route = scope.get("path_template") or "unmatched"
-                method = scope.get("method", "")
-                metrics.duration.labels(route, method).observe(time.perf_counter() - started)
-                metrics.requests.labels(route, method, str(status)).inc()
-
-        return timed
-
-    return middleware
-
-
-def tune_gc() -> None:
-    """Keeps the garbage collector's pauses short in the server's worker.
-
-    After imports the process holds ~75,000 tracked objects (Litestar,
-    pydantic, asyncpg) that live as long as it does. A 1-day series answer
-    creates ~25,000 short-lived ones, and by default every few such answers
-    triggered a full collection that walked the whole heap: 30-100 ms with
-    the event loop stopped, which became every other request's p99
-    (bench/bench_api.py). Freezing moves what exists now out of the
-    collector's sight, so a full collection only walks what requests made;
-    a higher first threshold lets an answer's objects die by reference
-    counting before a collection looks at them. Only for the server: tests
-    that build many apps in one process keep the defaults."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)

@@ -14,9 +14,13 @@ all or nothing: when any point is invalid, nothing is stored and the answer
 lists every problem, so a client never has to work out what went in.
 
 Durability: the answer comes after the points are committed to PostgreSQL
-(then they go to the cache, best effort). Concurrent requests share commits:
-a writer takes everything waiting when it is free, so a busy API makes few,
-larger transactions and an idle one answers after a single small commit.
+(then they go to the cache, best effort), by the committer the MQTT pipeline
+uses (bridge.commit). Concurrent requests share commits: a writer takes
+everything waiting when it is free, so a busy API makes few, larger
+transactions and an idle one answers after a single small commit. A point
+the database refuses for good (a constraint the rules do not know) is
+dead-lettered as the MQTT pipeline does it, and the answer names it; the
+request's other points are stored.
 """
 
 from __future__ import annotations
@@ -24,28 +28,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
+
+from bridge.api.problems import ApiError
 from bridge.batch import Batch
-from bridge.codec.values import (
+from bridge.cache.feed import CacheFeed
+from bridge.cache.writer import CacheWriter
+from bridge.commit import Committer
+from bridge.errors import TransientDbError
+from bridge.sink.timescale import TimescaleSink
+from bridge.telemetry import CommitMetrics
+from core.limits import Limits
+from core.rules import (
     CodecError,
     DecodeContext,
     Rejected,
     TimeWindow,
+    id_problem,
     kind,
     metric_name,
     parse_json,
     point_time_us,
     point_value,
-    show,
 )
-from bridge.limits import Limits
-from bridge.sink.cache_feed import CacheFeed
-from bridge.sink.redis import RedisSink
-from bridge.sink.timescale import TimescaleSink, TransientDbError
-from bridge.topics import ID
-from bridge.types import Point
+from core.types import DeadLetter, Point
 
 log = logging.getLogger("bridge.api.ingest")
 
@@ -60,7 +70,7 @@ class Problem:
     detail: str
 
 
-class BadBody(Exception):
+class BadBody(ApiError):
     """The body is not readings at all (malformed JSON, wrong shape, too big)."""
 
     def __init__(self, reason: str, detail: str, status: int = 400) -> None:
@@ -160,25 +170,25 @@ def _reading(
     out.sites[device_id] = site_id if isinstance(site_id, str) else out.sites.get(device_id)
 
 
+def refusal(letters: list[DeadLetter]) -> dict[str, object]:
+    """The part of a submit's answer that names the points the database
+    refused for good (dead-lettered; sending them again fails again)."""
+    if not letters:
+        return {}
+    return {
+        "dead_lettered": [
+            {"point": d.topic, "reason": d.reason, "detail": d.detail} for d in letters
+        ]
+    }
+
+
 def _fail(requests: list[_Request], exc: Exception) -> None:
     for request in requests:
         if not request.done.done():
             request.done.set_exception(exc)
 
 
-def id_problem(value: object, name: str, max_len: int) -> str | None:
-    """What is wrong with a device or site id, or None: the topics' rules."""
-    if type(value) is not str:
-        return f"{name} must be a string, got {kind(value)}"
-    if not 1 <= len(value) <= max_len or ID.fullmatch(value) is None:
-        return (
-            f"{name} {show(value)} must be 1-{max_len} characters of "
-            "letters, digits, '_', '.', ':' and '-'"
-        )
-    return None
-
-
-class Unavailable(Exception):
+class Unavailable(ApiError):
     """The points could not be committed now; the client should retry."""
 
 
@@ -186,26 +196,36 @@ class Unavailable(Exception):
 class _Request:
     points: list[Point]
     sites: dict[str, str | None]
-    done: asyncio.Future[None]
+    done: asyncio.Future[list[DeadLetter]]
+    arrived: float = field(default_factory=time.monotonic)
 
 
 class IngestWriter:
-    """Commits the points of concurrent requests together, in few transactions."""
+    """Commits the points of concurrent requests together, in few transactions,
+    through the committer the MQTT pipeline uses (bridge.commit), with retry
+    off: a request is answered after its commit, or fails at once when the
+    database is unavailable and its client retries."""
 
     def __init__(
         self,
         db: TimescaleSink,
-        cache: RedisSink | None,
+        cache: CacheWriter | None,
+        metrics: CommitMetrics | None = None,
         writers: int = 2,
         max_points: int = 20_000,
     ) -> None:
-        self._db = db
         self._writers = writers
         self._max_points = max_points
         self._waiting: deque[_Request] = deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._feed = None if cache is None else CacheFeed(cache, max_pending=64)
+        self._committer = Committer(
+            db,
+            metrics or CommitMetrics(CollectorRegistry()),
+            retry=False,
+            cache=None if self._feed is None else self._feed.put,
+        )
 
     async def __aenter__(self) -> IngestWriter:
         self._tasks = [
@@ -226,15 +246,19 @@ class IngestWriter:
 
     async def submit(
         self, points: list[Point], sites: dict[str, str | None], timeout: float
-    ) -> None:
-        """Waits until the points are committed.
+    ) -> list[DeadLetter]:
+        """Waits until the points are committed; returns the dead letters of
+        those the database refused for good (stored in rejected_messages, as
+        the MQTT pipeline stores them), usually none.
         Raises Unavailable (the database is down, or slower than ``timeout``)."""
+        if not points:
+            return []
         request = _Request(points, sites, asyncio.get_running_loop().create_future())
         self._waiting.append(request)
         self._wake.set()
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.shield(request.done)
+                return await asyncio.shield(request.done)
         except TimeoutError:
             raise Unavailable(
                 f"not committed within {timeout:g} s; the database is slow or down. The "
@@ -247,12 +271,12 @@ class IngestWriter:
                 self._wake.clear()
                 await self._wake.wait()
             taken = self._take()
-            batch = Batch()
+            batch = Batch(opened=taken[0].arrived)
             for request in taken:
                 batch.points.extend(request.points)
                 batch.sites.update(request.sites)
             try:
-                result = await self._db.write(batch)
+                result = await self._committer.commit(batch)
             except TransientDbError as exc:
                 _fail(taken, Unavailable(str(exc)))
                 continue
@@ -260,14 +284,13 @@ class IngestWriter:
                 log.exception("ingest write failed")
                 _fail(taken, exc)
                 continue
-            poison = {p for p, _ in result.poison}
-            refused = Unavailable("the database refused some points of this request")
+            refused = dict(result.refused)
             for request in taken:
-                if poison and not poison.isdisjoint(request.points):
-                    _fail([request], refused)
-                elif not request.done.done():
-                    request.done.set_result(None)
-            self._to_cache([p for p in batch.points if p not in poison])
+                if not request.done.done():
+                    letters = (
+                        [refused[p] for p in request.points if p in refused] if refused else []
+                    )
+                    request.done.set_result(letters)
 
     def _take(self) -> list[_Request]:
         """The waiting requests, oldest first, up to about max_points points."""
@@ -280,7 +303,3 @@ class IngestWriter:
             taken.append(request)
             size += len(request.points)
         return taken
-
-    def _to_cache(self, points: list[Point]) -> None:
-        if self._feed is not None and points:
-            self._feed.put(points)

@@ -2,11 +2,21 @@
 
 ``http_request_duration_seconds``, ``cache_hits_total`` and
 ``cache_requests_total`` are the names the seed's monitoring queries use.
+HTTP ingest's commits are counted under the same names as a bridge
+worker's (``commit``: bridge.telemetry.CommitMetrics). The request histogram
+and counter are kept by the ``timing`` middleware.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from bridge.telemetry import CommitMetrics
 
 API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -14,6 +24,7 @@ API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 class ApiMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self.commit = CommitMetrics(r)
         self.duration = Histogram(
             "http_request_duration_seconds",
             "Time to answer a request, by route template and method",
@@ -63,3 +74,33 @@ class ApiMetrics:
             ["reason"],
             registry=r,
         )
+
+
+def timing(metrics: ApiMetrics) -> Any:
+    """ASGI middleware: the request histogram and counter, by route template."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def timed(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
+
+            async def sending(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, sending)
+            finally:
+                route = scope.get("path_template") or "unmatched"
+                method = scope.get("method", "")
+                metrics.duration.labels(route, method).observe(time.perf_counter() - started)
+                metrics.requests.labels(route, method, str(status)).inc()
+
+        return timed
+
+    return middleware

@@ -31,15 +31,15 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
-import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.config import BrokerLogin, Route
-from bridge.limits import Limits
 from bridge.source.mqtt import tls_parameters
-from bridge.types import Point
+from core.codec import CODECS
+from core.limits import Limits
+from core.types import Point
 
 log = logging.getLogger("bridge.api.publish")
 
@@ -65,19 +65,6 @@ def topics_for(routes: list[Route]) -> tuple[str | None, str | None]:
         else:
             without = without or route.topic
     return with_site, without
-
-
-def seed_json(points: list[Point]) -> bytes:
-    """One device's points as a seed_json message: a reading per time, the
-    time in integer microseconds (exact; the codec reads numbers from 1e14 to
-    1e17 as µs, which covers 1973 to 5138)."""
-    by_time: dict[int, dict[str, float]] = {}
-    for p in points:
-        data = by_time.get(p.time_us)
-        if data is None:
-            data = by_time[p.time_us] = {}
-        data.setdefault(p.metric, p.value)  # a repeated point: the first wins, as in the database
-    return orjson.dumps([{"timestamp": t, "data": d} for t, d in by_time.items()])
 
 
 class BrokerIngest:
@@ -157,7 +144,7 @@ class BrokerIngest:
             if min(p.time_us for p in group) < oldest_us:
                 self._fall_back("near_age_limit", group, left)
                 continue
-            payload = seed_json(group)
+            payload = CODECS["seed_json"].encode([(p.time_us, p.metric, p.value) for p in group])
             if len(payload) > self._max_bytes:  # microsecond times can outgrow the body
                 self._fall_back("too_large", group, left)
                 continue

@@ -67,9 +67,18 @@ class Summary(TypedDict):
     series: list[SummaryRow]
 
 
+class DeadLettered(TypedDict):
+    point: str  # <device_id>/<metric>
+    reason: str  # db_rejected: the database refused it for good
+    detail: str
+
+
 class Accepted(TypedDict):
     accepted: int
     durable: Literal["committed", "broker"]
+    # Points the database refused for good, stored in rejected_messages as the
+    # MQTT route stores them; sending them again would fail again.
+    dead_lettered: NotRequired[list[DeadLettered]]
 
 
 class Reading(TypedDict):

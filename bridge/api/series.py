@@ -19,8 +19,10 @@ from typing import Literal
 import asyncpg
 
 from bridge.api import store
+from bridge.api.problems import ApiError
 from bridge.api.store import WIDTH_US, Mode, Resolution, Selection, SeriesBucket
-from bridge.sink.redis import RedisSink, RedisUnavailable
+from bridge.cache.reader import CacheReader
+from bridge.errors import RedisUnavailable
 
 Step = Literal["auto", "raw", "1m", "1h"]
 CLOCK_MARGIN_US = 10_000_000  # writers' clocks may run this far ahead of ours
@@ -28,7 +30,7 @@ RAW_PROBE_SPAN_US = 6 * 3_600_000_000  # auto tries raw rows up to this span
 CacheState = Literal["hit", "miss", "bypass", "unavailable"]
 
 
-class TooManyPoints(Exception):
+class TooManyPoints(ApiError):
     """An explicit step=raw over more rows than a response may carry."""
 
 
@@ -51,7 +53,7 @@ class SeriesQuery:
 
 class SeriesReader:
     def __init__(
-        self, mode: Mode, cache: RedisSink | None, series_points: int, window_s: int
+        self, mode: Mode, cache: CacheReader | None, series_points: int, window_s: int
     ) -> None:
         self._mode = mode
         self._cache = cache

@@ -12,11 +12,12 @@ Python thread, two wake-ups that each wait for a core on a busy machine).
 
 from __future__ import annotations
 
+import gc
 import signal
 
 import uvicorn
 
-from bridge.api.app import create_app, tune_gc
+from bridge.api.app import create_app
 from bridge.config import Settings
 
 
@@ -48,3 +49,21 @@ def serve(settings: Settings) -> int:
         signal.signal(sig, lambda *_: None)
     server.run()
     return 0 if server.started else 1
+
+
+def tune_gc() -> None:
+    """Keeps the garbage collector's pauses short in the server's worker.
+
+    After imports the process holds ~75,000 tracked objects (Litestar,
+    pydantic, asyncpg) that live as long as it does. A 1-day series answer
+    creates ~25,000 short-lived ones, and by default every few such answers
+    triggered a full collection that walked the whole heap: 30-100 ms with
+    the event loop stopped, which became every other request's p99
+    (bench/bench_api.py). Freezing moves what exists now out of the
+    collector's sight, so a full collection only walks what requests made;
+    a higher first threshold lets an answer's objects die by reference
+    counting before a collection looks at them. Only for the server: tests
+    that build many apps in one process keep the defaults."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

@@ -1,158 +1,47 @@
 """What each endpoint does, apart from HTTP: the web layer (bridge.api.app)
 parses requests into these calls and turns results and ApiProblems into
-responses.
+responses. Parameters are checked by bridge.api.params, answers written by
+bridge.api.answers.
 
-Every failure an endpoint can meet is an ApiProblem with its status and a
-detail that says what to do (RFC 9457 problem details). The database being
-down is a 503, never a 500; Redis being down is not an error at all: reads
-fall back to the database and say so in ``X-Cache``.
+Every failure an endpoint can meet is an ApiProblem (bridge.api.problems)
+with its status and a detail that says what to do. The database being down
+is a 503, never a 500; Redis being down is not an error at all: reads fall
+back to the database and say so in ``X-Cache``.
+
+The cache is read through a CacheReader; HTTP ingest writes to it through a
+CacheWriter of its own (behind bridge.api.ingest's feed).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
-import orjson
 
-from bridge.api import store
-from bridge.api.ingest import BadBody, IngestWriter, Unavailable, id_problem, parse_body
+from bridge.api import answers, store
+from bridge.api.answers import Json
+from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body, refusal
 from bridge.api.keys import ApiKey, KeyChecker
 from bridge.api.metrics import ApiMetrics
+from bridge.api.params import DAY_US, check_id, check_metrics, page_size, time_range
+from bridge.api.problems import ApiProblem
 from bridge.api.publish import BrokerIngest
 from bridge.api.series import SeriesQuery, SeriesReader, Step, TooManyPoints
-from bridge.api.store import Mode, Selection, slices, to_us
+from bridge.api.store import Mode, Selection, to_us
 from bridge.api.summary import summarize
-from bridge.codec.values import (
-    Rejected,
-    epoch_float_us,
-    epoch_int_us,
-    is_metric_name,
-    metric_name_problem,
-    rfc3339_us,
-)
+from bridge.cache.reader import CacheReader
+from bridge.cache.writer import CacheWriter
 from bridge.config import Settings
 from bridge.db.connect import where
 from bridge.db.migrate import recorded
-from bridge.sink.redis import RedisSink, RedisUnavailable
-from bridge.sink.timescale import TRANSIENT_CLASSES, TimescaleSink
+from bridge.errors import RedisUnavailable
+from bridge.sink.timescale import TimescaleSink, is_transient
 
 log = logging.getLogger("bridge.api")
-HOUR_US = 3_600_000_000
-Json = dict[str, Any]
-
-
-class ApiProblem(Exception):
-    """An RFC 9457 problem: the status, a short title and what to do."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str,
-        *,
-        extra: Json | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
-        self.extra = extra or {}
-        self.headers = headers or {}
-
-    def body(self, instance: str) -> Json:
-        return {
-            "type": "about:blank",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "instance": instance,
-            **self.extra,
-        }
-
-
-def bad_request(detail: str, **extra: Any) -> ApiProblem:
-    return ApiProblem(400, "Bad Request", detail, extra=extra)
-
-
-def iso(time_us: int) -> str:
-    """RFC 3339 in UTC with microseconds: 2026-11-27T10:00:00.123456Z.
-
-    A series answer formats thousands of these, so the date and time down to
-    the minute come from a cache (the same strftime as before, once per
-    minute); formatting each one in full was a third of a 1-day query's CPU
-    (bench/bench_api.py)."""
-    minute, rest = divmod(time_us, 60_000_000)
-    seconds, micros = divmod(rest, 1_000_000)
-    return f"{_minute(minute)}{seconds:02d}.{micros:06d}Z"
-
-
-@functools.lru_cache(maxsize=8192)
-def _minute(minute: int) -> str:
-    """'2026-11-27T10:00:' for minutes since the epoch."""
-    return store.to_dt(minute * 60_000_000).strftime("%Y-%m-%dT%H:%M:")
-
-
-_BUCKET_TIMES: dict[int, str] = {}
-
-
-def iso_bucket(time_us: int) -> str:
-    """iso() of a bucket start. Every device's answer over the same range has
-    the same bucket starts, so their texts are kept (a bounded dict lookup is
-    a fifth of iso()'s cost)."""
-    text = _BUCKET_TIMES.get(time_us)
-    if text is None:
-        if len(_BUCKET_TIMES) >= 50_000:
-            _BUCKET_TIMES.clear()
-        text = _BUCKET_TIMES[time_us] = iso(time_us)
-    return text
-
-
-def _iso_dt(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else iso(to_us(moment))
-
-
-def parse_time(text: str, name: str) -> int:
-    """RFC 3339, or epoch seconds / ms / µs / ns told apart by magnitude."""
-    try:
-        if text.lstrip("-").isdigit() and len(text) <= 20:
-            return epoch_int_us(int(text))
-        try:
-            number = float(text)
-        except ValueError:
-            return rfc3339_us(text)
-        if number - number != 0.0:
-            raise bad_request(f"{name}={text[:40]!r} is not a time")
-        return epoch_float_us(number)
-    except Rejected:
-        raise bad_request(
-            f"{name}={text[:40]!r} is not a time: give RFC 3339 (2026-11-27T10:00:00Z) or "
-            "epoch seconds, milliseconds, microseconds or nanoseconds"
-        ) from None
-
-
-def check_id(value: str, name: str, max_len: int) -> str:
-    problem = id_problem(value, name, max_len)
-    if problem is not None:
-        raise bad_request(problem)
-    return value
-
-
-def check_metrics(metrics: list[str] | None, max_len: int) -> None:
-    for metric in metrics or ():
-        if not is_metric_name(metric, max_len):
-            raise bad_request(f"metric {metric[:40]!r}: {metric_name_problem(metric, max_len)}")
-
-
-def _db_is_down(exc: BaseException) -> bool:
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
-        return True
-    return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in TRANSIENT_CLASSES
 
 
 class Api:
@@ -166,7 +55,7 @@ class Api:
         self._pool: asyncpg.Pool | None = None
         self._mode: Mode | None = None
         self._stack = contextlib.AsyncExitStack()
-        self._cache: RedisSink | None = None
+        self._cache: CacheReader | None = None
         self._ingest: IngestWriter | None = None
         self._broker: BrokerIngest | None = None
         self._keys: KeyChecker | None = None
@@ -183,19 +72,26 @@ class Api:
             max_inactive_connection_lifetime=300,
         )
         self._stack.push_async_callback(self._pool.close)
+        cache_writer: CacheWriter | None = None
         if s.redis.enabled:
+            timeout_s = min(s.redis.timeout_s, 0.5)  # a read must not wait long
             self._cache = await self._stack.enter_async_context(
-                RedisSink(
+                CacheReader(s.redis.url, prefix=s.redis.prefix, timeout_s=timeout_s)
+            )
+            cache_writer = await self._stack.enter_async_context(
+                CacheWriter(
                     s.redis.url,
                     window_s=s.redis.window_s,
                     prefix=s.redis.prefix,
-                    timeout_s=min(s.redis.timeout_s, 0.5),  # a read must not wait long
+                    timeout_s=timeout_s,
                     future_skew_s=s.limits.max_future_skew_s,
                 )
             )
         # HTTP submits are a few points each: one statement, not COPY's six round trips.
         db = await self._stack.enter_async_context(TimescaleSink(s.database, one_statement=True))
-        self._ingest = await self._stack.enter_async_context(IngestWriter(db, self._cache))
+        self._ingest = await self._stack.enter_async_context(
+            IngestWriter(db, cache_writer, self.metrics.commit)
+        )
         if s.api.ingest_via == "broker":
             assert s.api.broker is not None  # the settings require it
             fallbacks = self.metrics.broker_fallbacks
@@ -224,7 +120,7 @@ class Api:
             async with self._pool.acquire() as conn:
                 yield conn
         except Exception as exc:
-            if _db_is_down(exc):
+            if is_transient(exc):
                 raise self._db_problem(exc) from exc
             raise
 
@@ -256,16 +152,12 @@ class Api:
         return self._series
 
     def _range(self, start: str | None, end: str | None) -> tuple[int, int]:
-        end_us = parse_time(end, "end") if end else time.time_ns() // 1000
-        start_us = parse_time(start, "start") if start else end_us - HOUR_US
-        if end_us <= start_us:
-            raise bad_request("end must be after start")
-        longest = self.settings.api.max_range_days * 86_400_000_000
-        if end_us - start_us > longest:
-            raise bad_request(
-                f"the range is longer than the {self.settings.api.max_range_days} days allowed"
-            )
-        return start_us, end_us
+        return time_range(
+            start,
+            end,
+            now_us=time.time_ns() // 1000,
+            max_days=self.settings.api.max_range_days,
+        )
 
     # ------------------------------------------------------------ auth
     async def authorize(self, token: str | None, scope: Literal["read", "write"]) -> ApiKey:
@@ -281,7 +173,7 @@ class Api:
         try:
             key = await self._keys.check(token)
         except Exception as exc:
-            if _db_is_down(exc):
+            if is_transient(exc):
                 raise self._db_problem(exc) from exc
             raise
         if key is None:
@@ -314,9 +206,7 @@ class Api:
         for name, value in (("site", site), ("type", device_type), ("after", after)):
             if value is not None:
                 check_id(value, name, self.settings.limits.max_id_len)
-        size = a.page_size if limit is None else limit
-        if not 1 <= size <= a.max_page_size:
-            raise bad_request(f"limit must be between 1 and {a.max_page_size}")
+        size = page_size(limit, a.page_size, a.max_page_size)
         async with self._db() as conn:
             rows = await store.devices(
                 conn,
@@ -330,24 +220,8 @@ class Api:
         more = len(rows) > size
         rows = rows[:size]
         return {
-            "items": [self._device_json(d) for d in rows],
+            "items": [answers.device(d, a.online_after_s) for d in rows],
             "next": rows[-1].device_id if more else None,
-        }
-
-    def _device_json(self, d: store.Device) -> Json:
-        fresh = (
-            d.last_seen is not None
-            and (dt.datetime.now(dt.UTC) - d.last_seen).total_seconds()
-            <= self.settings.api.online_after_s
-        )
-        return {
-            "device_id": d.device_id,
-            "site_id": d.site_id,
-            "device_type": d.device_type,
-            "status": "online" if fresh else "offline",
-            "first_seen": _iso_dt(d.first_seen),
-            "last_seen": _iso_dt(d.last_seen),
-            "metadata": orjson.loads(d.metadata),
         }
 
     async def device(self, device_id: str) -> tuple[Json, dict[str, str]]:
@@ -359,11 +233,11 @@ class Api:
             latest, state = await self._latest(device_id)
             if not latest and row.last_seen is not None:
                 # Not in the cache (Redis down, or a device silent for a while).
-                since = to_us(row.last_seen) - 86_400_000_000
+                since = to_us(row.last_seen) - DAY_US
                 found = await store.latest(conn, device_id, since)
                 latest = {m: (t, v) for m, (t, v) in found.items()}
-        body = self._device_json(row)
-        body["latest"] = {m: {"time": iso(t), "value": v} for m, (t, v) in sorted(latest.items())}
+        body = answers.device(row, self.settings.api.online_after_s)
+        body["latest"] = answers.latest(latest)
         return body, {"X-Cache": state}
 
     async def _latest(self, device_id: str) -> tuple[dict[str, tuple[int, float]], str]:
@@ -407,26 +281,7 @@ class Api:
                 self.metrics.cache_requests.inc()
                 if result.cache == "hit":
                     self.metrics.cache_hits.inc()
-        series: list[Json] = []
-        for metric in sorted(set(result.raw) | set(result.buckets)):
-            points: list[Json] = []
-            if result.resolution == "raw":
-                async for part in slices(result.raw[metric]):
-                    points += [{"time": iso(t), "value": v} for t, v in part]
-            else:
-                async for buckets in slices(result.buckets[metric]):
-                    points += [
-                        {"time": iso_bucket(t), "value": avg, "min": lo, "max": hi, "count": n}
-                        for t, avg, lo, hi, n in buckets
-                    ]
-            series.append({"metric": metric, "points": points})
-        body = {
-            "device_id": device_id,
-            "start": iso(start_us),
-            "end": iso(end_us),
-            "resolution": result.resolution,
-            "series": series,
-        }
+        body = await answers.telemetry(device_id, start_us, end_us, result)
         return body, {"X-Cache": result.cache}
 
     async def summary(
@@ -446,22 +301,7 @@ class Api:
         )
         async with self._db() as conn:
             found = await summarize(conn, await self._mode_of(conn), sel)
-        return {
-            "start": iso(start_us),
-            "end": iso(end_us),
-            "series": [
-                {
-                    "device_id": dev,
-                    "metric": metric,
-                    "count": s.count,
-                    "min": s.min,
-                    "max": s.max,
-                    "avg": s.avg,
-                    "last": s.last,
-                }
-                for (dev, metric), s in sorted(found.items())
-            ],
-        }
+        return answers.summary(start_us, end_us, found)
 
     async def submit(self, body: bytes, *, batch: bool) -> Json:
         try:
@@ -494,17 +334,17 @@ class Api:
         if self._broker is not None:
             points = await self._broker.publish(points, parsed.sites)
             self.metrics.points_published.inc(len(parsed.points) - len(points))
-        if points:
-            try:
-                await self._ingest.submit(points, parsed.sites, self.settings.api.ingest_timeout_s)
-            except Unavailable as exc:
-                raise ApiProblem(
-                    503, "Not Stored", str(exc), headers={"Retry-After": "5"}
-                ) from None
-        self.metrics.points_submitted.inc(len(parsed.points))
+        try:
+            refused = await self._ingest.submit(
+                points, parsed.sites, self.settings.api.ingest_timeout_s
+            )
+        except Unavailable as exc:
+            raise ApiProblem(503, "Not Stored", str(exc), headers={"Retry-After": "5"}) from None
+        accepted = len(parsed.points) - len(refused)
+        self.metrics.points_submitted.inc(accepted)
         # Any point resting on the broker's PUBACK makes the answer say so: the weaker promise.
         durable = "committed" if len(points) == len(parsed.points) else "broker"
-        return {"accepted": len(parsed.points), "durable": durable}
+        return {"accepted": accepted, "durable": durable} | refusal(refused)
 
     # ------------------------------------------------------------ health
     async def ready(self) -> tuple[bool, Json]:

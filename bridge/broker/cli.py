@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bridge.broker import acl, ca, check, gate, passwd, render
+from bridge.broker import acl, ca, check, gate, passwd, render, route_acl
 from bridge.broker.accounts import check_id, check_username, new_password
 from bridge.broker.errors import BrokerError
 from bridge.broker.parser import add_actions
@@ -64,9 +64,16 @@ def add_broker_commands(commands: Any) -> None:
 
 
 def run_broker_command(args: argparse.Namespace, settings: object) -> int:
-    """Runs the parsed `bridge broker` action; ``settings`` is not used."""
+    """Runs the parsed `bridge broker` action; of ``settings``, render uses the
+    routes (mqtt.routes: their ACL grants, bridge.broker.route_acl)."""
+    args.routes = _routes(settings)
     handler = _HANDLERS[args.broker_command]
     return handler(args)
+
+
+def _routes(settings: object) -> tuple[route_acl.RouteSpec, ...]:
+    routes = getattr(getattr(settings, "mqtt", None), "routes", ())
+    return tuple((r.topic, r.codec, dict(r.options)) for r in routes)
 
 
 def _reload(pid_file: Path | None) -> None:
@@ -152,6 +159,7 @@ def _render(args: argparse.Namespace) -> int:
                 queues=queues,
                 broker_group=group,
                 templates=args.templates,
+                routes=getattr(args, "routes", ()),
             )
         )
     else:

@@ -4,8 +4,9 @@ A template holds ``{{ name }}`` fields; rendering fails on a field without a
 value, and on a value holding a line break (which could smuggle in a
 directive). What is written, in the --etc folder and at --out:
 
-    cloud   --out (the drop-in, 0644), acl (the template, keeping the managed
-            gateway entries of an existing file), passwd (empty, if missing),
+    cloud   --out (the drop-in, 0644), acl (the template, with the grants of
+            the bridge's routes beyond telemetry/ (route_acl), keeping the
+            managed gateway entries of an existing file), passwd (empty, if missing),
             passwd.gate (a link to passwd, i.e. open, if missing)
     edge    --out (the drop-in, 0640: it holds the gateway's cloud password),
             acl, passwd (empty, if missing)
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.broker import acl, gate, passwd
+from bridge.broker import acl, gate, passwd, route_acl
 from bridge.broker.accounts import check_id, check_username
 from bridge.broker.errors import BrokerError
 from bridge.broker.files import read_text, share_with_group, write_atomic
@@ -93,6 +94,7 @@ class CloudOptions:
     queues: Queues = Queues()
     broker_group: str | None = "mosquitto"
     templates: Path = TEMPLATES
+    routes: tuple[route_acl.RouteSpec, ...] = ()  # the bridge's mqtt.routes: route_acl
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,9 @@ def render_cloud(opts: CloudOptions) -> Written:
     conf = fill(_template(opts.templates, "cloud.conf"), values, "cloud.conf")
     rules = fill(_template(opts.templates, "cloud.acl"), values, "cloud.acl")
     done = Written()
+    block, route_notes = route_acl.route_rules(opts.routes, opts.bridge_user)
+    rules = route_acl.insert(rules, block)
+    done.notes.extend(route_notes)
     acl_file = opts.etc / "acl"
     kept: dict[str, str] = {}
     if acl_file.exists():

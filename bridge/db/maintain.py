@@ -9,14 +9,19 @@ past retention are deleted.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 
 import asyncpg
 
 from bridge.config import DatabaseSettings
+from bridge.db.connect import connect
 from bridge.db.migrate import SCHEMA_LOCK_KEY, recorded
-from bridge.errors import MigrationError
+from bridge.errors import BridgeError, MigrationError
+
+log = logging.getLogger("bridge.db.maintain")
 
 
 @dataclass
@@ -77,6 +82,25 @@ async def maintain(
         return report
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK_KEY)
+
+
+async def maintain_every(settings: DatabaseSettings) -> None:
+    """A round of upkeep every ``maintain_interval_s``, until cancelled (one
+    worker runs it). A round that fails is logged; the next one tries again."""
+    while True:
+        try:
+            conn = await connect(settings)
+            try:
+                report = await maintain(conn, settings)
+                if report.partitions_created or report.partitions_dropped:
+                    log.info("maintenance: %s", "; ".join(report.lines()))
+            finally:
+                await conn.close()
+        except (BridgeError, OSError) as exc:
+            log.warning("maintenance skipped: %s", exc)
+        except Exception as exc:
+            log.warning("maintenance failed: %s", exc)
+        await asyncio.sleep(settings.maintain_interval_s)
 
 
 async def _partitions(

@@ -13,15 +13,16 @@ bench/bench_ingest.py: the staging route costs PostgreSQL about twice the CPU
 per row of a plain (not idempotent) COPY; an INSERT ... FROM unnest(arrays)
 would cost a fifth less, but the design is COPY (bench/README.md).
 
-Errors, by what the caller must do (classified by SQLSTATE class, never by
-message text):
-  * TransientDbError: connection lost or refused, server starting or
-    stopping, out of resources, serialization failure or deadlock
-    (classes 08, 53, 57, 40; OS and protocol errors) -> retry the same batch
-    with backoff, for as long as it takes.
-  * poison data (classes 22, 23): one row the database will never take. The
-    sink bisects the batch to find it, commits every other row, and returns
-    the poison rows so they are dead-lettered, never their batch-mates.
+Errors, by what the caller must do (classified here and only here, by
+SQLSTATE class, never by message text; the API asks ``is_transient`` too):
+  * transient (``is_transient``): connection lost or refused, server starting
+    or stopping, out of resources, serialization failure or deadlock (classes
+    08, 53, 57, 40; OS, timeout and protocol errors) -> TransientDbError
+    (bridge.errors, a DatabaseUnavailable): retry the same batch with backoff.
+  * poison data (``is_poison``, classes 22, 23): one row the database will
+    never take. The sink bisects the batch to find it, commits every other
+    row, and returns the poison rows so they are dead-lettered, never their
+    batch-mates.
   * anything else (missing table, privilege, auth) -> TransientDbError too,
     with a message saying what to fix: the bridge keeps retrying and stays
     unready rather than dropping data, and recovers once it is fixed.
@@ -37,10 +38,11 @@ from types import TracebackType
 
 import asyncpg
 
-from bridge.batch import Batch, DeadLetter
+from bridge.batch import Batch
 from bridge.config import DatabaseSettings
 from bridge.db.connect import where
-from bridge.types import Point
+from bridge.errors import TransientDbError
+from core.types import DeadLetter, Point
 
 log = logging.getLogger("bridge.sink.timescale")
 
@@ -89,14 +91,6 @@ TRANSIENT_CLASSES = frozenset({"08", "53", "57", "40"})
 POISON_CLASSES = frozenset({"22", "23"})
 
 
-class TransientDbError(Exception):
-    """The batch was not written; retry it later. ``reason`` labels the metric."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 @dataclass(slots=True)
 class WriteResult:
     written: int = 0  # new rows
@@ -105,13 +99,19 @@ class WriteResult:
     commit_seconds: list[float] = field(default_factory=list)
 
 
-def classify(exc: BaseException) -> str:
-    """'poison' for data the database will never take; 'transient' otherwise."""
-    if isinstance(exc, asyncpg.PostgresError):
-        sqlstate = exc.sqlstate or ""
-        if sqlstate[:2] in POISON_CLASSES:
-            return "poison"
-    return "transient"
+def is_poison(exc: BaseException) -> bool:
+    """Data the database will never take (classes 22, 23): isolate the row."""
+    return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in POISON_CLASSES
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The database is down, starting, stopping or busy: the same request may
+    succeed later unchanged (the connection layer's errors, or classes 08, 53,
+    57, 40). Errors that are neither this nor poison need a person (schema,
+    grants, credentials)."""
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+        return True
+    return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in TRANSIENT_CLASSES
 
 
 def _reason(exc: BaseException) -> str:
@@ -214,7 +214,7 @@ class TimescaleSink:
         except TransientDbError:
             raise
         except Exception as exc:
-            if classify(exc) != "poison":
+            if not is_poison(exc):
                 raise self._transient(exc) from exc
             # Some row will never go in: find it, commit the rest.
             log.warning(
@@ -231,7 +231,7 @@ class TimescaleSink:
         except TransientDbError:
             raise
         except Exception as exc:
-            if classify(exc) != "poison":
+            if not is_poison(exc):
                 raise self._transient(exc) from exc
             if len(points) == 1:
                 result.poison.append((points[0], f"{exc} (SQLSTATE {_sqlstate(exc)})"[:500]))
@@ -292,10 +292,7 @@ class TimescaleSink:
 
     def _transient(self, exc: BaseException) -> TransientDbError:
         url = self._settings.url
-        if (
-            isinstance(exc, asyncpg.PostgresError)
-            and (exc.sqlstate or "")[:2] not in TRANSIENT_CLASSES
-        ):
+        if isinstance(exc, asyncpg.PostgresError) and not is_transient(exc):
             hint = (
                 "fix the cause (schema migrated? grants? credentials?); the bridge keeps retrying"
             )

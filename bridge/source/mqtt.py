@@ -6,7 +6,7 @@ acknowledged until the caller calls ``ack``. ``closed`` completes when the
 connection drops; ``close`` ends it, keeping the broker session or ending it.
 Reconnecting, backoff and shutdown belong to the pipeline, not here.
 
-Why it looks the way it does (measured on Mosquitto 2.0.11, see MEASURED.md):
+Why it looks the way it does (each point found against Mosquitto 2.0.11):
   * paho's automatic acks PUBACK on receipt, which loses messages on a crash:
     manual acks are switched on *before* connecting, or the redeliveries that
     follow CONNACK are acked automatically.
@@ -51,6 +51,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.config import MqttSettings, TlsSettings
+from bridge.errors import BridgeError
 
 log = logging.getLogger("bridge.source.mqtt")
 
@@ -63,7 +64,7 @@ PUBACK = 0x40
 _PUBACK = struct.Struct("!BBH")
 
 
-class ProtocolViolation(ConnectionError):
+class ProtocolViolation(BridgeError, ConnectionError):
     """The broker sent what MQTT does not allow: the connection is dropped
     (paho sees an OSError from ``recv``), and unacked messages are redelivered."""
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from edge_agent.types import Reading
+from core.types import Point
 
 
 class Sink(Protocol):
     def put(
-        self, source: str, readings: Sequence[Reading], state: Mapping[str, int] | None = None
+        self, source: str, readings: Sequence[Point], state: Mapping[str, int] | None = None
     ) -> None:
         """Commits ``readings`` (and collector ``state``) to the spool, in one transaction."""
 

@@ -21,13 +21,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.codec import CODECS, CodecError, DecodeContext
-from bridge.limits import Limits
-from bridge.topics import TopicError, TopicTemplate
+from core.codec import CODECS, CodecError, DecodeContext
+from core.limits import Limits
+from core.topics import TopicError, TopicTemplate
+from core.types import Point
 from edge_agent.collect import Sink
 from edge_agent.config import LocalMqttSettings
 from edge_agent.telemetry import Metrics
-from edge_agent.types import Reading
 
 log = logging.getLogger("edge_agent.local_mqtt")
 
@@ -60,7 +60,7 @@ class LocalMqtt:
                 batch = [await queue.get()]
                 while not queue.empty() and len(batch) < MAX_BATCH:
                     batch.append(queue.get_nowait())
-                readings: list[Reading] = []
+                readings: list[Point] = []
                 for message in batch:
                     readings.extend(self._decode(message))
                 sink.put(self.name, readings)
@@ -100,7 +100,7 @@ class LocalMqtt:
         client.on_message = on_message
         return client
 
-    def _decode(self, message: mqtt.MQTTMessage) -> list[Reading]:
+    def _decode(self, message: mqtt.MQTTMessage) -> list[Point]:
         received_us = time.time_ns() // 1000
         topic = message.topic
         try:
@@ -112,7 +112,7 @@ class LocalMqtt:
                 decoded = codec.decode(bytes(message.payload), ctx)
                 for reject in decoded.rejects:
                     self._rejected(topic, reject.reason, reject.detail)
-                return [Reading(p.device_id, p.metric, p.time_us, p.value) for p in decoded.points]
+                return decoded.points
         except (TopicError, CodecError) as exc:
             self._rejected(topic, exc.reason, exc.detail)
             return []

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException, ModbusIOException
 
+from core.errors import BridgeError
+from core.types import Point
 from edge_agent.collect import Sink
 from edge_agent.collect.registers import BIT_FUNCTIONS, RegisterSpec, decode
 from edge_agent.config import ModbusDevice
 from edge_agent.telemetry import DeviceHealth, Metrics
-from edge_agent.types import Reading
 
 log = logging.getLogger("edge_agent.modbus")
 
@@ -71,7 +72,7 @@ def plan(registers: list[RegisterSpec], max_gap: int = 0) -> list[Block]:
     return blocks
 
 
-class DeviceError(Exception):
+class DeviceError(BridgeError):
     """The device did not give a usable answer; the poll failed."""
 
 
@@ -120,13 +121,13 @@ class ModbusPoller:
         finally:
             self._client.close()
 
-    async def _poll(self) -> list[Reading]:
+    async def _poll(self) -> list[Point]:
         device = self._device
         client = self._client
         if not client.connected and not await client.connect():
             raise DeviceError(f"cannot connect to {device.host}:{device.port}")
         time_us = time.time_ns() // 1000
-        readings: list[Reading] = []
+        readings: list[Point] = []
         for block in self._blocks:
             read = {
                 "holding": client.read_holding_registers,
@@ -147,7 +148,7 @@ class ModbusPoller:
                 if not math.isfinite(value):
                     self._metrics.bad_values.labels(device=device.device_id).inc()
                     continue
-                readings.append(Reading(device.device_id, spec.metric, time_us, value))
+                readings.append(Point(time_us, device.device_id, spec.metric, value))
         return readings
 
     def _reason(self, exc: Exception) -> str:

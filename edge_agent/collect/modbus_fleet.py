@@ -51,11 +51,11 @@ from collections.abc import Callable
 
 from pymodbus.exceptions import ModbusException
 
+from core.types import Point
 from edge_agent.collect import Sink
 from edge_agent.collect.modbus import DeviceError, ModbusPoller
 from edge_agent.config import ModbusDevice, ModbusSettings
 from edge_agent.telemetry import DeviceHealth, Metrics
-from edge_agent.types import Reading
 
 PROBE_SHARE = 4  # devices that are down retry within max_concurrent // PROBE_SHARE slots
 
@@ -72,7 +72,7 @@ class ScheduledPoller(ModbusPoller):
         phase_s: float,
         live: asyncio.Semaphore,
         probe: asyncio.Semaphore,
-        spool: Callable[[list[Reading]], None],
+        spool: Callable[[list[Point]], None],
     ) -> None:
         super().__init__(device, metrics, health)
         self._spool = spool
@@ -134,7 +134,7 @@ class ScheduledPoller(ModbusPoller):
         finally:
             self._client.close()
 
-    async def _finish(self, poll: asyncio.Future[tuple[float, list[Reading]]]) -> None:
+    async def _finish(self, poll: asyncio.Future[tuple[float, list[Point]]]) -> None:
         """Stopping: the poll under way is finished (bounded by the request
         timeout), and what the device served is spooled; one still waiting
         for a slot is dropped."""
@@ -143,7 +143,7 @@ class ScheduledPoller(ModbusPoller):
         with contextlib.suppress(Exception, asyncio.CancelledError):
             self._spool((await poll)[1])
 
-    async def _slotted(self, slots: asyncio.Semaphore) -> tuple[float, list[Reading]]:
+    async def _slotted(self, slots: asyncio.Semaphore) -> tuple[float, list[Point]]:
         async with slots:
             started = time.monotonic()
             self._in_flight = True
@@ -159,11 +159,11 @@ class GroupCommit:
     def __init__(self, interval_s: float, metrics: Metrics) -> None:
         self._interval_s = interval_s
         self._seconds = metrics.modbus_commit_seconds
-        self._pending: list[Reading] = []
+        self._pending: list[Point] = []
         self._wake = asyncio.Event()
         self._sink: Sink | None = None
 
-    def add(self, readings: list[Reading]) -> None:
+    def add(self, readings: list[Point]) -> None:
         self._pending.extend(readings)
         if self._interval_s <= 0:
             self.flush()

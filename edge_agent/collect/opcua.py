@@ -48,6 +48,7 @@ from asyncua import Client, ua
 from asyncua.crypto import security_policies
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
+from core.types import Point
 from edge_agent.collect import Sink
 from edge_agent.collect.opcua_config import OpcUaGroup, OpcUaNode, OpcUaServer
 from edge_agent.collect.opcua_security import (
@@ -57,7 +58,6 @@ from edge_agent.collect.opcua_security import (
 )
 from edge_agent.collect.opcua_values import flatten, time_us
 from edge_agent.telemetry import DeviceHealth, Metrics
-from edge_agent.types import Reading
 
 log = logging.getLogger("edge_agent.opcua")
 
@@ -121,7 +121,6 @@ class OpcUaCollector:
             try:
                 client = await self._connect()
                 await self._prepare(client)
-                self._lost.clear()
                 started = await self._subscribe(client, sink)
                 if lost_at is not None:
                     gap = time.monotonic() - lost_at
@@ -178,9 +177,12 @@ class OpcUaCollector:
         if server.password is not None:
             client.set_password(server.password.get_secret_value())
 
+        # One event per session: a late callback of an old session cannot end a new one.
+        session_lost = self._lost = asyncio.Event()
+
         async def lost(exc: Exception) -> None:
             log.debug("server %s: connection lost: %r", server.name, exc)
-            self._lost.set()
+            session_lost.set()
 
         client.connection_lost_callback = lost
         await client.connect()
@@ -332,8 +334,12 @@ class OpcUaCollector:
                 Priority=0,
             )
 
-            def on_publish(result: ua.PublishResult, targets: dict[int, Target] = targets) -> None:
-                self._published(result, targets, sink)
+            def on_publish(
+                result: ua.PublishResult,
+                targets: dict[int, Target] = targets,
+                lost: asyncio.Event = self._lost,
+            ) -> None:
+                self._published(result, targets, sink, lost)
 
             created = await client.uaclient.create_subscription(params, on_publish)
             mfilter = None
@@ -392,7 +398,9 @@ class OpcUaCollector:
 
     # --- values ------------------------------------------------------------------
 
-    def _published(self, result: ua.PublishResult, targets: dict[int, Target], sink: Sink) -> None:
+    def _published(
+        self, result: ua.PublishResult, targets: dict[int, Target], sink: Sink, lost: asyncio.Event
+    ) -> None:
         data = result.NotificationMessage.NotificationData or []
         values: list[tuple[Target, ua.DataValue]] = []
         for notification in data:
@@ -408,14 +416,14 @@ class OpcUaCollector:
                 log.debug(
                     "server %s: subscription status %s", self._server.name, notification.Status.name
                 )
-                self._lost.set()
+                lost.set()
         if values:
             self._store(values, sink)
 
     def _store(self, values: Sequence[tuple[Target, ua.DataValue]], sink: Sink) -> None:
         """Spools the readings of ``values`` in one transaction; counts the rest."""
         server = self._server
-        readings: list[Reading] = []
+        readings: list[Point] = []
         skipped: Counter[str] = Counter()
         now_us = time.time_ns() // 1000
         for target, dv in values:
@@ -439,10 +447,11 @@ class OpcUaCollector:
             for metric, number in flatten(
                 target.node.metric, value, server.max_array_elements, skipped
             ):
-                readings.append(Reading(target.device_id, metric, at, number))
+                readings.append(Point(at, target.device_id, metric, number))
         for reason, n in skipped.items():
             self._skip(n, reason)
-        sink.put(self.name, readings)
+        if readings:
+            sink.put(self.name, readings)
 
     async def _poll(
         self, client: Client, group: OpcUaGroup, targets: list[Target], sink: Sink

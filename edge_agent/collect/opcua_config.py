@@ -19,8 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bridge.codec.values import METRIC_NAME
-from bridge.topics import ID
+from core.rules import ID, METRIC_NAME
 
 # ns=<index>; or nsu=<uri>; (optional), then i=<number>, s=<string>, g=<guid> or b=<base64>.
 NODE_ID = re.compile(

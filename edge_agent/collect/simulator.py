@@ -26,9 +26,9 @@ import math
 import time
 from dataclasses import dataclass
 
+from core.types import Point
 from edge_agent.collect import Sink
 from edge_agent.config import Signal, SimulatorSettings
-from edge_agent.types import Reading
 
 log = logging.getLogger("edge_agent.simulator")
 
@@ -105,12 +105,12 @@ class Fleet:
         """The last tick whose time has come (-1 before the first)."""
         return (now_us - self.start_us) // self.period_us
 
-    def readings(self, tick: int) -> list[Reading]:
+    def readings(self, tick: int) -> list[Point]:
         t = self.tick_time_us(tick)
         days = (t - self.start_us) / _DAY_US
         cycle = _TWO_PI * ((t % _DAY_US) / _DAY_US)
         salt = _mix(tick)
-        out: list[Reading] = []
+        out: list[Point] = []
         for series in self.series:
             sig = series.signal
             h = _mix(series.key ^ salt)
@@ -128,7 +128,7 @@ class Fleet:
             value += sig.noise * span * (_unit(h1) + _unit(h2) + _unit(_mix(h ^ 0x53)) - 1.5)
             if _unit(_mix(h ^ 0x54)) < sig.spike_probability:
                 value += span * (0.5 + _unit(h1)) * (1 if h2 & 1 else -1)
-            out.append(Reading(series.device_id, sig.name, t, round(value, 3)))
+            out.append(Point(t, series.device_id, sig.name, round(value, 3)))
         return out
 
 
@@ -171,7 +171,7 @@ class Simulator:
                 continue
             # Several ticks per transaction while catching up; one otherwise.
             upto = min(due, next_tick + max(1, _CHUNK // per_tick) - 1)
-            batch: list[Reading] = []
+            batch: list[Point] = []
             for tick in range(next_tick, upto + 1):
                 batch.extend(fleet.readings(tick))
             next_tick = upto + 1

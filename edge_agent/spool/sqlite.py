@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from edge_agent.types import Reading
+from core.types import Point
 
 SpooledRow = tuple[int, str, str, int, float]  # id, device_id, metric, time_us, value
 
@@ -78,7 +78,7 @@ class Spool:
         self._db.close()
 
     def append(
-        self, readings: Iterable[Reading], state: Mapping[str, int] | None = None
+        self, readings: Iterable[Point], state: Mapping[str, int] | None = None
     ) -> tuple[int, int]:
         """Stores ``readings`` (and ``state``) in one transaction. Returns the id
         of the first reading stored (the others follow it without a gap: one
@@ -88,7 +88,7 @@ class Spool:
         db.execute("BEGIN IMMEDIATE")
         try:
             cur = db.executemany(
-                "INSERT INTO readings (device_id, metric, time_us, value) VALUES (?, ?, ?, ?)",
+                "INSERT INTO readings (time_us, device_id, metric, value) VALUES (?, ?, ?, ?)",
                 readings,
             )
             first_id = self.last_id + 1

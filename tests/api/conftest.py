@@ -15,10 +15,11 @@ import redis.asyncio as aioredis
 from bridge.api.series import SeriesReader
 from bridge.api.store import Mode
 from bridge.batch import Batch
+from bridge.cache.reader import CacheReader
+from bridge.cache.writer import CacheWriter
 from bridge.config import DatabaseSettings
-from bridge.sink.redis import RedisSink
 from bridge.sink.timescale import TimescaleSink
-from bridge.types import Point
+from core.types import Point
 
 S = 1_000_000
 MINUTE, HOUR = 60 * S, 3600 * S
@@ -30,12 +31,12 @@ DEVICE = "pump-1"
 class World:
     db_url: str
     conn: asyncpg.Connection
-    cache: RedisSink
+    cache: CacheReader
     mode: Mode
     now_us: int
     points: list[Point]
 
-    def reader(self, cache: RedisSink | None = None, series_points: int = 2000) -> SeriesReader:
+    def reader(self, cache: CacheReader | None = None, series_points: int = 2000) -> SeriesReader:
         return SeriesReader(self.mode, cache or self.cache, series_points, WINDOW_S)
 
     def truth(self, start: int, end: int) -> dict[str, list[tuple[int, float]]]:
@@ -68,9 +69,12 @@ async def world(any_db: str, redis_url: str) -> AsyncIterator[World]:
         for i in range(0, len(points), 1000):
             batch = Batch(points=points[i : i + 1000], sites={DEVICE: "s1", "pump-2": "s1"})
             await db.write(batch)
-    async with RedisSink(redis_url, window_s=WINDOW_S, future_skew_s=0) as cache:
+    async with (
+        CacheWriter(redis_url, window_s=WINDOW_S, future_skew_s=0) as writer,
+        CacheReader(redis_url) as cache,
+    ):
         recent = [p for p in points if p.time_us >= now_us - WINDOW_S * S]
-        await cache.write(recent, now_us)
+        await writer.write(recent, now_us)
         await set_marker(redis_url, now_us - 20 * MINUTE)
         conn = await asyncpg.connect(any_db)
         try:

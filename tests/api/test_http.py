@@ -298,7 +298,7 @@ def test_default_range_is_the_last_hour(deployment: Deployment) -> None:
 
 
 def _parse(text: str) -> int:
-    from bridge.codec.values import rfc3339_us
+    from core.rules import rfc3339_us
 
     return rfc3339_us(text)
 

@@ -13,11 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body
+from bridge.cache.reader import CacheReader
+from bridge.cache.writer import CacheWriter
 from bridge.config import DatabaseSettings
-from bridge.limits import Limits
-from bridge.sink.redis import RedisSink
 from bridge.sink.timescale import TimescaleSink
-from bridge.types import Point
+from core.limits import Limits
+from core.types import Point
 
 LIMITS = Limits()
 NOW = time.time_ns() // 1000
@@ -121,7 +122,8 @@ async def test_concurrent_requests_share_commits_and_all_arrive(
 ) -> None:
     async with (
         TimescaleSink(DatabaseSettings(url=plain_db), one_statement=True) as db,  # as the API
-        RedisSink(redis_url, future_skew_s=0) as cache,
+        CacheWriter(redis_url, future_skew_s=0) as cache,
+        CacheReader(redis_url) as reader,
         IngestWriter(db, cache) as writer,
     ):
         requests = [[Point(NOW - i * S, f"dev-{i % 7}", "flow_rate", float(i))] for i in range(300)]
@@ -129,7 +131,7 @@ async def test_concurrent_requests_share_commits_and_all_arrive(
         # The same again: a client retrying is harmless.
         await writer.submit(requests[0], {}, timeout=30)
         for _ in range(100):  # the cache is written after the answer, best effort
-            if len(await cache.recent("dev-0", "flow_rate", 0, 2**62)) == 43:
+            if len(await reader.recent("dev-0", "flow_rate", 0, 2**62)) == 43:
                 break
             await asyncio.sleep(0.05)
     conn = await asyncpg.connect(plain_db)
@@ -142,8 +144,8 @@ async def test_concurrent_requests_share_commits_and_all_arrive(
         assert commits < 300
     finally:
         await conn.close()
-    async with RedisSink(redis_url) as cache:
-        assert len(await cache.recent("dev-0", "flow_rate", 0, 2**62)) == 43
+    async with CacheReader(redis_url) as reader:
+        assert len(await reader.recent("dev-0", "flow_rate", 0, 2**62)) == 43
 
 
 async def test_a_database_that_is_down_answers_unavailable() -> None:

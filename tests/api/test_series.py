@@ -11,10 +11,10 @@ from bridge.api import store
 from bridge.api.series import SeriesQuery, Step, TooManyPoints
 from bridge.api.store import SeriesBucket
 from bridge.batch import Batch
+from bridge.cache.reader import CacheReader
 from bridge.config import DatabaseSettings
-from bridge.sink.redis import RedisSink
 from bridge.sink.timescale import TimescaleSink
-from bridge.types import Point
+from core.types import Point
 from tests.api.conftest import DEVICE, HOUR, MINUTE, WINDOW_S, S, World, set_marker
 
 
@@ -81,7 +81,7 @@ async def test_no_marker_means_no_cache(world: World, redis_url: str) -> None:
 
 
 async def test_redis_down_reads_everything_from_the_database(world: World) -> None:
-    async with RedisSink("redis://127.0.0.1:1/0", timeout_s=0.5) as dead:
+    async with CacheReader("redis://127.0.0.1:1/0", timeout_s=0.5) as dead:
         start, end = world.now_us - HOUR, world.now_us
         result = await read(world, start, end, cache=dead)
     assert result.cache == "unavailable"

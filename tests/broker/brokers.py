@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bridge.broker import acl, check, gate, passwd, render
 from bridge.broker.accounts import new_password
+from bridge.broker.route_acl import RouteSpec
 from tests.integration.harness import wait_until
 
 PORTS = range(41883, 42000)
@@ -174,8 +175,11 @@ class Cloud:
         gate.open_(self.gate, self.passwd)
 
 
-def make_cloud(root: Path, pki: Path, debug: bool = False) -> Cloud:
-    """Renders, provisions the bridge user and starts nothing yet."""
+def make_cloud(
+    root: Path, pki: Path, debug: bool = False, routes: tuple[RouteSpec, ...] = ()
+) -> Cloud:
+    """Renders (with the ACL grants of ``routes``, the bridge's mqtt.routes
+    beyond telemetry/), provisions the bridge user and starts nothing yet."""
     etc = root / "etc"
     etc.mkdir(parents=True)
     for name in ("ca.crt", "server.crt", "server.key"):
@@ -192,6 +196,7 @@ def make_cloud(root: Path, pki: Path, debug: bool = False) -> Cloud:
             local_port=local_port,
             bind="127.0.0.1",
             broker_group=None,
+            routes=routes,
         )
     )
     cloud = Cloud(root, pki, port, services_port, local_port, broker)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bridge.codec import CODECS, CodecError, DecodeContext, Decoded
-from bridge.limits import Limits
-from bridge.types import Point
+from core.codec import CODECS, CodecError, DecodeContext, Decoded
+from core.limits import Limits
+from core.types import Point
 
 RECEIVED = 1_795_773_600_000_000  # 2026-11-27T10:00:00Z
 DEVICE = "plc-7"

@@ -12,12 +12,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.codec import CODECS, CodecError, DecodeContext, Decoded
-from bridge.codec.flat_json import FlatJson
-from bridge.codec.seed_json import SeedJson
-from bridge.codec.values import FAST_LOADS, METRIC_NAME, TimeWindow
-from bridge.limits import Limits
-from bridge.types import Point, Reject
+from core.codec import CODECS, CodecError, DecodeContext, Decoded
+from core.codec.flat_json import FlatJson
+from core.codec.seed_json import SeedJson
+from core.limits import Limits
+from core.rules import FAST_LOADS, METRIC_NAME, TimeWindow
+from core.types import Point, Reject
 
 RECEIVED = 1_795_773_600_000_000  # 2026-11-27T10:00:00Z
 DEVICE = "pump-0001"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.codec import CODECS, CodecError, DecodeContext, Decoded
-from bridge.limits import Limits
-from bridge.types import Point, Reject
+from core.codec import CODECS, CodecError, DecodeContext, Decoded
+from core.limits import Limits
+from core.types import Point, Reject
 
 RECEIVED = 1_795_773_600_000_000
 DEVICE = "esp32-kitchen"

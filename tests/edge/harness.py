@@ -17,6 +17,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,14 @@ class Agent:
     """`edge-agent` as a subprocess."""
 
     def __init__(
-        self, tmp: Path, config: str, name: str = "agent", max_readings: int = 1_000_000
+        self,
+        tmp: Path,
+        config: str,
+        name: str = "agent",
+        max_readings: int = 1_000_000,
+        program: Sequence[str] = (sys.executable, "-m", "edge_agent.cli"),
     ) -> None:
+        self.program = list(program)  # e.g. another virtualenv's edge-agent
         self.status_port = free_port_block(1)
         self.spool = tmp / f"{name}-spool.db"
         self.config = tmp / f"{name}.toml"
@@ -54,8 +61,10 @@ class Agent:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *command: str) -> Agent:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
-        argv = [sys.executable, "-m", "edge_agent.cli", "--config", str(self.config), *command]
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("EDGE_") and k != "PYTHONPATH"
+        }
+        argv = [*self.program, "--config", str(self.config), *command]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=ROOT)
         wait_until(lambda: self.health() is not None or self.exited(), 30, "the agent's /healthz")

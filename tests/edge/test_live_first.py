@@ -9,10 +9,10 @@ from pathlib import Path
 
 import asyncpg
 
+from core.types import Point
 from edge_agent.collect.simulator import Fleet
 from edge_agent.config import SimulatorSettings
 from edge_agent.spool import Spool
-from edge_agent.types import Reading
 from tests.conftest import Stack
 from tests.edge.harness import Agent, keys, uplink_toml
 from tests.integration.harness import (
@@ -58,7 +58,7 @@ def test_live_readings_overtake_a_rate_limited_backlog(
     )
     # What an outage left behind: an hour-old backlog, already in the spool.
     old_us = time.time_ns() // 1000 - 3_600_000_000
-    backlog = [Reading(f"old-{i % 100:03d}", "pip", old_us + i, float(i)) for i in range(BACKLOG)]
+    backlog = [Point(old_us + i, f"old-{i % 100:03d}", "pip", float(i)) for i in range(BACKLOG)]
     spool = Spool(agent.spool, max_readings=1_000_000)
     spool.append(backlog)
     spool.close()

@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from core.types import Point
 from edge_agent.collect.simulator import Fleet
 from edge_agent.config import SimulatorSettings
-from edge_agent.types import Reading
 from tests.conftest import Stack
 from tests.edge.harness import Agent, keys, local_broker, uplink_toml
 from tests.integration.harness import (
@@ -27,7 +27,7 @@ from tests.integration.harness import (
 )
 
 
-def past_fleet(devices: int, rate: float, seconds: float) -> tuple[str, list[Reading]]:
+def past_fleet(devices: int, rate: float, seconds: float) -> tuple[str, list[Point]]:
     """A simulator section whose readings all lie in the past (generated at
     once, as a catch-up), and those readings in the order they are spooled."""
     start = time.time() - seconds - 60

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from bridge.codec import CODECS, DecodeContext
-from bridge.limits import Limits
+from core.codec import CODECS, DecodeContext
+from core.limits import Limits
 from edge_agent.collect.modbus import plan
 from edge_agent.collect.registers import RegisterSpec, decode
 from edge_agent.collect.simulator import Fleet

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bridge.sink.redis import RedisSink
+from bridge.cache.reader import CacheReader
 from tests.conftest import Stack
 from tests.integration.harness import (
     Background,
@@ -140,7 +140,7 @@ def test_redis_outage_never_stops_ingest_and_the_cache_refills(
         newest = max(t for d, m, t in expected_second if d == device)
 
         async def latest() -> dict[str, tuple[int, str]]:
-            async with RedisSink(stack.redis_url, prefix=f"{scenario.tag}:") as cache:
+            async with CacheReader(stack.redis_url, prefix=f"{scenario.tag}:") as cache:
                 return await cache.latest(device)
 
         wait_until(

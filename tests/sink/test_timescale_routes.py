@@ -12,7 +12,7 @@ import pytest
 from bridge.batch import Batch
 from bridge.config import DatabaseSettings
 from bridge.sink.timescale import TimescaleSink
-from bridge.types import Point
+from core.types import Point
 
 S = 1_000_000
 NOW = time.time_ns() // 1000 // S * S

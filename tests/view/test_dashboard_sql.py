@@ -18,10 +18,10 @@ import asyncpg
 import orjson
 import pytest
 
-from bridge.batch import Batch, DeadLetter
+from bridge.batch import Batch
 from bridge.config import DatabaseSettings
 from bridge.sink.timescale import TimescaleSink
-from bridge.types import Point
+from core.types import DeadLetter, Point
 from tests.view.grafana import Variable, dashboards, datasource_uid, expand, panels
 
 S = 1_000_000

@@ -13,7 +13,11 @@ object, or whose ``data`` is not an object, makes the message ``bad_shape``.
 
 from __future__ import annotations
 
-from bridge.codec.values import (
+from collections.abc import Iterable
+
+import orjson
+
+from core.rules import (
     FAST_LOADS,
     CodecError,
     DecodeContext,
@@ -31,7 +35,7 @@ from bridge.codec.values import (
     point_time_us,
     point_value,
 )
-from bridge.types import Point, Reject
+from core.types import Point, Reject, Sample
 
 
 class SeedJson:
@@ -39,6 +43,19 @@ class SeedJson:
 
     def __init__(self, loads: JsonLoads = FAST_LOADS) -> None:
         self._loads = loads
+
+    def encode(self, samples: Iterable[Sample]) -> bytes:
+        """One device's samples as a reading per time, the time in integer
+        microseconds (exact: decode reads numbers from 1e14 to 1e17 as µs,
+        1973 to 5138). A repeated (time, metric) keeps its first value, as
+        the database does."""
+        by_time: dict[int, dict[str, float]] = {}
+        for time_us, metric, value in samples:
+            data = by_time.get(time_us)
+            if data is None:
+                data = by_time[time_us] = {}
+            data.setdefault(metric, value)
+        return orjson.dumps([{"timestamp": t, "data": d} for t, d in by_time.items()])
 
     def decode(self, payload: bytes, ctx: DecodeContext) -> Decoded:
         doc = parse_json(payload, ctx.limits, self._loads)

@@ -15,7 +15,11 @@ ignored. A point that is not an object makes the message ``bad_shape``.
 
 from __future__ import annotations
 
-from bridge.codec.values import (
+from collections.abc import Iterable
+
+import orjson
+
+from core.rules import (
     FAST_LOADS,
     CodecError,
     DecodeContext,
@@ -33,7 +37,7 @@ from bridge.codec.values import (
     point_time_us,
     point_value,
 )
-from bridge.types import Point, Reject
+from core.types import Point, Reject, Sample
 
 
 class FlatJson:
@@ -41,6 +45,10 @@ class FlatJson:
 
     def __init__(self, loads: JsonLoads = FAST_LOADS) -> None:
         self._loads = loads
+
+    def encode(self, samples: Iterable[Sample]) -> bytes:
+        """One device's samples as ``{"points": [...]}``, times in integer µs."""
+        return orjson.dumps({"points": [{"metric": m, "value": v, "ts": t} for t, m, v in samples]})
 
     def decode(self, payload: bytes, ctx: DecodeContext) -> Decoded:
         doc = parse_json(payload, ctx.limits, self._loads)

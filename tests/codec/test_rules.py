@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from bridge.codec import CodecError, DecodeContext
-from bridge.codec import values as v
-from bridge.codec.values import Rejected, TimeWindow
-from bridge.limits import Limits
+from core import rules as v
+from core.codec import CodecError, DecodeContext
+from core.limits import Limits
+from core.rules import Rejected, TimeWindow
 
 RECEIVED = 1_795_773_600_000_000  # 2026-11-27T10:00:00Z
 LIMITS = Limits()

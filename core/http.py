@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-log = logging.getLogger("bridge.http")
+log = logging.getLogger("core.http")
 
 Response = tuple[int, str, bytes]  # status, content type, body
 Handler = Callable[[], Awaitable[Response]]

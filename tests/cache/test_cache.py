@@ -1,5 +1,5 @@
-"""The Redis sink against a real Redis: the shared test instance (flushed per
-test) for the data model, and redis-servers of the tests' own, on ports in
+"""The cache's writer and reader against a real Redis: the shared test
+instance (flushed per test) for the data model, and redis-servers of the tests' own, on ports in
 36000-36999, for the failure modes (killed, restarted, read-only, full)."""
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-import bridge.sink.redis as redis_sink
-from bridge.sink.redis import RedisSink, RedisUnavailable
-from bridge.types import Point
+import bridge.cache.writer as cache_writer
+from bridge.cache.keys import Keys
+from bridge.cache.reader import CacheReader
+from bridge.cache.writer import CacheWriter
+from bridge.errors import RedisUnavailable
+from core.types import Point
 
 S = 1_000_000  # microseconds in a second
 NOW = 1_795_773_600 * S  # 2026-11-27T10:00:00Z
@@ -25,10 +28,41 @@ WINDOW_S = 60
 FOREVER = 2**62
 
 
+class Cache:
+    """A writer and a reader on one Redis, as the bridge and the API hold them."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        window_s: int = 900,
+        prefix: str = "bridge:",
+        timeout_s: float = 2.0,
+        future_skew_s: float = 300.0,
+    ) -> None:
+        self.writer = CacheWriter(
+            url,
+            window_s=window_s,
+            prefix=prefix,
+            timeout_s=timeout_s,
+            future_skew_s=future_skew_s,
+        )
+        self.reader = CacheReader(url, prefix=prefix, timeout_s=timeout_s)
+
+    async def __aenter__(self) -> Cache:
+        await self.writer.__aenter__()
+        await self.reader.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.reader.__aexit__()
+        await self.writer.__aexit__()
+
+
 @pytest.fixture
-async def sink(redis_url: str) -> AsyncIterator[RedisSink]:
-    async with RedisSink(redis_url, window_s=WINDOW_S) as s:
-        yield s
+async def cache(redis_url: str) -> AsyncIterator[Cache]:
+    async with Cache(redis_url, window_s=WINDOW_S) as c:
+        yield c
 
 
 @pytest.fixture
@@ -127,63 +161,63 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Own
 
 
 async def test_latest_keeps_the_newest_when_an_older_batch_arrives_later(
-    sink: RedisSink,
+    cache: Cache,
 ) -> None:
-    await sink.write(
+    await cache.writer.write(
         points("pump-1", "temp", (NOW - 10 * S, 70.0)) + points("pump-1", "flow", (NOW, 5.0)),
         NOW,
     )
     late = points("pump-1", "temp", (NOW - 20 * S, 60.0)) + points(
         "pump-1", "flow", (NOW - 30 * S, 4.0)
     )
-    await sink.write([*late, Point(NOW - 40 * S, "pump-1", "rpm", 900.0)], NOW)
-    assert await sink.latest("pump-1") == {
+    await cache.writer.write([*late, Point(NOW - 40 * S, "pump-1", "rpm", 900.0)], NOW)
+    assert await cache.reader.latest("pump-1") == {
         "temp": (NOW - 10 * S, "70.0"),
         "flow": (NOW, "5.0"),
         "rpm": (NOW - 40 * S, "900.0"),  # a metric seen for the first time is taken
     }
     # ... but the late points do belong to the recent window, in time order.
-    assert await sink.recent("pump-1", "temp", 0, FOREVER) == [
+    assert await cache.reader.recent("pump-1", "temp", 0, FOREVER) == [
         (NOW - 20 * S, "60.0"),
         (NOW - 10 * S, "70.0"),
     ]
     # A newer point moves latest, per metric; a redelivery changes nothing.
-    await sink.write(points("pump-1", "temp", (NOW + S, 71.0)), NOW + S)
-    await sink.write(late, NOW + S)
-    latest = await sink.latest("pump-1")
+    await cache.writer.write(points("pump-1", "temp", (NOW + S, 71.0)), NOW + S)
+    await cache.writer.write(late, NOW + S)
+    latest = await cache.reader.latest("pump-1")
     assert latest["temp"] == (NOW + S, "71.0")
     assert latest["flow"] == (NOW, "5.0")
-    assert await sink.devices() == {"pump-1": NOW + S}
+    assert await cache.reader.devices() == {"pump-1": NOW + S}
 
 
-async def test_devices_never_move_back(sink: RedisSink) -> None:
-    await sink.write([Point(NOW, "a", "m", 1.0), Point(NOW - S, "b", "m", 1.0)], NOW)
-    await sink.write([Point(NOW - 5 * S, "a", "m", 2.0), Point(NOW, "b", "m", 2.0)], NOW)
-    assert await sink.devices() == {"a": NOW, "b": NOW}
+async def test_devices_never_move_back(cache: Cache) -> None:
+    await cache.writer.write([Point(NOW, "a", "m", 1.0), Point(NOW - S, "b", "m", 1.0)], NOW)
+    await cache.writer.write([Point(NOW - 5 * S, "a", "m", 2.0), Point(NOW, "b", "m", 2.0)], NOW)
+    assert await cache.reader.devices() == {"a": NOW, "b": NOW}
 
 
-async def test_a_later_write_at_the_same_time_replaces_the_value(sink: RedisSink) -> None:
-    await sink.write(points("d", "m", (NOW - 2 * S, 1.0), (NOW - S, 2.0)), NOW)
+async def test_a_later_write_at_the_same_time_replaces_the_value(cache: Cache) -> None:
+    await cache.writer.write(points("d", "m", (NOW - 2 * S, 1.0), (NOW - S, 2.0)), NOW)
     # A correction of the newest point, and one of an older point.
-    await sink.write(points("d", "m", (NOW - S, 3.0)), NOW)
-    await sink.write(points("d", "m", (NOW - 2 * S, 4.0)), NOW)
+    await cache.writer.write(points("d", "m", (NOW - S, 3.0)), NOW)
+    await cache.writer.write(points("d", "m", (NOW - 2 * S, 4.0)), NOW)
     # Within one batch, the later of two points at one time wins.
-    await sink.write(points("d", "m", (NOW, 5.0), (NOW, 6.0)), NOW)
-    assert await sink.recent("d", "m", 0, FOREVER) == [
+    await cache.writer.write(points("d", "m", (NOW, 5.0), (NOW, 6.0)), NOW)
+    assert await cache.reader.recent("d", "m", 0, FOREVER) == [
         (NOW - 2 * S, "4.0"),
         (NOW - S, "3.0"),
         (NOW, "6.0"),
     ]
-    assert await sink.latest("d") == {"m": (NOW, "6.0")}
+    assert await cache.reader.latest("d") == {"m": (NOW, "6.0")}
 
 
 async def test_the_window_trims_exactly_the_points_older_than_now_minus_window(
-    sink: RedisSink,
+    cache: Cache,
 ) -> None:
     edge = NOW - WINDOW_S * S
     batch = points("d", "m", (edge - 1, 1.0), (edge, 2.0), (NOW - 1, 3.0), (NOW, 4.0))
-    await sink.write(batch, NOW)
-    assert await sink.recent("d", "m", 0, FOREVER) == [
+    await cache.writer.write(batch, NOW)
+    assert await cache.reader.recent("d", "m", 0, FOREVER) == [
         (edge, "2.0"),
         (NOW - 1, "3.0"),
         (NOW, "4.0"),
@@ -191,25 +225,25 @@ async def test_the_window_trims_exactly_the_points_older_than_now_minus_window(
 
     # Later, members already stored fall out as the caller's clock moves on.
     later = NOW + WINDOW_S * S - 1  # its cutoff is NOW - 1
-    await sink.write(points("d", "m", (later, 5.0)), later)
-    assert await sink.recent("d", "m", 0, FOREVER) == [
+    await cache.writer.write(points("d", "m", (later, 5.0)), later)
+    assert await cache.reader.recent("d", "m", 0, FOREVER) == [
         (NOW - 1, "3.0"),
         (NOW, "4.0"),
         (later, "5.0"),
     ]
     # A point already outside the window still counts for latest and devices.
-    await sink.write(points("d", "old", (edge - S, 6.0)), NOW)
-    assert await sink.recent("d", "old", 0, FOREVER) == []
-    assert (await sink.latest("d"))["old"] == (edge - S, "6.0")
+    await cache.writer.write(points("d", "old", (edge - S, 6.0)), NOW)
+    assert await cache.reader.recent("d", "old", 0, FOREVER) == []
+    assert (await cache.reader.latest("d"))["old"] == (edge - S, "6.0")
 
 
-async def test_recent_bounds_are_inclusive_and_ascending(sink: RedisSink) -> None:
+async def test_recent_bounds_are_inclusive_and_ascending(cache: Cache) -> None:
     times = [NOW - k * S for k in (5, 1, 3, 0, 4, 2)]
-    await sink.write([Point(t, "d", "m", float(t % 1000)) for t in times], NOW)
-    got = await sink.recent("d", "m", NOW - 4 * S, NOW - S)
+    await cache.writer.write([Point(t, "d", "m", float(t % 1000)) for t in times], NOW)
+    got = await cache.reader.recent("d", "m", NOW - 4 * S, NOW - S)
     assert [t for t, _ in got] == [NOW - 4 * S, NOW - 3 * S, NOW - 2 * S, NOW - S]
-    assert await sink.recent("d", "other", 0, FOREVER) == []
-    assert await sink.latest("nobody") == {}
+    assert await cache.reader.recent("d", "other", 0, FOREVER) == []
+    assert await cache.reader.latest("nobody") == {}
 
 
 @pytest.mark.parametrize(
@@ -228,22 +262,35 @@ async def test_recent_bounds_are_inclusive_and_ascending(sink: RedisSink) -> Non
         1.7976931348623157e308,
     ],
 )
-async def test_value_text_is_exact(sink: RedisSink, client: redis.Redis, value: float) -> None:
-    await sink.write([Point(NOW, "d", "m", value)], NOW)
-    (t, text) = (await sink.latest("d"))["m"]
+async def test_value_text_is_exact(cache: Cache, client: redis.Redis, value: float) -> None:
+    await cache.writer.write([Point(NOW, "d", "m", value)], NOW)
+    (t, text) = (await cache.reader.latest("d"))["m"]
     assert (t, text) == (NOW, repr(value))
     assert float(text) == value
-    assert await sink.recent("d", "m", NOW, NOW) == [(NOW, repr(value))]
+    assert await cache.reader.recent("d", "m", NOW, NOW) == [(NOW, repr(value))]
     assert client.hget("bridge:latest:d", "m") == f"{NOW} {value!r}"
 
 
-async def test_70_2_stays_70_2(sink: RedisSink, client: redis.Redis) -> None:
-    await sink.write([Point(NOW, "d", "temperature", 70.2)], NOW)
+async def test_the_script_writes_exactly_the_keys_that_keys_names(
+    cache: Cache, client: redis.Redis
+) -> None:
+    await cache.writer.write([Point(NOW, "a:b", "c", 1.0)], NOW)
+    keys = Keys("bridge:")
+    assert set(client.scan_iter("*")) == {
+        keys.latest("a:b"),
+        keys.recent("a:b", "c"),
+        keys.devices,
+        keys.complete_since,
+    }
+
+
+async def test_70_2_stays_70_2(cache: Cache, client: redis.Redis) -> None:
+    await cache.writer.write([Point(NOW, "d", "temperature", 70.2)], NOW)
     assert client.hget("bridge:latest:d", "temperature") == f"{NOW} 70.2"
     assert client.zrange("bridge:recent:d|temperature", 0, -1) == [f"{NOW}:70.2"]
 
 
-async def test_many_devices_and_metrics_in_one_batch(sink: RedisSink) -> None:
+async def test_many_devices_and_metrics_in_one_batch(cache: Cache) -> None:
     devices = [f"dev-{i:03d}" for i in range(200)]
     metrics = ["temp", "flow", "pip", "rpm", "amps"]
     batch = [
@@ -253,82 +300,84 @@ async def test_many_devices_and_metrics_in_one_batch(sink: RedisSink) -> None:
         for k in range(3)
     ]
     random.Random(7).shuffle(batch)
-    await sink.write(batch, NOW)
+    await cache.writer.write(batch, NOW)
 
-    assert await sink.devices() == dict.fromkeys(devices, NOW)
+    assert await cache.reader.devices() == dict.fromkeys(devices, NOW)
     for i, d in enumerate(devices):
-        assert await sink.latest(d) == {m: (NOW, f"{float(i * 10)}") for m in metrics}
+        assert await cache.reader.latest(d) == {m: (NOW, f"{float(i * 10)}") for m in metrics}
     for m in metrics:
-        assert await sink.recent("dev-042", m, 0, FOREVER) == [
+        assert await cache.reader.recent("dev-042", m, 0, FOREVER) == [
             (NOW - 2 * S, "422.0"),
             (NOW - S, "421.0"),
             (NOW, "420.0"),
         ]
 
 
-async def test_huge_groups_fit_within_lua_limits(sink: RedisSink) -> None:
+async def test_huge_groups_fit_within_lua_limits(cache: Cache) -> None:
     # Lua's unpack() takes about 8000 values: one series of 9500 points and a
     # device with 2500 metrics must still go through in slices.
     series = [Point(NOW - k * 1000, "big", "m", float(k)) for k in range(9_500)]
     wide = [Point(NOW, "wide", f"m{k}", float(k)) for k in range(2_500)]
-    await sink.write(series, NOW)
-    await sink.write(wide, NOW)
-    assert len(await sink.recent("big", "m", 0, FOREVER)) == 9_500
-    assert len(await sink.latest("wide")) == 2_500
+    await cache.writer.write(series, NOW)
+    await cache.writer.write(wide, NOW)
+    assert len(await cache.reader.recent("big", "m", 0, FOREVER)) == 9_500
+    assert len(await cache.reader.latest("wide")) == 2_500
 
 
 async def test_a_huge_batch_is_split_and_still_whole(
-    sink: RedisSink, monkeypatch: pytest.MonkeyPatch
+    cache: Cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = 0
-    evalsha = sink._evalsha
+    evalsha = cache.writer._evalsha
 
     async def counting(args: list[object]) -> None:
         nonlocal calls
         calls += 1
         await evalsha(args)
 
-    monkeypatch.setattr(sink, "_evalsha", counting)
-    monkeypatch.setattr(redis_sink, "MAX_POINTS_PER_CALL", 1000)
+    monkeypatch.setattr(cache.writer, "_evalsha", counting)
+    monkeypatch.setattr(cache_writer, "MAX_POINTS_PER_CALL", 1000)
     batch = [Point(NOW - k * S // 100, f"d{k % 7}", "m", float(k)) for k in range(2_500)]
-    await sink.write(batch, NOW)
+    await cache.writer.write(batch, NOW)
     assert calls == 3
-    assert await sink.devices() == {f"d{k}": NOW - k * S // 100 for k in range(7)}
-    assert sum([len(await sink.recent(f"d{k}", "m", 0, FOREVER)) for k in range(7)]) == 2_500
+    assert await cache.reader.devices() == {f"d{k}": NOW - k * S // 100 for k in range(7)}
+    assert (
+        sum([len(await cache.reader.recent(f"d{k}", "m", 0, FOREVER)) for k in range(7)]) == 2_500
+    )
 
 
-async def test_keys_expire_after_about_two_windows(sink: RedisSink, client: redis.Redis) -> None:
-    await sink.write([Point(NOW, "d", "m", 1.0)], NOW)
+async def test_keys_expire_after_about_two_windows(cache: Cache, client: redis.Redis) -> None:
+    await cache.writer.write([Point(NOW, "d", "m", 1.0)], NOW)
     keys = ["bridge:latest:d", "bridge:recent:d|m", "bridge:devices"]
     for key in keys:
         assert 0.9 * 2 * WINDOW_S * 1000 < client.pttl(key) <= 2 * WINDOW_S * 1000
 
 
-async def test_devices_silent_for_two_windows_leave_the_index(sink: RedisSink) -> None:
-    await sink.write([Point(NOW, "quiet", "m", 1.0)], NOW)
+async def test_devices_silent_for_two_windows_leave_the_index(cache: Cache) -> None:
+    await cache.writer.write([Point(NOW, "quiet", "m", 1.0)], NOW)
     later = NOW + 2 * WINDOW_S * S + 1
-    await sink.write([Point(later, "busy", "m", 1.0)], later)
-    assert await sink.devices() == {"busy": later}
+    await cache.writer.write([Point(later, "busy", "m", 1.0)], later)
+    assert await cache.reader.devices() == {"busy": later}
 
 
-async def test_an_empty_batch_is_a_no_op(sink: RedisSink, client: redis.Redis) -> None:
-    await sink.write([], NOW)
+async def test_an_empty_batch_is_a_no_op(cache: Cache, client: redis.Redis) -> None:
+    await cache.writer.write([], NOW)
     assert client.dbsize() == 0
     # It does not even need Redis.
-    async with RedisSink(f"redis://127.0.0.1:{free_port()}/0") as offline:
+    async with CacheWriter(f"redis://127.0.0.1:{free_port()}/0") as offline:
         await offline.write([], NOW)
 
 
 async def test_every_encoding_stores_the_same(redis_url: str, client: redis.Redis) -> None:
     batch = [Point(NOW - k * S, f"d{k % 3}", f"m{k % 5}", k / 7 - 3) for k in range(WINDOW_S + 30)]
     dumps = {}
-    for name in redis_sink._ENCODINGS:
+    for name in cache_writer._ENCODINGS:
 
-        class Sink(RedisSink):
+        class Writer(CacheWriter):
             _encoding = name
 
         prefix = f"{name}:"
-        async with Sink(redis_url, window_s=WINDOW_S, prefix=prefix) as s:
+        async with Writer(redis_url, window_s=WINDOW_S, prefix=prefix) as s:
             await s.write(batch, NOW)
         dumps[name] = {
             key.removeprefix(prefix): (client.type(key), _dump(client, key))
@@ -349,33 +398,33 @@ def _dump(client: redis.Redis, key: str) -> object:
 # ---------------------------------------------------------------- failures
 
 
-async def test_a_flushed_script_cache_is_reloaded(sink: RedisSink, client: redis.Redis) -> None:
-    await sink.write([Point(NOW - S, "d", "m", 1.0)], NOW)
+async def test_a_flushed_script_cache_is_reloaded(cache: Cache, client: redis.Redis) -> None:
+    await cache.writer.write([Point(NOW - S, "d", "m", 1.0)], NOW)
     client.script_flush()
-    await sink.write([Point(NOW, "d", "m", 2.0)], NOW)
-    assert await sink.recent("d", "m", 0, FOREVER) == [(NOW - S, "1.0"), (NOW, "2.0")]
+    await cache.writer.write([Point(NOW, "d", "m", 2.0)], NOW)
+    assert await cache.reader.recent("d", "m", 0, FOREVER) == [(NOW - S, "1.0"), (NOW, "2.0")]
 
 
 async def test_nothing_listening_fails_fast() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    async with RedisSink(url, timeout_s=1.0) as sink:  # entering does not connect
+    async with Cache(url, timeout_s=1.0) as cache:  # entering does not connect
         started = time.monotonic()
         with pytest.raises(RedisUnavailable, match=r"start Redis or fix redis\.url"):
-            await sink.write([Point(NOW, "d", "m", 1.0)], NOW)
+            await cache.writer.write([Point(NOW, "d", "m", 1.0)], NOW)
         with pytest.raises(RedisUnavailable):
-            await sink.latest("d")
+            await cache.reader.latest("d")
         with pytest.raises(RedisUnavailable):
-            await sink.recent("d", "m", 0, NOW)
+            await cache.reader.recent("d", "m", 0, NOW)
         with pytest.raises(RedisUnavailable):
-            await sink.devices()
+            await cache.reader.devices()
         assert time.monotonic() - started < 3
 
 
 async def test_the_message_hides_the_password() -> None:
     url = f"redis://bridge:s3cret@127.0.0.1:{free_port()}/0"
-    async with RedisSink(url, timeout_s=1.0) as sink:
+    async with Cache(url, timeout_s=1.0) as cache:
         with pytest.raises(RedisUnavailable) as caught:
-            await sink.write([Point(NOW, "d", "m", 1.0)], NOW)
+            await cache.writer.write([Point(NOW, "d", "m", 1.0)], NOW)
     assert "s3cret" not in str(caught.value)
     assert f"redis://bridge:***@127.0.0.1:{url.rsplit(':', 1)[1]}" in str(caught.value)
 
@@ -388,10 +437,10 @@ async def test_a_server_that_never_answers_times_out() -> None:
 
     server = await asyncio.start_server(swallow, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    async with server, RedisSink(f"redis://127.0.0.1:{port}/0", timeout_s=0.5) as sink:
+    async with server, Cache(f"redis://127.0.0.1:{port}/0", timeout_s=0.5) as cache:
         started = time.monotonic()
         with pytest.raises(RedisUnavailable, match=r"no answer within 0\.5 s"):
-            await sink.write([Point(NOW, "d", "m", 1.0)], NOW)
+            await cache.writer.write([Point(NOW, "d", "m", 1.0)], NOW)
         assert time.monotonic() - started < 2
 
 
@@ -399,69 +448,71 @@ async def test_writes_fail_while_redis_is_down_and_resume_when_it_is_back(
     own_redis: Callable[..., Awaitable[OwnRedis]],
 ) -> None:
     server = await own_redis()
-    async with RedisSink(server.url, window_s=WINDOW_S, timeout_s=1.0) as sink:
-        await sink.write([Point(NOW - 2 * S, "d", "m", 1.0)], NOW)
+    async with Cache(server.url, window_s=WINDOW_S, timeout_s=1.0) as cache:
+        await cache.writer.write([Point(NOW - 2 * S, "d", "m", 1.0)], NOW)
         await server.kill()
         for _ in range(2):  # the pooled connection is dead, then connecting is refused
             started = time.monotonic()
             with pytest.raises(RedisUnavailable, match="start Redis"):
-                await sink.write([Point(NOW - S, "d", "m", 2.0)], NOW)
+                await cache.writer.write([Point(NOW - S, "d", "m", 2.0)], NOW)
             assert time.monotonic() - started < 3
         await server.start()  # same port, empty, and an empty script cache
-        await sink.write([Point(NOW, "d", "m", 3.0)], NOW)
-        assert await sink.latest("d") == {"m": (NOW, "3.0")}
-        assert await sink.recent("d", "m", 0, FOREVER) == [(NOW, "3.0")]
+        await cache.writer.write([Point(NOW, "d", "m", 3.0)], NOW)
+        assert await cache.reader.latest("d") == {"m": (NOW, "3.0")}
+        assert await cache.reader.recent("d", "m", 0, FOREVER) == [(NOW, "3.0")]
 
 
 async def test_a_read_only_replica_is_reported(
     own_redis: Callable[..., Awaitable[OwnRedis]],
 ) -> None:
     server = await own_redis("--replicaof", "127.0.0.1", str(free_port()))
-    async with RedisSink(server.url) as sink:
+    async with Cache(server.url) as cache:
         with pytest.raises(RedisUnavailable, match=r"read-only replica; point redis\.url"):
-            await sink.write([Point(NOW, "d", "m", 1.0)], NOW)
+            await cache.writer.write([Point(NOW, "d", "m", 1.0)], NOW)
 
 
 async def test_a_full_redis_is_reported(own_redis: Callable[..., Awaitable[OwnRedis]]) -> None:
     server = await own_redis("--maxmemory", "1", "--maxmemory-policy", "noeviction")
-    async with RedisSink(server.url) as sink:
+    async with Cache(server.url) as cache:
         with pytest.raises(RedisUnavailable, match="out of memory"):
-            await sink.write([Point(NOW, "d", "m", 1.0)], NOW)
+            await cache.writer.write([Point(NOW, "d", "m", 1.0)], NOW)
 
 
 async def test_a_foreign_key_under_the_prefix_is_reported(
-    sink: RedisSink, client: redis.Redis
+    cache: Cache, client: redis.Redis
 ) -> None:
     client.set("bridge:latest:d", "not a hash")
     with pytest.raises(RedisUnavailable, match="WRONGTYPE"):
-        await sink.write([Point(NOW, "d", "m", 1.0)], NOW)
+        await cache.writer.write([Point(NOW, "d", "m", 1.0)], NOW)
 
 
-async def test_using_a_sink_outside_async_with_is_a_bug() -> None:
-    with pytest.raises(RuntimeError, match="async with"):
-        await RedisSink("redis://127.0.0.1:1/0").write([Point(NOW, "d", "m", 1.0)], NOW)
+async def test_using_a_writer_or_reader_outside_async_with_is_a_bug() -> None:
+    with pytest.raises(RuntimeError, match="use CacheWriter inside 'async with'"):
+        await CacheWriter("redis://127.0.0.1:1/0").write([Point(NOW, "d", "m", 1.0)], NOW)
+    with pytest.raises(RuntimeError, match="use CacheReader inside 'async with'"):
+        await CacheReader("redis://127.0.0.1:1/0").latest("d")
 
 
 async def test_series_whose_names_share_colons_stay_apart(redis_url: str) -> None:
-    async with RedisSink(redis_url) as sink:
-        await sink.write([Point(NOW, "a:b", "c", 1.0), Point(NOW, "a", "b:c", 2.0)], NOW)
-        assert await sink.recent("a:b", "c", NOW - 1, NOW + 1) == [(NOW, "1.0")]
-        assert await sink.recent("a", "b:c", NOW - 1, NOW + 1) == [(NOW, "2.0")]
+    async with Cache(redis_url) as cache:
+        await cache.writer.write([Point(NOW, "a:b", "c", 1.0), Point(NOW, "a", "b:c", 2.0)], NOW)
+        assert await cache.reader.recent("a:b", "c", NOW - 1, NOW + 1) == [(NOW, "1.0")]
+        assert await cache.reader.recent("a", "b:c", NOW - 1, NOW + 1) == [(NOW, "2.0")]
 
 
 # ------------------------------------------------------- complete_since
 
 
-async def test_no_marker_until_a_writer_vouches_for_the_cache(sink: RedisSink) -> None:
-    assert await sink.complete_since() is None
+async def test_no_marker_until_a_writer_vouches_for_the_cache(cache: Cache) -> None:
+    assert await cache.reader.complete_since() is None
 
 
 async def test_a_new_writer_vouches_only_from_its_start_plus_the_skew(redis_url: str) -> None:
     before = time.time_ns() // 1000
-    async with RedisSink(redis_url, window_s=WINDOW_S, future_skew_s=30) as sink:
+    async with Cache(redis_url, window_s=WINDOW_S, future_skew_s=30) as cache:
         after = time.time_ns() // 1000
-        await sink.write(points("d", "m", (NOW, 1.0)), NOW)
-        marker = await sink.complete_since()
+        await cache.writer.write(points("d", "m", (NOW, 1.0)), NOW)
+        marker = await cache.reader.complete_since()
     assert marker is not None
     # A predecessor may have died with committed batches it never cached,
     # timed up to its last moment plus the allowed future skew.
@@ -472,30 +523,32 @@ async def test_a_failed_write_moves_the_marker_past_its_points(
     own_redis: Callable[..., Awaitable[OwnRedis]],
 ) -> None:
     server = await own_redis()
-    async with RedisSink(server.url, window_s=WINDOW_S, timeout_s=1.0, future_skew_s=0) as sink:
-        await sink.write(points("d", "m", (NOW, 1.0)), NOW)
-        first = await sink.complete_since()
+    async with Cache(server.url, window_s=WINDOW_S, timeout_s=1.0, future_skew_s=0) as cache:
+        await cache.writer.write(points("d", "m", (NOW, 1.0)), NOW)
+        first = await cache.reader.complete_since()
         assert first is not None
         late = first + 50 * S  # a point timed after everything vouched for so far
         await server.kill()
         with pytest.raises(RedisUnavailable):
-            await sink.write(points("d", "m", (late, 2.0)), late)
+            await cache.writer.write(points("d", "m", (late, 2.0)), late)
         await server.start()  # empty: the marker went with the data
-        await sink.write(points("d", "m", (late + S, 3.0)), late + S)
-        # Past the lost point, and past anything the lost data held (now + skew).
-        assert await sink.complete_since() == late + S
+        await cache.writer.write(points("d", "m", (late + S, 3.0)), late + S)
+    # Past the lost point, and past anything the lost data held (now + skew).
+    # (A reader of its own: the old one's pooled connection died with the server.)
+    async with CacheReader(server.url, timeout_s=1.0) as reader:
+        assert await reader.complete_since() == late + S
 
 
 async def test_a_skipped_batch_moves_the_marker_and_it_never_moves_back(
     redis_url: str,
 ) -> None:
-    async with RedisSink(redis_url, window_s=WINDOW_S, future_skew_s=0) as sink:
-        await sink.write(points("d", "m", (NOW, 1.0)), NOW)
-        start = await sink.complete_since()
+    async with Cache(redis_url, window_s=WINDOW_S, future_skew_s=0) as cache:
+        await cache.writer.write(points("d", "m", (NOW, 1.0)), NOW)
+        start = await cache.reader.complete_since()
         assert start is not None
-        sink.note_lost(points("d", "m", (start + 7 * S, 2.0), (start + 5 * S, 3.0)))
-        await sink.write(points("d", "m", (NOW + S, 4.0)), NOW + S)
-        assert await sink.complete_since() == start + 7 * S + 1
-        sink.note_lost(points("d", "m", (start + 2 * S, 5.0)))  # older than the marker
-        await sink.write(points("d", "m", (NOW + 2 * S, 6.0)), NOW + 2 * S)
-        assert await sink.complete_since() == start + 7 * S + 1
+        cache.writer.note_lost(points("d", "m", (start + 7 * S, 2.0), (start + 5 * S, 3.0)))
+        await cache.writer.write(points("d", "m", (NOW + S, 4.0)), NOW + S)
+        assert await cache.reader.complete_since() == start + 7 * S + 1
+        cache.writer.note_lost(points("d", "m", (start + 2 * S, 5.0)))  # older than the marker
+        await cache.writer.write(points("d", "m", (NOW + 2 * S, 6.0)), NOW + 2 * S)
+        assert await cache.reader.complete_since() == start + 7 * S + 1

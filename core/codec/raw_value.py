@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
-from bridge.codec.values import (
+from core.rules import (
     CodecError,
     DecodeContext,
     Decoded,
@@ -21,7 +22,7 @@ from bridge.codec.values import (
     metric_name,
     show,
 )
-from bridge.types import Point
+from core.types import Point, Sample
 
 # A decimal number in ASCII, as JSON writes it but with a leading "+", leading
 # zeros and a bare "." allowed. float() alone would also take "1_000", "nan",
@@ -34,6 +35,12 @@ _NON_FINITE = frozenset({b"nan", b"inf", b"infinity"})
 
 class RawValue:
     name = "raw_value"
+
+    def encode(self, samples: Iterable[Sample]) -> bytes:
+        """One sample's value; its metric goes in the topic and its time is
+        the receive time, so a message carries exactly one."""
+        (sample,) = samples  # ValueError for none or several
+        return repr(float(sample[2])).encode()
 
     def decode(self, payload: bytes, ctx: DecodeContext) -> Decoded:
         check_size(payload, ctx.limits)

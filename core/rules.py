@@ -14,6 +14,11 @@ each point: metric name, value, time; the first failure names the reason.
     too_many_points     x
     no_points           x
     no_metric           x
+    missing_path        x (device)                   x (metric, time)
+    path_error          x (device)                   x
+    bad_device          x
+    too_deep                                         x
+    too_many_leaves                                  x
     bad_metric_name                                  x
     bad_value                                        x
     non_finite_value                                 x
@@ -21,8 +26,8 @@ each point: metric name, value, time; the first failure names the reason.
     time_in_future                                   x
     time_too_old                                     x
 
-These types live here rather than in ``bridge.codec`` so that every codec
-module can import them without an import cycle; ``bridge.codec`` re-exports
+These types live here rather than in ``core.codec`` so that every codec
+module can import them without an import cycle; ``core.codec`` re-exports
 them and is where the rest of the bridge imports them from.
 """
 
@@ -38,8 +43,9 @@ from typing import NamedTuple, TypeGuard
 
 import msgspec
 
-from bridge.limits import Limits
-from bridge.types import Point, Reject
+from core.errors import BridgeError
+from core.limits import Limits
+from core.types import Point, Reject
 
 JsonLoads = Callable[[bytes], object]
 
@@ -55,7 +61,7 @@ _MAX_TIME_STRING = 64  # longer timestamp strings are rejected unread
 
 @dataclass(frozen=True, slots=True)
 class DecodeContext:
-    device_id: str  # from the topic, already validated by bridge.topics
+    device_id: str  # from the topic, already validated by core.topics
     metric: str | None  # from the topic, if its template has {metric}
     received_us: int  # receive time, microseconds since the Unix epoch
     limits: Limits
@@ -67,7 +73,7 @@ class Decoded:
     rejects: list[Reject]  # points dropped from an otherwise good message
 
 
-class CodecError(Exception):
+class CodecError(BridgeError):
     """The whole payload is unusable: dead-letter it with ``reason``."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -76,7 +82,7 @@ class CodecError(Exception):
         self.detail = detail
 
 
-class Rejected(Exception):
+class Rejected(BridgeError):
     """One point cannot be stored. Raised by the point rules, caught by the codec."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -182,6 +188,23 @@ def check_device(claimed: object, ctx: DecodeContext) -> None:
             "device_mismatch",
             f"payload names device {show(claimed)}, the topic {ctx.device_id!r}",
         )
+
+
+# --- device and site ids ------------------------------------------------------
+
+ID = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def id_problem(value: object, name: str, max_len: int) -> str | None:
+    """What is wrong with a device or site id, or None: the topics' rules."""
+    if type(value) is not str:
+        return f"{name} must be a string, got {kind(value)}"
+    if not 1 <= len(value) <= max_len or ID.fullmatch(value) is None:
+        return (
+            f"{name} {show(value)} must be 1-{max_len} characters of "
+            "letters, digits, '_', '.', ':' and '-'"
+        )
+    return None
 
 
 # --- metric names -------------------------------------------------------------
@@ -294,6 +317,12 @@ def point_time_us(raw: object, window: TimeWindow) -> int:
         time_us = rfc3339_us(raw)
     else:
         raise Rejected("bad_timestamp", f"timestamp must be a number or string, got {show(raw)}")
+    return check_window(time_us, raw, window)
+
+
+def check_window(time_us: int, raw: object, window: TimeWindow) -> int:
+    """``time_us`` when it lies within the window; raises Rejected otherwise.
+    ``raw`` is the input it was read from, for the detail."""
     if time_us > window.latest_us:
         raise Rejected(
             "time_in_future",

@@ -21,10 +21,10 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from bridge.codec.values import is_metric_name, metric_name_problem, show
+from core.errors import BridgeError
+from core.rules import ID, is_metric_name, metric_name_problem, show
 
 FIELDS = ("device_id", "site_id", "metric")
-ID = re.compile(r"[A-Za-z0-9_.:-]+")
 _FIELD_LEVEL = re.compile(r"\{(\w*)\}")
 
 
@@ -34,7 +34,7 @@ class TopicFields(NamedTuple):
     metric: str | None
 
 
-class TopicError(Exception):
+class TopicError(BridgeError):
     """The topic has a route's shape but a field is invalid: dead-letter the message."""
 
     def __init__(self, reason: str, detail: str) -> None:

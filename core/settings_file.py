@@ -15,10 +15,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from core.errors import ConfigError
+
 S = TypeVar("S", bound=BaseSettings)
 
 
-class SettingsProblem(Exception):
+class SettingsProblem(ConfigError):
     """The file or the variables do not make valid settings; the message says why."""
 
 

@@ -2,10 +2,10 @@
 bounded, never in the way of the commit that came before.
 
 A batch that finds ``max_pending`` batches already waiting is skipped, and
-the sink's complete_since moves past it (``RedisSink.note_lost``), so readers
-take those times from the database. Batches that queued up behind a slow
-write go out together, in one call: one EVALSHA costs little per point, so
-catching up beats skipping.
+the writer moves complete_since past it (``CacheWriter.note_lost``), so
+readers take those times from the database. Batches that queued up behind a
+slow write go out together, in one call: one EVALSHA costs little per point,
+so catching up beats skipping.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from bridge.sink.redis import RedisSink, RedisUnavailable
-from bridge.types import Point
+from bridge.cache.writer import CacheWriter
+from bridge.errors import RedisUnavailable
+from core.types import Point
 
 MERGE_UP_TO = 20_000  # points per catch-up call
 
@@ -23,14 +24,14 @@ MERGE_UP_TO = 20_000  # points per catch-up call
 class CacheFeed:
     def __init__(
         self,
-        sink: RedisSink,
+        writer: CacheWriter,
         max_pending: int,
         on_written: Callable[[], None] = lambda: None,
         on_error: Callable[[str, RedisUnavailable | None], None] = lambda reason, exc: None,
     ) -> None:
         """``on_error(reason, exc)`` hears of every batch the cache misses:
         reason "backlog" (skipped, exc None) or "unavailable" (Redis failed)."""
-        self._sink = sink
+        self._writer = writer
         self._queue: asyncio.Queue[list[Point]] = asyncio.Queue(max_pending)
         self._on_written = on_written
         self._on_error = on_error
@@ -40,7 +41,7 @@ class CacheFeed:
         try:
             self._queue.put_nowait(points)
         except asyncio.QueueFull:
-            self._sink.note_lost(points)
+            self._writer.note_lost(points)
             self._on_error("backlog", None)
 
     @property
@@ -56,8 +57,8 @@ class CacheFeed:
             while not queue.empty() and len(points) < MERGE_UP_TO:
                 points = points + queue.get_nowait()
             try:
-                await self._sink.write(points, time.time_ns() // 1000)
-            except RedisUnavailable as exc:  # the sink noted the loss
+                await self._writer.write(points, time.time_ns() // 1000)
+            except RedisUnavailable as exc:  # the writer noted the loss
                 self._on_error("unavailable", exc)
             else:
                 self._on_written()

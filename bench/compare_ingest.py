@@ -1,0 +1,124 @@
+"""Ingest before and after a change, interleaved in one run.
+
+The phases of bench_ingest.py (batched messages, single-reading messages, the
+drain of a queued backlog, latency at a fixed rate) run with the bridge of
+two checkouts in turn, on the same private services, round after round, so
+that both see the same machine at nearly the same time:
+
+    .venv/bin/python bench/compare_ingest.py --before ../old-checkout [--rounds 2] [--quick]
+
+``--before`` is another checkout of this repository with its own ``.venv``
+(``git worktree add ../old-checkout <commit> && (cd ../old-checkout &&
+scripts/venv.sh)``). Prints each figure per round and the after/before ratio
+with its range; writes bench/results/compare_ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import bench_ingest as bi
+from services import Services
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "compare_ingest.json"
+LATENCY_RATE = 50_000  # points/s: the same fixed rate for both, about half of the batch rate
+
+
+def commit_of(tree: Path) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(tree), "log", "-1", "--format=%h %s"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()[:100]
+
+
+def one_round(svc: Services, sizes: bi.Sizes) -> dict[str, float]:
+    batch = bi.throughput(svc, "batch", "batch", sizes.batch_messages, sizes.batch_devices)
+    single = bi.throughput(svc, "single_w1", "single", sizes.single_messages, sizes.single_devices)
+    drained = bi.drain(svc, sizes.single_messages, sizes.single_devices)
+    lat = bi.latency(svc, LATENCY_RATE, sizes)  # the rate is per point; both get the same
+    return {
+        "batch_points_per_s": batch["points_per_s"],
+        "batch_bridge_cpu_us_per_message": batch["cpu_us_per_message"].get("bridge", 0.0),
+        "single_msgs_per_s": single["msgs_per_s"],
+        "single_bridge_cpu_us_per_message": single["cpu_us_per_message"].get("bridge", 0.0),
+        "drain_msgs_per_s": drained["msgs_per_s"],
+        "p99_committed_ms": lat["committed"]["p99"],
+        "p99_redis_ms": lat["redis"]["p99"],
+        "rss_peak_mb": max(batch["rss_peak_mb"], single["rss_peak_mb"], drained["rss_peak_mb"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=Path, required=True, help="the other checkout")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="bench_ingest's small sizes")
+    args = parser.parse_args()
+    before = args.before.resolve()
+    if not (before / ".venv" / "bin" / "python").exists():
+        sys.exit(f"{before}/.venv is missing: run scripts/venv.sh in that checkout first")
+    sizes = bi.QUICK if args.quick else bi.FULL
+    trees = {"before": before, "after": ROOT}
+
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    svc = Services(bi.PORTS, "bench-compare")
+    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    began = time.monotonic()
+    try:
+        svc.start()
+        for n in range(args.rounds):
+            order = ["before", "after"] if n % 2 == 0 else ["after", "before"]
+            for name in order:
+                bi._options["bridge_root"] = svc.bridge_root = trees[name]
+                print(f"round {n + 1}/{args.rounds}: {name} ...", flush=True)
+                figures = one_round(svc, sizes)
+                runs[name].append(figures)
+                print("  " + ", ".join(f"{k} {v:,}" for k, v in figures.items()), flush=True)
+        info = bi.machine(svc, "plain" if not svc.timescaledb else "timescaledb")
+    finally:
+        svc.stop()
+    ratios: dict[str, dict[str, float]] = {}
+    for key in runs["after"][0]:
+        pairs = [a[key] / b[key] for a, b in zip(runs["after"], runs["before"], strict=True) if b[key]]
+        if pairs:
+            ratios[key] = {
+                "mean": round(statistics.fmean(pairs), 3),
+                "min": round(min(pairs), 3),
+                "max": round(max(pairs), 3),
+            }
+    print("after / before (mean, range over rounds):")
+    for key, r in ratios.items():
+        print(f"  {key:36} {r['mean']:.3f}  ({r['min']:.3f} - {r['max']:.3f})")
+    results: dict[str, Any] = {
+        "what": "bench_ingest phases with the bridge of two checkouts, interleaved",
+        "note": f"{info['nproc']} cores shared by every component (broker, database, Redis, "
+        "bridge, publisher); compare the two columns, not the absolute figures",
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": info,
+        "quick": args.quick,
+        "before": {"commit": commit_of(before), "runs": runs["before"]},
+        "after": {"commit": commit_of(ROOT), "runs": runs["after"]},
+        "ratio_after_to_before": ratios,
+        "elapsed_s": round(time.monotonic() - began, 1),
+    }
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The one committer: a batch in, its rows committed or dead-lettered, the
+outcome handed back. The MQTT pipeline and HTTP ingest both commit here.
+
+    Batch --commit()--> TimescaleSink.write --> CommitResult --> the caller settles
+               |  transient error: retry with backoff (or raise, retry off)
+               |  rows refused for good: dead letters (router.db_rejected),
+               |  committed in turn
+               +--> cache (the committed points; best effort, never waited on)
+
+Contracts:
+  * ``commit`` returns only once every point of the batch is committed or
+    dead-lettered and every dead letter of the batch is committed. Only then
+    may the caller settle: ack the batch's messages (``drain``'s ``settle``,
+    the MQTT pipeline) or answer its requests (HTTP ingest).
+  * Retry on (the MQTT pipeline): a transient database error (the sink's
+    ``is_transient``, by SQLSTATE class) is retried with capped, jittered
+    backoff for as long as it takes; the broker holds the rest meanwhile.
+    Retry off (HTTP ingest, whose client retries): it raises
+    TransientDbError at once; nothing of the batch may be assumed written,
+    and writing it again is harmless (the sink is idempotent).
+  * A row the database refuses for good costs only itself: the sink isolates
+    it, the router makes its dead letter (the one place that does), and it
+    is counted as ``points_rejected{reason="db_rejected"}``.
+  * Counting is per batch, never per point: this is the ingest hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bridge.backoff import Backoff
+from bridge.batch import Batch
+from bridge.errors import TransientDbError
+from bridge.router import db_rejected
+from bridge.sink.timescale import TimescaleSink, WriteResult
+from bridge.telemetry import CommitMetrics
+from core.types import DeadLetter, Point
+
+log = logging.getLogger("bridge.commit")
+
+RETRY_FIRST_S = 0.1
+RETRY_CAP_S = 10.0
+LOG_EVERY_S = 10.0  # a database that stays down logs once per this, not per retry
+
+
+@dataclass(slots=True)
+class CommitResult:
+    written: int = 0  # new rows
+    duplicates: int = 0  # rows already stored (redeliveries, resent requests)
+    # Points refused for good, each with its dead letter (committed too).
+    refused: list[tuple[Point, DeadLetter]] = field(default_factory=list)
+
+
+Settle = Callable[[Batch, CommitResult], None]
+
+
+class Committer:
+    """Commits batches through one sink; see the module's contracts.
+
+    ``cache`` gets the points of each committed batch, less the refused ones;
+    it must not wait (a CacheFeed's ``put``). ``db_ok`` is the outcome of the
+    last write: True after a commit, False after a transient error."""
+
+    def __init__(
+        self,
+        sink: TimescaleSink,
+        metrics: CommitMetrics,
+        *,
+        retry: bool = True,
+        cache: Callable[[list[Point]], None] | None = None,
+    ) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._retry = retry
+        self._cache = cache
+        self.db_ok = False
+
+    async def commit(self, batch: Batch) -> CommitResult:
+        """Commits the batch. Retry off: raises TransientDbError."""
+        m = self._metrics
+        written = await self._write(batch)
+        out = CommitResult(written.written, written.duplicates)
+        if written.poison:
+            out.refused = [(point, db_rejected(point, why)) for point, why in written.poison]
+            m.points_rejected.labels("db_rejected").inc(len(out.refused))
+            await self.commit(Batch(dead_letters=[letter for _, letter in out.refused]))
+        for seconds in written.commit_seconds:
+            m.commit_seconds.observe(seconds)
+        m.points_written.inc(written.written)
+        m.points_duplicate.inc(written.duplicates)
+        if batch.points:
+            m.batches.inc()
+            m.batch_points.observe(len(batch.points))
+            m.flush_seconds.observe(time.monotonic() - batch.opened)
+            if self._cache is not None:
+                self._cache(_stored(batch.points, out.refused))
+        return out
+
+    async def drain(self, batches: asyncio.Queue[Batch | None], settle: Settle) -> None:
+        """One writer: commits the queue's batches in turn and settles each,
+        until it takes None. Run one per database connection."""
+        while (batch := await batches.get()) is not None:
+            settle(batch, await self.commit(batch))
+
+    async def ready(self) -> bool:
+        """The database takes writes: the last one went in, or it answers now."""
+        self.db_ok = self.db_ok or await self._sink.ping()
+        return self.db_ok
+
+    async def _write(self, batch: Batch) -> WriteResult:
+        backoff = Backoff(RETRY_FIRST_S, RETRY_CAP_S)
+        last_log = 0.0
+        while True:
+            try:
+                result = await self._sink.write(batch)
+            except TransientDbError as exc:
+                self.db_ok = False
+                if not self._retry:
+                    raise
+                self._metrics.db_retries.labels(exc.reason).inc()
+                now = time.monotonic()
+                if now - last_log > LOG_EVERY_S:
+                    log.warning("batch of %d points not written: %s", len(batch.points), exc)
+                    last_log = now
+                await asyncio.sleep(backoff.delay())
+            else:
+                self.db_ok = True
+                return result
+
+
+def _stored(points: list[Point], refused: list[tuple[Point, DeadLetter]]) -> list[Point]:
+    """The points of a batch that are in the database after its commit."""
+    if not refused:
+        return points
+    gone = {point for point, _ in refused}
+    return [p for p in points if p not in gone]

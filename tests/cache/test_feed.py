@@ -1,0 +1,76 @@
+"""The cache feed against a real Redis: a full queue skips a batch and the
+writer's complete_since moves past it, batches that waited go out in one
+write, and a failed write is reported without stopping the feed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from bridge.cache.feed import CacheFeed
+from bridge.cache.reader import CacheReader
+from bridge.cache.writer import CacheWriter
+from bridge.errors import RedisUnavailable
+from core.types import Point
+from tests.cache.test_cache import FOREVER, S, free_port
+
+
+@contextlib.asynccontextmanager
+async def running(feed: CacheFeed) -> AsyncIterator[None]:
+    task = asyncio.create_task(feed.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_full_queue_skips_a_batch_and_waiting_batches_go_out_together(
+    redis_url: str,
+) -> None:
+    # Ahead of the writer's own claim (its start, no skew), so the marker shows the skip.
+    t = time.time_ns() // 1000 + 3600 * S
+    written = asyncio.Event()
+    writes: list[None] = []
+    errors: list[tuple[str, RedisUnavailable | None]] = []
+
+    def on_written() -> None:
+        writes.append(None)
+        written.set()
+
+    async with (
+        CacheWriter(redis_url, future_skew_s=0) as writer,
+        CacheReader(redis_url) as reader,
+    ):
+        feed = CacheFeed(writer, 2, on_written, lambda reason, exc: errors.append((reason, exc)))
+        # The feed has not run yet: the third batch finds two waiting.
+        feed.put([Point(t, "d", "m", 1.0)])
+        feed.put([Point(t + S, "d", "m", 2.0)])
+        feed.put([Point(t + 5 * S, "d", "m", 3.0), Point(t + 4 * S, "e", "m", 4.0)])
+        assert errors == [("backlog", None)]
+        assert not feed.idle
+        async with running(feed):
+            await asyncio.wait_for(written.wait(), 10)
+        assert feed.idle
+        assert len(writes) == 1  # the two waiting batches, in one call
+        assert await reader.recent("d", "m", 0, FOREVER) == [(t, "1.0"), (t + S, "2.0")]
+        assert await reader.latest("e") == {}
+        # Readers take everything up to the skipped batch's newest point from the database.
+        assert await reader.complete_since() == t + 5 * S + 1
+
+
+async def test_a_failed_write_is_reported_and_the_feed_goes_on() -> None:
+    errors: asyncio.Queue[tuple[str, RedisUnavailable | None]] = asyncio.Queue()
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
+    async with CacheWriter(url, timeout_s=1.0) as writer:
+        feed = CacheFeed(writer, 4, on_error=lambda reason, exc: errors.put_nowait((reason, exc)))
+        async with running(feed):
+            for k in range(2):
+                feed.put([Point(k * S, "d", "m", 1.0)])
+                reason, exc = await asyncio.wait_for(errors.get(), 10)
+                assert reason == "unavailable"
+                assert isinstance(exc, RedisUnavailable)
+                assert "start Redis or fix redis.url" in str(exc)
