@@ -247,7 +247,8 @@ class OpcUaCollector:
         for target, result in await self._chunked("translate", by_path, translate):
             target.node_id = None
             if result.StatusCode.is_good() and result.Targets:
-                target.node_id = result.Targets[0].TargetId.NodeId
+                found = result.Targets[0].TargetId  # an ExpandedNodeId: the local part
+                target.node_id = ua.NodeId(found.Identifier, found.NamespaceIndex, found.NodeIdType)
             else:
                 self._skip(1, "node_error")
                 log.warning(
