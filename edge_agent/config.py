@@ -10,7 +10,6 @@ connects until a command starts.
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
 from pathlib import Path
@@ -33,7 +32,7 @@ from core import settings_file
 from core.rules import ID, METRIC_NAME
 from core.topics import TopicTemplate
 from edge_agent.collect.opcua_config import OpcUaSettings
-from edge_agent.collect.registers import BIT_FUNCTIONS, RegisterSpec
+from edge_agent.collect.registers import RegisterSpec, check_map
 from edge_agent.errors import ConfigError
 
 
@@ -277,11 +276,7 @@ class ModbusDevice(Section):
         60.0, gt=0, description="Longest wait between attempts while the device does not answer."
     )
     max_gap: int = Field(
-        0,
-        ge=0,
-        description="Registers (or bits) left unmapped between two entries that one request "
-        "may still read across (0: only adjacent entries share a request; some PLCs refuse "
-        "addresses they do not map).",
+        0, ge=0, description="Unmapped registers (bits) one request may read across (0: none)."
     )
     registers: list[RegisterSpec] = Field(min_length=1, description="The register map.")
 
@@ -297,43 +292,17 @@ class ModbusDevice(Section):
             if reg.metric in seen:
                 raise ValueError(f"device {self.device_id}: metric {reg.metric!r} is mapped twice")
             seen.add(reg.metric)
-        regs = sorted(self.registers, key=lambda r: (r.function, r.address))
-        for a, b in itertools.pairwise(regs):
-            if a.function == b.function and b.address < a.address + a.words:
-                raise ValueError(
-                    f"device {self.device_id}: {b.metric} ({b.function} {b.address}) overlaps "
-                    f"{a.metric} ({a.function} {a.address}-{a.address + a.words - 1})"
-                )
-        limit = 125 if any(r.function not in BIT_FUNCTIONS for r in self.registers) else 2000
-        if self.max_gap >= limit:
-            raise ValueError(
-                f"device {self.device_id}: max_gap {self.max_gap} is larger than one request "
-                f"holds ({limit} {'registers' if limit == 125 else 'bits'})"
-            )
+        check_map(self.device_id, self.registers, self.max_gap)
         return self
 
 
 class ModbusSettings(Section):
-    max_concurrent: int = Field(
-        32,
-        ge=1,
-        le=10_000,
-        description="Polls in flight at once across all devices; devices that do not answer "
-        "retry within a quarter of it, so they never take a live device's turn.",
-    )
+    # What these do: edge_agent/collect/modbus_fleet.py.
+    max_concurrent: int = Field(32, ge=1, le=10_000, description="Polls in flight at once.")
     commit_interval_s: float = Field(
-        0.25,
-        ge=0,
-        le=5,
-        description="Polls that end within this long are spooled in one transaction (one "
-        "disk sync for many polls); a power cut can lose the polls of the last interval. "
-        "0: every poll is committed at once.",
+        0.25, ge=0, le=5, description="Polls ending within this long share one spool commit."
     )
-    stagger: bool = Field(
-        True,
-        description="Spread the devices' polls over their interval instead of starting them "
-        "all at the same instant.",
-    )
+    stagger: bool = Field(True, description="Spread the devices' polls over their interval.")
     devices: list[ModbusDevice] = Field(
         default_factory=list, description="PLCs polled over Modbus TCP."
     )

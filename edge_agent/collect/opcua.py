@@ -6,11 +6,9 @@ One collector per ``[[opcua.servers]]`` entry, one session at a time:
   and the agent's own certificate; the server's certificate must be the one
   trusted in ``server_certificate`` (edge_agent.collect.opcua_security);
   optionally a user name and password.
-- **Limits.** The server's MaxNodesPerRead, MaxMonitoredItemsPerCall and
-  MaxNodesPerTranslateBrowsePathsToNodeIds are read once per session; every
-  request is chunked to fit (``CHUNK`` when the server sets no limit, and
-  half the size after a BadTooManyOperations all the same).
-- **Nodes** named by browse path are resolved to NodeIds once per session.
+- **Limits.** Every request is chunked to fit the server's limits, read at
+  every session (edge_agent.collect.opcua_requests), and nodes named by
+  browse path are resolved to NodeIds then.
 - **Subscription groups**: one subscription each (publishing interval), one
   monitored item per node (sampling interval, queue size, absolute or percent
   deadband). The readings of one publish are spooled in one transaction, and
@@ -40,9 +38,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 from asyncua import Client, ua
 from asyncua.crypto import security_policies
@@ -50,7 +46,8 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from core.types import Point
 from edge_agent.collect import Sink
-from edge_agent.collect.opcua_config import OpcUaGroup, OpcUaNode, OpcUaServer
+from edge_agent.collect.opcua_config import OpcUaGroup, OpcUaServer
+from edge_agent.collect.opcua_requests import Publish, SessionRequests, Target
 from edge_agent.collect.opcua_security import (
     UntrustedServer,
     application_uri,
@@ -61,15 +58,6 @@ from edge_agent.telemetry import DeviceHealth, Metrics
 
 log = logging.getLogger("edge_agent.opcua")
 
-CHUNK = 1000  # nodes per request when the server sets no limit
-T = TypeVar("T")
-R = TypeVar("R")
-
-_LIMITS = {
-    "read": ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
-    "monitor": ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
-    "translate": ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerTranslateBrowsePathsToNodeIds,
-}
 _SECURITY_REFUSED = (
     "BadCertificateUntrusted",
     "BadSecurityChecksFailed",
@@ -78,17 +66,6 @@ _SECURITY_REFUSED = (
     "BadCertificateUriInvalid",
     "BadSecurityPolicyRejected",
 )
-
-
-@dataclass
-class Target:
-    """One configured node: where its values go."""
-
-    group: OpcUaGroup
-    node: OpcUaNode
-    device_id: str
-    node_id: ua.NodeId | None = None  # resolved for this session
-    last: tuple[int | None, Any] | None = None  # (source time, value) last stored
 
 
 class SessionLost(Exception):
@@ -106,7 +83,6 @@ class OpcUaCollector:
             for group in server.groups
             for node in group.nodes
         ]
-        self._limits = dict.fromkeys(_LIMITS, CHUNK)
         self._lost = asyncio.Event()
 
     # --- the session's life ----------------------------------------------------
@@ -120,8 +96,14 @@ class OpcUaCollector:
             client: Client | None = None
             try:
                 client = await self._connect()
-                await self._prepare(client)
-                started = await self._subscribe(client, sink)
+                requests = SessionRequests(client, server, metrics, self._targets)
+                await requests.prepare()
+                lost = self._lost
+
+                def on_publish(targets: dict[int, Target], lost: asyncio.Event = lost) -> Publish:
+                    return lambda result: self._published(result, targets, sink, lost)
+
+                started = await requests.subscribe(on_publish)
                 if lost_at is not None:
                     gap = time.monotonic() - lost_at
                     metrics.opcua_reconnects.labels(server=server.name).inc()
@@ -136,7 +118,7 @@ class OpcUaCollector:
                     lost_at = None
                 self._up()
                 backoff = server.reconnect_min_s
-                await self._until_lost(client, sink)
+                await self._until_lost(requests, sink)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is counted, logged, retried
@@ -198,12 +180,12 @@ class OpcUaCollector:
         with contextlib.suppress(Exception):
             client.disconnect_socket()
 
-    async def _until_lost(self, client: Client, sink: Sink) -> None:
+    async def _until_lost(self, requests: SessionRequests, sink: Sink) -> None:
         polls = {}
         for group in self._server.groups:
             if group.mode == "poll":
                 targets = [t for t in self._targets if t.group is group and t.node_id is not None]
-                polls[id(group)] = asyncio.create_task(self._poll(client, group, targets, sink))
+                polls[id(group)] = asyncio.create_task(self._poll(requests, group, targets, sink))
         lost = asyncio.create_task(self._lost.wait())
         try:
             done, _ = await asyncio.wait(
@@ -217,185 +199,6 @@ class OpcUaCollector:
             for task in [lost, *polls.values()]:
                 task.cancel()
             await asyncio.gather(lost, *polls.values(), return_exceptions=True)
-
-    # --- per session: limits, browse paths, subscriptions ------------------------
-
-    async def _prepare(self, client: Client) -> None:
-        ids = [ua.NodeId(ua.Int32(node_id)) for node_id in _LIMITS.values()]
-        values = await client.uaclient.read_attributes(ids, ua.AttributeIds.Value)
-        for key, value in zip(_LIMITS, values, strict=True):
-            good = value.StatusCode is None or value.StatusCode.is_good()
-            limit = value.Value.Value if good and value.Value else 0
-            self._limits[key] = int(limit) if isinstance(limit, int) and limit > 0 else CHUNK
-        log.info(
-            "server %s: connected; chunks of %d reads, %d monitored items, %d browse paths "
-            "(the server's limits)",
-            self._server.name,
-            self._limits["read"],
-            self._limits["monitor"],
-            self._limits["translate"],
-        )
-        for target in self._targets:
-            if target.node.node_id is not None:
-                target.node_id = ua.NodeId.from_string(target.node.node_id)
-        by_path = [t for t in self._targets if t.node.path is not None]
-
-        async def translate(part: Sequence[Target]) -> list[ua.BrowsePathResult]:
-            paths = [self._browse_path(t.node.path or "") for t in part]
-            return await client.uaclient.translate_browsepaths_to_nodeids(paths)
-
-        for target, result in await self._chunked("translate", by_path, translate):
-            target.node_id = None
-            if result.StatusCode.is_good() and result.Targets:
-                found = result.Targets[0].TargetId  # an ExpandedNodeId: the local part
-                target.node_id = ua.NodeId(found.Identifier, found.NamespaceIndex, found.NodeIdType)
-            else:
-                self._skip(1, "node_error")
-                log.warning(
-                    "server %s: browse path %s (%s/%s) not found: %s",
-                    self._server.name,
-                    target.node.path,
-                    target.device_id,
-                    target.node.metric,
-                    result.StatusCode.name,
-                )
-
-    @staticmethod
-    def _browse_path(path: str) -> ua.BrowsePath:
-        elements = []
-        for part in path.strip("/").split("/"):
-            ns, name = part.split(":", 1)
-            elements.append(
-                ua.RelativePathElement(
-                    ReferenceTypeId=ua.NodeId(ua.Int32(ua.ObjectIds.HierarchicalReferences)),
-                    IsInverse=False,  # type: ignore[arg-type]
-                    IncludeSubtypes=True,  # type: ignore[arg-type]
-                    TargetName=ua.QualifiedName(name, int(ns)),
-                )
-            )
-        return ua.BrowsePath(
-            StartingNode=ua.NodeId(ua.Int32(ua.ObjectIds.ObjectsFolder)),
-            RelativePath=ua.RelativePath(Elements=elements),
-        )
-
-    async def _chunked(
-        self,
-        service: str,
-        items: Sequence[T],
-        call: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
-    ) -> list[tuple[T, R]]:
-        """``call`` on chunks of ``items`` that fit the server's limit for ``service``.
-
-        A server that answers BadTooManyOperations all the same (its limit
-        says more than it takes) gets chunks half the size from then on."""
-        counter = self._metrics.opcua_requests.labels(server=self._server.name, service=service)
-        out: list[tuple[T, R]] = []
-        done = 0
-        while done < len(items):
-            part = items[done : done + self._limits[service]]
-            counter.inc()
-            try:
-                results = await call(part)
-            except UaStatusCodeError as exc:
-                if exc.code != ua.StatusCodes.BadTooManyOperations or len(part) == 1:
-                    raise
-                self._limits[service] = max(1, len(part) // 2)
-                log.warning(
-                    "server %s: %d nodes in one %s request are too many for it; "
-                    "sending %d at a time",
-                    self._server.name,
-                    len(part),
-                    service,
-                    self._limits[service],
-                )
-                continue
-            out.extend(zip(part, results, strict=True))
-            done += len(part)
-        return out
-
-    async def _subscribe(self, client: Client, sink: Sink) -> int:
-        """Creates every subscription group's subscription and monitored items."""
-        accepted = 0
-        for group in self._server.groups:
-            if group.mode != "subscription":
-                continue
-            targets = {
-                handle: t
-                for handle, t in enumerate(self._targets, start=1)
-                if t.group is group and t.node_id is not None
-            }
-            interval_ms = group.publishing_interval_s * 1000
-            keepalive = max(1, math.ceil(10_000 / interval_ms))
-            params = ua.CreateSubscriptionParameters(
-                RequestedPublishingInterval=interval_ms,
-                RequestedLifetimeCount=keepalive * 3,
-                RequestedMaxKeepAliveCount=keepalive,
-                MaxNotificationsPerPublish=0,
-                PublishingEnabled=True,
-                Priority=0,
-            )
-
-            def on_publish(
-                result: ua.PublishResult,
-                targets: dict[int, Target] = targets,
-                lost: asyncio.Event = self._lost,
-            ) -> None:
-                self._published(result, targets, sink, lost)
-
-            created = await client.uaclient.create_subscription(params, on_publish)
-            mfilter = None
-            if group.deadband != "none":
-                mfilter = ua.DataChangeFilter(
-                    Trigger=ua.DataChangeTrigger.StatusValue,
-                    DeadbandType=ua.DeadbandType.Absolute
-                    if group.deadband == "absolute"
-                    else ua.DeadbandType.Percent,
-                    DeadbandValue=group.deadband_value,
-                )
-            requests = [
-                ua.MonitoredItemCreateRequest(
-                    ItemToMonitor=ua.ReadValueId(
-                        NodeId=t.node_id, AttributeId=ua.AttributeIds.Value
-                    ),
-                    MonitoringMode=ua.MonitoringMode.Reporting,
-                    RequestedParameters=ua.MonitoringParameters(
-                        ClientHandle=handle,
-                        SamplingInterval=group.interval_s * 1000,
-                        Filter=mfilter,
-                        QueueSize=group.queue_size,
-                        DiscardOldest=True,
-                    ),
-                )
-                for handle, t in targets.items()
-            ]
-
-            async def create(
-                part: Sequence[ua.MonitoredItemCreateRequest], sid: int = created.SubscriptionId
-            ) -> list[ua.MonitoredItemCreateResult]:
-                return await client.uaclient.create_monitored_items(
-                    ua.CreateMonitoredItemsParameters(
-                        SubscriptionId=sid,
-                        TimestampsToReturn=ua.TimestampsToReturn.Both,
-                        ItemsToCreate=list(part),
-                    )
-                )
-
-            for request, result in await self._chunked("monitor", requests, create):
-                if result.StatusCode.is_good():
-                    accepted += 1
-                    continue
-                target = targets[request.RequestedParameters.ClientHandle]
-                self._skip(1, "node_error")
-                log.warning(
-                    "server %s: node %s (%s/%s) not monitored: %s",
-                    self._server.name,
-                    target.node.name,
-                    target.device_id,
-                    target.node.metric,
-                    result.StatusCode.name,
-                )
-        self._metrics.opcua_monitored_items.labels(server=self._server.name).set(accepted)
-        return accepted
 
     # --- values ------------------------------------------------------------------
 
@@ -455,28 +258,17 @@ class OpcUaCollector:
             sink.put(self.name, readings)
 
     async def _poll(
-        self, client: Client, group: OpcUaGroup, targets: list[Target], sink: Sink
+        self, requests: SessionRequests, group: OpcUaGroup, targets: list[Target], sink: Sink
     ) -> None:
         interval = group.interval_s
         jitter = self._metrics.poll_jitter.labels(collector="opcua")
         overruns = self._metrics.poll_overruns.labels(device=self.name)
         due = time.monotonic()
 
-        async def read(part: Sequence[Target]) -> list[ua.DataValue]:
-            params = ua.ReadParameters(
-                MaxAge=0,
-                TimestampsToReturn=ua.TimestampsToReturn.Both,
-                NodesToRead=[
-                    ua.ReadValueId(NodeId=t.node_id, AttributeId=ua.AttributeIds.Value)
-                    for t in part
-                ],
-            )
-            return await client.uaclient.read(params)
-
         while True:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             jitter.observe(max(0.0, time.monotonic() - due))
-            self._store(await self._chunked("read", targets, read), sink)
+            self._store(await requests.read(targets), sink)
             due += interval
             now = time.monotonic()
             if due < now:
