@@ -44,6 +44,7 @@ from asyncua import Client, ua
 from asyncua.crypto import security_policies
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
+from core.errors import BridgeError
 from core.types import Point
 from edge_agent.collect import Sink
 from edge_agent.collect.opcua_config import OpcUaGroup, OpcUaServer
@@ -68,7 +69,7 @@ _SECURITY_REFUSED = (
 )
 
 
-class SessionLost(Exception):
+class SessionLost(BridgeError):
     """The session ended; open a new one."""
 
 

@@ -26,12 +26,13 @@ from asyncua import Client, ua
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from core.errors import BridgeError
 from edge_agent.collect.opcua_config import OpcUaServer
 
 log = logging.getLogger("edge_agent.opcua")
 
 
-class UntrustedServer(Exception):
+class UntrustedServer(BridgeError):
     """The server's certificate is not the one the agent trusts."""
 
 
