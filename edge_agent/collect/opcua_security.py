@@ -81,8 +81,8 @@ async def trusted_server_certificate(
             {f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}" for e in endpoints}
         )
         raise UntrustedServer(
-            f"server {server.name} ({server.url}) offers no endpoint with "
-            f"{policy_uri.rsplit('#', 1)[-1]}/{mode.name}; it offers {', '.join(offered)}"
+            f"it offers no endpoint with {policy_uri.rsplit('#', 1)[-1]}/{mode.name}, only "
+            f"{', '.join(offered)}"
         )
     return check_trust(server, first_cert(matching[0].ServerCertificate))
 
@@ -93,7 +93,7 @@ def check_trust(server: OpcUaServer, presented: bytes) -> bytes:
     assert path is not None
     if not path.exists():
         if not server.trust_on_first_use:
-            raise UntrustedServer(f"server {server.name}: server_certificate {path} does not exist")
+            raise UntrustedServer(f"server_certificate {path} does not exist")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(presented)
         log.warning(
@@ -108,9 +108,8 @@ def check_trust(server: OpcUaServer, presented: bytes) -> bytes:
     trusted = load_der(path)
     if presented != trusted:
         raise UntrustedServer(
-            f"server {server.name} ({server.url}) presented a certificate (SHA-256 "
-            f"{thumbprint(presented)}) that is not the trusted one in {path} (SHA-256 "
-            f"{thumbprint(trusted)}): refusing to connect. If the server's certificate was "
-            "renewed, put the new one there"
+            f"it presented a certificate (SHA-256 {thumbprint(presented)}) that is not the "
+            f"trusted one in {path} (SHA-256 {thumbprint(trusted)}): refusing to connect. If "
+            "the server's certificate was renewed, put the new one there"
         )
     return trusted
