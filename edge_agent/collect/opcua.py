@@ -310,10 +310,13 @@ class OpcUaCollector:
         self._metrics.opcua_connected.labels(server=server.name).set(1)
 
     def _failed(self, reason: str, retry_in: float) -> None:
+        """Counts a failed or lost session; logs it when the server was up, or
+        when the reason is new (a timeout, then a refused certificate: both)."""
         server, health = self._server, self._health
         health.errors += 1
+        changed = reason != health.last_error
         health.last_error = reason
-        if health.up or health.errors == 1:
+        if health.up or changed:
             log.warning(
                 "server %s (%s): %s; retrying in %.1f s, backing off to %.0f s",
                 server.name,

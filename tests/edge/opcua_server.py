@@ -157,7 +157,10 @@ class OpcServer:
                 )
                 self.values[i] = initial
             var = await plant.add_variable(
-                ua.NodeId(f"v{i:04d}", idx), f"{idx}:v{i:04d}", initial.Value, initial.Value.VariantType
+                ua.NodeId(f"v{i:04d}", idx),
+                f"{idx}:v{i:04d}",
+                initial.Value,
+                initial.Value.VariantType,
             )
             await server.write_attribute_value(var.nodeid, initial)
         await self._limits(server)
