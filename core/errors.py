@@ -15,6 +15,10 @@ Every class the project raises on purpose, and the module it lives in:
     ├── TopicError                (core.topics) a topic fits no template
     ├── DeviceError               (edge_agent.collect.modbus) a PLC gave no usable
     │                             answer: the poll failed; count, back off, retry
+    ├── SessionLost               (edge_agent.collect.opcua) an OPC UA session ended:
+    │                             count the gap, open a new one with backoff
+    ├── UntrustedServer           (edge_agent.collect.opcua_security) an OPC UA server's
+    │                             certificate is not the trusted one: refuse, say both
     ├── RedisUnavailable          (bridge.errors) the cache did not take a write or
     │                             answer a read: count it and go on
     ├── ApiError                  (bridge.api.problems) a request answered with a

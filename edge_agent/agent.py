@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from core.types import Point
 from edge_agent.collect import Collector
 from edge_agent.collect.local_mqtt import LocalMqtt
-from edge_agent.collect.modbus import ModbusPoller
+from edge_agent.collect.modbus_fleet import ModbusFleet
 from edge_agent.collect.simulator import Simulator
 from edge_agent.config import Settings
 from edge_agent.forward import Forwarder
@@ -75,9 +75,15 @@ def collectors(
     out: list[Collector] = []
     if simulate:
         out.append(Simulator(settings.simulator))
-    for device in settings.modbus.devices:
-        devices[device.device_id] = DeviceHealth()
-        out.append(ModbusPoller(device, metrics, devices[device.device_id]))
+    if settings.modbus.devices:
+        out.append(ModbusFleet(settings.modbus, metrics, devices))
+    if settings.opcua.servers:
+        # Imported only when used: asyncua and cryptography are heavy for a gateway.
+        from edge_agent.collect.opcua import OpcUaCollector  # noqa: PLC0415
+
+    for server in settings.opcua.servers:
+        devices[f"opcua:{server.name}"] = DeviceHealth()
+        out.append(OpcUaCollector(server, metrics, devices[f"opcua:{server.name}"]))
     if settings.local_mqtt.enabled:
         out.append(LocalMqtt(settings.local_mqtt, metrics))
     return out

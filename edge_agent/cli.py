@@ -26,7 +26,7 @@ DESCRIPTION = """\
 Edge agent for MQTT gateways.
 
 Runs on a gateway next to the field devices: polls PLCs over Modbus TCP,
-takes what ESP32 and other sensors publish to the gateway's own broker (or
+reads OPC UA servers (subscriptions or polling), takes what ESP32 and other sensors publish to the gateway's own broker (or
 simulates a fleet), writes every reading to a durable on-disk spool (SQLite,
 WAL) first, and forwards it to the cloud broker (MQTT v5, QoS 1, TLS and a
 login optional) in compact per-device messages that the bridge ingests.
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "run",
         help="collect from the configured devices, spool, forward",
-        description="Polls every [[modbus.devices]] entry on its own schedule and, with "
+        description="Polls every [[modbus.devices]] entry on its own schedule, reads every "
+        "[[opcua.servers]] entry's node groups (subscriptions or polling) and, with "
         "[local_mqtt] enabled, takes what sensors publish to the gateway's broker. Every "
         "reading is committed to the spool, then forwarded; it leaves the spool after the "
         "cloud broker's PUBACK. A device that does not answer is marked down (in /healthz), "
@@ -153,9 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _summary(settings: Settings) -> str:
     registers = sum(len(d.registers) for d in settings.modbus.devices)
+    servers = settings.opcua.servers
+    nodes = sum(len(g.nodes) for s in servers for g in s.groups)
     return (
         f"configuration is valid: {len(settings.modbus.devices)} Modbus devices "
-        f"({registers} registers), local MQTT {'on' if settings.local_mqtt.enabled else 'off'}, "
+        f"({registers} registers), {len(servers)} OPC UA servers ({nodes} nodes), local MQTT {'on' if settings.local_mqtt.enabled else 'off'}, "
         f"uplink {settings.uplink.host}:{settings.uplink.port} topic {settings.uplink.topic}, "
         f"spool {settings.spool.path}"
     )

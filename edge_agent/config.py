@@ -31,7 +31,8 @@ from pydantic_settings import (
 from core import settings_file
 from core.rules import ID, METRIC_NAME
 from core.topics import TopicTemplate
-from edge_agent.collect.registers import RegisterSpec
+from edge_agent.collect.opcua_config import OpcUaSettings
+from edge_agent.collect.registers import RegisterSpec, check_map
 from edge_agent.errors import ConfigError
 
 
@@ -274,6 +275,9 @@ class ModbusDevice(Section):
     backoff_max_s: float = Field(
         60.0, gt=0, description="Longest wait between attempts while the device does not answer."
     )
+    max_gap: int = Field(
+        0, ge=0, description="Unmapped registers (bits) one request may read across (0: none)."
+    )
     registers: list[RegisterSpec] = Field(min_length=1, description="The register map.")
 
     @field_validator("device_id")
@@ -288,10 +292,17 @@ class ModbusDevice(Section):
             if reg.metric in seen:
                 raise ValueError(f"device {self.device_id}: metric {reg.metric!r} is mapped twice")
             seen.add(reg.metric)
+        check_map(self.device_id, self.registers, self.max_gap)
         return self
 
 
 class ModbusSettings(Section):
+    # What these do: edge_agent/collect/modbus_fleet.py.
+    max_concurrent: int = Field(32, ge=1, le=10_000, description="Polls in flight at once.")
+    commit_interval_s: float = Field(
+        0.25, ge=0, le=5, description="Polls ending within this long share one spool commit."
+    )
+    stagger: bool = Field(True, description="Spread the devices' polls over their interval.")
     devices: list[ModbusDevice] = Field(
         default_factory=list, description="PLCs polled over Modbus TCP."
     )
@@ -349,8 +360,9 @@ class Settings(BaseSettings):
     uplink: UplinkSettings = Field(default_factory=UplinkSettings)  # type: ignore[arg-type]
     status: StatusSettings = Field(default_factory=StatusSettings)  # type: ignore[arg-type]
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)  # type: ignore[arg-type]
-    modbus: ModbusSettings = Field(default_factory=ModbusSettings)
+    modbus: ModbusSettings = Field(default_factory=ModbusSettings)  # type: ignore[arg-type]
     local_mqtt: LocalMqttSettings = Field(default_factory=LocalMqttSettings)  # type: ignore[arg-type]
+    opcua: OpcUaSettings = Field(default_factory=OpcUaSettings)
 
 
 def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -373,4 +385,7 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     for section in ("uplink", "local_mqtt"):
         if data[section]["password"] is not None:
             data[section]["password"] = "***"  # noqa: S105 - the mask, not a password
+    for server in data["opcua"]["servers"]:
+        if server["password"] is not None:
+            server["password"] = "***"  # noqa: S105 - the mask, not a password
     return data

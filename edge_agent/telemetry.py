@@ -13,7 +13,13 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -92,6 +98,88 @@ class Metrics:
             ["device"],
             registry=r,
         )
+        # Polling on time (Modbus devices, OPC UA poll groups).
+        self.poll_jitter = Histogram(
+            "edge_poll_jitter_seconds",
+            "How late a scheduled poll started, its wait for a free slot included (retries "
+            "of a device that is down are not scheduled polls)",
+            ["collector"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.poll_overruns = Counter(
+            "edge_poll_overruns_total",
+            "Polls skipped because the one before took longer than the interval",
+            ["device"],
+            registry=r,
+        )
+        self.modbus_commit_seconds = Histogram(
+            "edge_modbus_commit_seconds",
+            "How long a group commit of Modbus polls took (the event loop waits for it: "
+            "a slow disk here makes polls late)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.modbus_polls = Counter(
+            "edge_modbus_polls_total", "Modbus polls answered", ["device"], registry=r
+        )
+        self.modbus_requests = Counter(
+            "edge_modbus_requests_total",
+            "Modbus read requests of the polls answered",
+            ["device"],
+            registry=r,
+        )
+        self.modbus_requests_per_poll = Gauge(
+            "edge_modbus_requests_per_poll",
+            "Read requests one poll of the device takes (adjacent registers share one)",
+            ["device"],
+            registry=r,
+        )
+        # OPC UA (edge_agent.collect.opcua).
+        self.opcua_connected = Gauge(
+            "edge_opcua_connected",
+            "1 while the session with the server is up",
+            ["server"],
+            registry=r,
+        )
+        self.opcua_reconnects = Counter(
+            "edge_opcua_reconnects_total",
+            "Sessions re-established (and subscriptions re-created) after one was lost",
+            ["server"],
+            registry=r,
+        )
+        self.opcua_gap_seconds = Counter(
+            "edge_opcua_gap_seconds_total",
+            "Time without a session to the server after one was lost (no values then)",
+            ["server"],
+            registry=r,
+        )
+        self.opcua_monitored_items = Gauge(
+            "edge_opcua_monitored_items",
+            "Monitored items the server accepted",
+            ["server"],
+            registry=r,
+        )
+        self.opcua_requests = Counter(
+            "edge_opcua_requests_total",
+            "Service requests sent, by service (chunked to the server's limits)",
+            ["server", "service"],
+            registry=r,
+        )
+        self.opcua_bad_values = Counter(
+            "edge_opcua_bad_values_total",
+            "Values not stored because their status is Bad, by status",
+            ["server", "status"],
+            registry=r,
+        )
+        self.opcua_skipped = Counter(
+            "edge_opcua_skipped_values_total",
+            "Values not stored, by reason: text (strings are not stored yet), "
+            "unsupported type, array elements past max_array_elements, repeated (a "
+            "value already stored, sent again after a resubscribe), node errors",
+            ["server", "reason"],
+            registry=r,
+        )
 
 
 @dataclass
@@ -131,4 +219,7 @@ def setup_logging(level: str) -> None:
     # pymodbus logs every failed request with a traceback; the agent says the
     # same in one line per device state change.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # asyncua likewise (tracebacks of requests that failed when a server went
+    # away); edge_agent.opcua says what happened and what it does about it.
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
     logging.getLogger("paho").setLevel(logging.WARNING)

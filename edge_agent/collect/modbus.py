@@ -1,9 +1,10 @@
 """Polling PLCs over Modbus TCP (pymodbus), one task per device.
 
 Each device's register map is read in as few requests as possible: entries of
-the same function whose registers are adjacent or overlap share one request
-(at most 125 registers or 2000 bits, the protocol's limits); gaps are never
-read, since a PLC may refuse addresses it does not map. All readings of one
+the same function whose registers are adjacent share one request (at most 125
+registers or 2000 bits, the protocol's limits); a gap between two entries is
+read only when it is at most the device's ``max_gap`` (0 by default, since a
+PLC may refuse addresses it does not map). All readings of one
 poll carry the poll's start time and are spooled in one transaction.
 
 A device that does not answer (refused, timed out, a Modbus exception) is
@@ -49,8 +50,9 @@ class Block:
     specs: list[RegisterSpec] = field(default_factory=list)
 
 
-def plan(registers: list[RegisterSpec]) -> list[Block]:
-    """The read requests that cover a register map."""
+def plan(registers: list[RegisterSpec], max_gap: int = 0) -> list[Block]:
+    """The read requests that cover a register map, reading across gaps of at
+    most ``max_gap`` unmapped registers (or bits)."""
     blocks: list[Block] = []
     for spec in sorted(registers, key=lambda s: (s.function, s.address)):
         limit = MAX_BITS if spec.function in BIT_FUNCTIONS else MAX_REGISTERS
@@ -59,7 +61,7 @@ def plan(registers: list[RegisterSpec]) -> list[Block]:
         if (
             last is not None
             and last.function == spec.function
-            and spec.address <= last.start + last.count
+            and spec.address <= last.start + last.count + max_gap
             and max(end, last.start + last.count) - last.start <= limit
         ):
             last.count = max(end, last.start + last.count) - last.start
@@ -80,7 +82,7 @@ class ModbusPoller:
         self._device = device
         self._metrics = metrics
         self._health = health
-        self._blocks = plan(device.registers)
+        self._blocks = plan(device.registers, device.max_gap)
         self._client = AsyncModbusTcpClient(
             device.host, port=device.port, timeout=device.timeout_s, retries=0, reconnect_delay=0
         )

@@ -17,6 +17,7 @@ coils and discrete inputs are booleans (1.0 or 0.0) and take no scale.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Sequence
 from typing import Literal
@@ -111,3 +112,21 @@ def decode(spec: RegisterSpec, raw: Sequence[int] | Sequence[bool]) -> float:
         data = bytes(b for i in range(0, len(data), 2) for b in (data[i + 1], data[i]))
     (value,) = struct.unpack(_STRUCT[spec.type], data)
     return float(value) * spec.scale + spec.offset
+
+
+def check_map(device_id: str, registers: Sequence[RegisterSpec], max_gap: int) -> None:
+    """Raises ValueError when two entries of one function overlap, or when
+    ``max_gap`` is more than one request holds."""
+    ordered = sorted(registers, key=lambda r: (r.function, r.address))
+    for a, b in itertools.pairwise(ordered):
+        if a.function == b.function and b.address < a.address + a.words:
+            raise ValueError(
+                f"device {device_id}: {b.metric} ({b.function} {b.address}) overlaps "
+                f"{a.metric} ({a.function} {a.address}-{a.address + a.words - 1})"
+            )
+    limit = 125 if any(r.function not in BIT_FUNCTIONS for r in registers) else 2000
+    if max_gap >= limit:
+        raise ValueError(
+            f"device {device_id}: max_gap {max_gap} is larger than one request holds "
+            f"({limit} {'registers' if limit == 125 else 'bits'})"
+        )

@@ -21,6 +21,18 @@ metric = "flow_rate"
 {register}
 """
 
+OPCUA = """
+[[opcua.servers]]
+name = "line-1"
+url = "opc.tcp://127.0.0.1:4840"
+{server}
+[[opcua.servers.groups]]
+device_id = "press-1"
+[[opcua.servers.groups.nodes]]
+metric = "flow_rate"
+{node}
+"""
+
 CASES = {
     "coil as a float": (
         DEVICE.format(register='address = 0\nfunction = "coil"\ntype = "float32"'),
@@ -69,6 +81,50 @@ CASES = {
         "MQTT wildcards (+, #) are not allowed",
     ),
     "not TOML": ("[uplink\n", "is not valid TOML"),
+    "overlapping registers": (
+        DEVICE.format(
+            register='address = 0\ntype = "float32"\n[[modbus.devices.registers]]\n'
+            'metric = "pressure"\naddress = 1'
+        ),
+        "device plc-1: pressure (holding 1) overlaps flow_rate (holding 0-1)",
+    ),
+    "a gap larger than a request": (
+        DEVICE.format(register="address = 0")
+        .replace("port = 502", "")
+        .replace('host = "127.0.0.1"', 'host = "127.0.0.1"\nmax_gap = 200'),
+        "device plc-1: max_gap 200 is larger than one request holds (125 registers)",
+    ),
+    "unknown NodeId format": (
+        OPCUA.format(server="", node='node_id = "ns=2;x=Pump1"'),
+        "unknown NodeId format 'ns=2;x=Pump1'",
+    ),
+    "bad browse path": (
+        OPCUA.format(server="", node='path = "Plant/Pump1/Flow"'),
+        "browse path 'Plant/Pump1/Flow': each element must be <namespace index>:<name>",
+    ),
+    "node named twice over": (
+        OPCUA.format(server="", node='node_id = "i=2258"\npath = "2:Plant/2:Flow"'),
+        "flow_rate: give either node_id or path (exactly one)",
+    ),
+    "bad security mode": (
+        OPCUA.format(server='security_mode = "Sign"', node='node_id = "i=2258"'),
+        "bad security mode Sign with security_policy None",
+    ),
+    "unknown security mode": (
+        OPCUA.format(server='security_mode = "Encrypt"', node='node_id = "i=2258"'),
+        "opcua.servers.0.security_mode: Input should be 'None', 'Sign' or 'SignAndEncrypt'",
+    ),
+    "secure without a certificate": (
+        OPCUA.format(
+            server='security_policy = "Basic256Sha256"\nsecurity_mode = "SignAndEncrypt"',
+            node='node_id = "i=2258"',
+        ),
+        "security_policy Basic256Sha256 needs certificate",
+    ),
+    "not an opc.tcp url": (
+        OPCUA.format(server="", node='node_id = "i=2258"').replace("opc.tcp://", "http://"),
+        "must be opc.tcp://host[:port][/path]",
+    ),
 }
 
 
@@ -88,7 +144,9 @@ def test_a_bad_config_is_one_clear_message_and_exit_2(
     assert err.startswith("edge-agent: error: "), err
 
 
-@pytest.mark.parametrize("case", ["coil as a float", "topic with an unknown field"])
+@pytest.mark.parametrize(
+    "case", ["coil as a float", "topic with an unknown field", "unknown NodeId format"]
+)
 def test_run_refuses_a_bad_config_without_a_traceback(tmp_path: Path, case: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "edge_agent.cli", "--config", str(write(tmp_path, case)), "run"],
