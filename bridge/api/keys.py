@@ -14,8 +14,11 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import asyncpg
+
+from bridge.api.problems import ApiProblem
 
 SCOPES = ("read", "write")
 _TOKEN = re.compile(r"bk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
@@ -107,4 +110,32 @@ class KeyChecker:
         if len(self._seen) > 10_000:  # bounded: a flood of random tokens cannot grow it
             self._seen.clear()
         self._seen[token] = (now, key)
+        return key
+
+    async def require(self, token: str | None, scope: Literal["read", "write"]) -> ApiKey:
+        """The key, when it exists and has ``scope``; else ApiProblem 401 or 403,
+        saying what to send or which key to make. Database errors pass through."""
+        if not token:
+            raise ApiProblem(
+                401,
+                "Unauthorized",
+                "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; "
+                "an operator makes one with `bridge apikey create`",
+                headers={"WWW-Authenticate": 'Bearer realm="bridge"'},
+            )
+        key = await self.check(token)
+        if key is None:
+            raise ApiProblem(
+                401,
+                "Unauthorized",
+                "this API key is unknown or revoked",
+                headers={"WWW-Authenticate": 'Bearer realm="bridge", error="invalid_token"'},
+            )
+        if scope not in key.scopes:
+            raise ApiProblem(
+                403,
+                "Forbidden",
+                f"this key ({key.name}) lacks the {scope!r} scope; make one with "
+                f"`bridge apikey create --scope {scope}`",
+            )
         return key

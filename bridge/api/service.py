@@ -65,25 +65,9 @@ class Api:
 
     async def __aenter__(self) -> Api:
         s = self.settings
-        self._pool = await asyncpg.create_pool(
-            s.database.url,
-            min_size=0,
-            max_size=s.api.db_pool_size,
-            timeout=s.database.connect_timeout_s,
-            command_timeout=30,
-            max_inactive_connection_lifetime=300,
-        )
-        self._stack.push_async_callback(self._pool.close)
+        self._pool = await self._open_pool(s.database.url)
         if s.database.read_url:
-            replica = await asyncpg.create_pool(
-                s.database.read_url,
-                min_size=0,
-                max_size=s.api.db_pool_size,
-                timeout=s.database.connect_timeout_s,
-                command_timeout=30,
-                max_inactive_connection_lifetime=300,
-            )
-            self._stack.push_async_callback(replica.close)
+            replica = await self._open_pool(s.database.read_url)
             self._replica = ReplicaGate(replica)
         cache_writer: CacheWriter | None = None
         if s.redis.enabled:
@@ -124,6 +108,19 @@ class Api:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
+
+    async def _open_pool(self, url: str) -> asyncpg.Pool:
+        s = self.settings
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=0,
+            max_size=s.api.db_pool_size,
+            timeout=s.database.connect_timeout_s,
+            command_timeout=30,
+            max_inactive_connection_lifetime=300,
+        )
+        self._stack.push_async_callback(pool.close)
+        return pool
 
     # ------------------------------------------------------------ plumbing
     @contextlib.asynccontextmanager
@@ -194,36 +191,14 @@ class Api:
 
     # ------------------------------------------------------------ auth
     async def authorize(self, token: str | None, scope: Literal["read", "write"]) -> ApiKey:
-        if not token:
-            raise ApiProblem(
-                401,
-                "Unauthorized",
-                "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; "
-                "an operator makes one with `bridge apikey create`",
-                headers={"WWW-Authenticate": 'Bearer realm="bridge"'},
-            )
+        """The request's key, if it has the scope; else a 401 or 403 problem."""
         assert self._keys is not None
         try:
-            key = await self._keys.check(token)
+            return await self._keys.require(token, scope)
         except Exception as exc:
             if is_transient(exc):
                 raise self._db_problem(exc) from exc
             raise
-        if key is None:
-            raise ApiProblem(
-                401,
-                "Unauthorized",
-                "this API key is unknown or revoked",
-                headers={"WWW-Authenticate": 'Bearer realm="bridge", error="invalid_token"'},
-            )
-        if scope not in key.scopes:
-            raise ApiProblem(
-                403,
-                "Forbidden",
-                f"this key ({key.name}) lacks the {scope!r} scope; make one with "
-                f"`bridge apikey create --scope {scope}`",
-            )
-        return key
 
     # ------------------------------------------------------------ endpoints
     async def devices(
