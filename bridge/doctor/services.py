@@ -25,6 +25,7 @@ from bridge.doctor.options import Options
 from bridge.source.mqtt import tls_parameters
 
 MEMORY_WARN, MEMORY_PROBLEM = 0.8, 0.9
+SYS_TICK_WAIT_S = 12.0  # Mosquitto's default sys_interval (10 s), and a margin
 SYS_TOPICS = {
     "$SYS/broker/store/messages/count": "queued",
     "$SYS/broker/publish/messages/dropped": "dropped",
@@ -304,10 +305,16 @@ async def _collect(client: aiomqtt.Client, seen: dict[str, float], timeout_s: fl
     """Fills ``seen`` from $SYS until every value came, or for a second after
     the queue depth came (dropped is published only once it changes), or
     until ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
+    start = time.monotonic()
+    deadline = start + timeout_s
+    # Mosquitto 2.0.11 does not always hand over the retained values (seen
+    # in a fresh test broker). Our own connection changes clients/connected,
+    # which the broker publishes at its next $SYS tick (sys_interval, 10 s by
+    # default): wait that long for a first value.
+    first_deadline = start + max(timeout_s, SYS_TICK_WAIT_S)
     messages = aiter(client.messages)
     while len(seen) < len(SYS_TOPICS):
-        left = deadline - time.monotonic()
+        left = (deadline if seen else first_deadline) - time.monotonic()
         if "queued" in seen:
             left = min(left, 1.0)
         try:
