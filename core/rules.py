@@ -242,6 +242,16 @@ def metric_name_problem(name: object, max_len: int) -> str:
     return f"metric name {show(name)} must match [A-Za-z_][A-Za-z0-9_.:-]*"
 
 
+def config_metric_name(value: str, max_len: int = 64) -> str:
+    """A metric name written in a config file; ValueError (what pydantic
+    reports as a validation error) saying the rule when it breaks it."""
+    if len(value) > max_len or METRIC_NAME.fullmatch(value) is None:
+        raise ValueError(
+            f"metric name {value!r} must match [A-Za-z_][A-Za-z0-9_.:-]* ({max_len} at most)"
+        )
+    return value
+
+
 def metric_name(name: object, max_len: int) -> str:
     """``name`` when it is a valid metric name; raises Rejected otherwise."""
     if type(name) is str and name in _known_names and len(name) <= max_len:

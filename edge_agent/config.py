@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from core import settings_file
-from core.rules import ID, METRIC_NAME
+from core.rules import ID, config_metric_name
 from core.topics import TopicTemplate
 from edge_agent.collect.opcua_config import OpcUaSettings
 from edge_agent.collect.registers import RegisterSpec, check_map
@@ -43,12 +43,6 @@ class Section(BaseModel):
 def _check_id(value: str, what: str) -> str:
     if len(value) > 128 or ID.fullmatch(value) is None:
         raise ValueError(f"{what} {value!r} must be 1 to 128 of [A-Za-z0-9_.:-]")
-    return value
-
-
-def _check_metric(value: str) -> str:
-    if len(value) > 64 or METRIC_NAME.fullmatch(value) is None:
-        raise ValueError(f"metric name {value!r} must match [A-Za-z_][A-Za-z0-9_.:-]* (64 at most)")
     return value
 
 
@@ -208,7 +202,7 @@ class Signal(Section):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _check_metric(value)
+        return config_metric_name(value)
 
     @model_validator(mode="after")
     def _range(self) -> Signal:

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from core.rules import ID, METRIC_NAME
+from core.rules import ID, config_metric_name
 
 # ns=<index>; or nsu=<uri>; (optional), then i=<number>, s=<string>, g=<guid> or b=<base64>.
 NODE_ID = re.compile(
@@ -83,11 +83,7 @@ class OpcUaNode(_Section):
     @field_validator("metric")
     @classmethod
     def _metric(cls, value: str) -> str:
-        if len(value) > 64 or METRIC_NAME.fullmatch(value) is None:
-            raise ValueError(
-                f"metric name {value!r} must match [A-Za-z_][A-Za-z0-9_.:-]* (64 at most)"
-            )
-        return value
+        return config_metric_name(value)
 
     @model_validator(mode="after")
     def _one_name(self) -> OpcUaNode:

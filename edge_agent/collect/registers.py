@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.rules import METRIC_NAME
+from core.rules import config_metric_name
 
 Function = Literal["holding", "input", "coil", "discrete"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bool"]
@@ -67,11 +67,7 @@ class RegisterSpec(BaseModel):
     @field_validator("metric")
     @classmethod
     def _metric(cls, value: str) -> str:
-        if len(value) > 64 or METRIC_NAME.fullmatch(value) is None:
-            raise ValueError(
-                f"metric name {value!r} must match [A-Za-z_][A-Za-z0-9_.:-]* (64 at most)"
-            )
-        return value
+        return config_metric_name(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> RegisterSpec:
