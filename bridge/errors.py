@@ -16,6 +16,8 @@ with the module each lives in:
     │                          the connection (it is also a ConnectionError, so
     │                          paho treats it as one) and let unacked messages
     │                          be redelivered
+    ├── NotConnected           (bridge.errors) the bridge has no broker connection
+    │                          to publish on now: publish again once connected
     ├── BrokerError            (bridge.broker.errors) a broker tool could not do
     │                          what was asked: the message says what to fix
     └── DatabaseError          (bridge.errors)
@@ -38,6 +40,7 @@ __all__ = [
     "DatabaseRejected",
     "DatabaseUnavailable",
     "MigrationError",
+    "NotConnected",
     "RedisUnavailable",
     "TransientDbError",
 ]
@@ -46,6 +49,11 @@ __all__ = [
 class RedisUnavailable(BridgeError):
     """Redis cannot take this write (or answer this read) now. The cache misses
     this batch (or the read goes to the database); count it and carry on."""
+
+
+class NotConnected(BridgeError):
+    """No broker connection to publish on, or it dropped before the broker
+    took the message. Publish again once connected."""
 
 
 class DatabaseError(BridgeError):

@@ -28,7 +28,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from bridge.ack import AckTracker
 from bridge.batch import Batch
@@ -101,6 +101,9 @@ class Worker:
         self.health = WorkerHealth(
             index, self.client_id, self.metrics, self._connected.is_set, self.intake.count_received
         )
+        # Called with each batch once committed, before its acks: what acts on
+        # committed data (receipts, alarms) hangs here. Must not block.
+        self.after_commit: list[Callable[[Batch, CommitResult], None]] = []
         self._feed: CacheFeed | None = None  # set once the cache is open
         self._cache_logged = 0.0
         self.metrics.inflight_messages.set_function(lambda: self.tracker.in_flight)
@@ -112,6 +115,8 @@ class Worker:
             self.session.pause_reading()
 
     def _settle(self, batch: Batch, result: CommitResult) -> None:
+        for hook in self.after_commit:
+            hook(batch, result)
         self.intake.settle(batch)
         if self.batches.qsize() < self._max_queued:
             self.session.resume_reading()

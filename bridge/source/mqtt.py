@@ -165,6 +165,25 @@ class MqttSource:
     async def unsubscribe(self, filters: list[str]) -> None:
         await self._client.unsubscribe(filters)
 
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publishes on this connection; QoS 1 returns on the broker's PUBACK.
+        Raises aiomqtt.MqttError if the connection cannot take it."""
+        await self._client.publish(
+            topic,
+            payload,
+            qos=qos,
+            retain=retain,
+            properties=properties,
+            timeout=self._settings.request_timeout_s,
+        )
+
     async def closed(self) -> None:
         """Returns when the connection is gone, for whatever reason."""
         disconnected: asyncio.Future[None] = self._client._disconnected

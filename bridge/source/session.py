@@ -26,9 +26,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
+from paho.mqtt.properties import Properties
 
 from bridge.backoff import Backoff
 from bridge.config import MqttSettings
+from bridge.errors import NotConnected
 from bridge.source.internals import check_internals
 from bridge.source.mqtt import MqttSource
 from bridge.source.wire import OnFault, OnMessage
@@ -62,6 +64,7 @@ class Session:
         self._on_state = on_state
         self._on_reconnect = on_reconnect
         self._on_fault = on_fault
+        self._connected = False  # subscribed on the current connection
 
     async def run(self, stop: asyncio.Event, retire: bool = False) -> None:
         """Keeps a connection up until ``stop`` is set. Raises
@@ -112,11 +115,13 @@ class Session:
             request = source.unsubscribe if retire else source.subscribe
             if not await _unless_closed(request(self.filters), source):
                 return  # dropped before SUBACK: no point waiting for it
+            self._connected = True
             self._on_state(True)
             await _first(source.closed(), stop.wait())
         except aiomqtt.MqttError as exc:
             log.warning("MQTT: %s", exc)
         finally:
+            self._connected = False
             self._on_state(False)
 
     def pause_reading(self) -> None:
@@ -127,6 +132,31 @@ class Session:
     def resume_reading(self) -> None:
         if self.source is not None:
             self.source.resume_reading()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publishes on the current connection: what the bridge says back to
+        the broker (receipts, alarms, Sparkplug commands). QoS 1 returns on the
+        broker's PUBACK. Raises NotConnected when there is no connection to
+        publish on, or it dropped before the PUBACK: the caller decides whether
+        to publish again (nothing is queued here, so nothing piles up)."""
+        source = self.source
+        if source is None or not self._connected:
+            raise NotConnected(f"not connected to {self.settings.host}:{self.settings.port}")
+        try:
+            await source.publish(topic, payload, qos, retain, properties)
+        except aiomqtt.MqttError as exc:
+            raise NotConnected(f"publish to {topic!r} failed: {exc}") from exc
 
     async def close(self, end_session: bool = False) -> None:
         """Closes the current connection, keeping the broker session or ending it."""
