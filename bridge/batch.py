@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.ack import Ticket
-from core.types import DeadLetter, Point
+from core.types import DeadLetter, Point, TextPoint
 
 
 @dataclass(slots=True)
 class Batch:
     opened: float = field(default_factory=time.monotonic)
     points: list[Point] = field(default_factory=list)
+    texts: list[TextPoint] = field(default_factory=list)  # string values
     tickets: list[Ticket] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     sites: dict[str, str | None] = field(default_factory=dict)  # device_id -> site_id

@@ -37,7 +37,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, TypeGuard
 
@@ -45,7 +45,7 @@ import msgspec
 
 from core.errors import BridgeError
 from core.limits import Limits
-from core.types import Point, Reject
+from core.types import Point, Reject, TextPoint
 
 JsonLoads = Callable[[bytes], object]
 
@@ -71,6 +71,7 @@ class DecodeContext:
 class Decoded:
     points: list[Point]
     rejects: list[Reject]  # points dropped from an otherwise good message
+    texts: list[TextPoint] = field(default_factory=list)  # string values, if any
 
 
 class CodecError(BridgeError):

@@ -22,6 +22,16 @@ class Point(NamedTuple):
     value: float  # finite; booleans become 0.0 / 1.0
 
 
+class TextPoint(NamedTuple):
+    """A string value (Sparkplug String/Text, a line-protocol string field):
+    stored in telemetry_text with the same keys and idempotency as Point."""
+
+    time_us: int
+    device_id: str
+    metric: str
+    text: str
+
+
 Sample = tuple[int, str, float]  # (time_us, metric, value) of one device, for encoders
 
 
