@@ -1,9 +1,9 @@
 """Micro-batching: messages in, batches out.
 
-A batch closes at ``max_points`` points or ``max_delay`` after its first
-message, whichever comes first. A message is never split: all of its points,
-its dead letters and its ack ticket travel in one batch, so a batch's commit
-settles whole messages.
+A batch closes at ``max_points`` points (numeric and text values together) or
+``max_delay`` after its first message, whichever comes first. A message is
+never split: all of its points, text values, dead letters and its ack ticket
+travel in one batch, so a batch's commit settles whole messages.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class Batcher:
         dead_letters: list[DeadLetter],
         device_id: str | None,
         site_id: str | None,
+        *,
+        texts: list[TextPoint] | None = None,
     ) -> None:
         batch = self._current
         if batch is None:
@@ -58,13 +60,15 @@ class Batcher:
             self._timer = asyncio.get_running_loop().call_later(self._max_delay_s, self.flush)
         if ticket is not None:
             batch.tickets.append(ticket)
-        if points:
+        if texts:
+            batch.texts.extend(texts)
+        if points or texts:
             batch.points.extend(points)
             if device_id is not None and (site_id is not None or device_id not in batch.sites):
                 batch.sites[device_id] = site_id
         if dead_letters:
             batch.dead_letters.extend(dead_letters)
-        if len(batch.points) >= self._max_points:
+        if len(batch.points) + len(batch.texts) >= self._max_points:
             self.flush()
 
     def flush(self) -> None:

@@ -77,12 +77,17 @@ class Intake:
                 m.messages_rejected.labels(routed.rejected_message).inc()
             for reason, count in routed.rejected_points.items():
                 m.points_rejected.labels(reason).inc(count)
-        self._points_received += len(routed.points)
+        self._points_received += len(routed.points) + len(routed.texts)
         if ticket is not None:
             self.unsettled += 1
             self.idle.clear()
         self.batcher.add(
-            ticket, routed.points, routed.dead_letters, routed.device_id, routed.site_id
+            ticket,
+            routed.points,
+            routed.dead_letters,
+            routed.device_id,
+            routed.site_id,
+            texts=routed.texts,
         )
 
     def stop_taking(self) -> None:

@@ -14,7 +14,7 @@ from bridge.config import Route
 from core.codec import Codec, CodecError, DecodeContext
 from core.limits import Limits
 from core.topics import TopicError, TopicFields
-from core.types import DeadLetter, Point, Reject
+from core.types import DeadLetter, Point, Reject, TextPoint
 
 # Bounds of one rejected_messages row (the table's CHECK constraints).
 MAX_DL_PAYLOAD = 8192
@@ -26,6 +26,7 @@ MAX_DL_REASON = 64
 @dataclass(slots=True)
 class Routed:
     points: list[Point] = field(default_factory=list)
+    texts: list[TextPoint] = field(default_factory=list)  # string values
     dead_letters: list[DeadLetter] = field(default_factory=list)
     rejected_points: dict[str, int] = field(default_factory=dict)  # reason -> count
     rejected_message: str | None = None  # reason, when the whole message was rejected
@@ -67,8 +68,10 @@ class Router:
             )
             return out
         out.points = decoded.points
-        if decoded.points and decoded.points[0].device_id != out.device_id:
-            out.device_id = decoded.points[0].device_id  # a mapping route's device_path or constant
+        out.texts = decoded.texts
+        first = decoded.points[0] if decoded.points else decoded.texts[0] if decoded.texts else None
+        if first is not None and first.device_id != out.device_id:
+            out.device_id = first.device_id  # a mapping route's device_path or constant
         if decoded.rejects:
             by_reason: dict[str, list[Reject]] = {}
             for reject in decoded.rejects:
@@ -98,8 +101,8 @@ def internal_error(topic: str, payload: bytes, received_us: int, exc: Exception)
     return Routed(dead_letters=[letter], rejected_message=reason)
 
 
-def db_rejected(point: Point, why: str) -> DeadLetter:
-    """A point the database refused for good (a constraint it enforces and the
+def db_rejected(point: Point | TextPoint, why: str) -> DeadLetter:
+    """A point or text value the database refused for good (a constraint it enforces and the
     codecs do not know). Its record names the point, ``<device>/<metric>`` in
     ``topic``, with its own time in ``received_at`` and no payload: the message
     it came in held other points, which were stored."""
