@@ -53,6 +53,7 @@ class Batcher:
         site_id: str | None,
         *,
         texts: list[TextPoint] | None = None,
+        sites: dict[str, str] | None = None,
     ) -> None:
         batch = self._current
         if batch is None:
@@ -66,6 +67,8 @@ class Batcher:
             batch.points.extend(points)
             if device_id is not None and (site_id is not None or device_id not in batch.sites):
                 batch.sites[device_id] = site_id
+            if sites:
+                batch.sites.update(sites)
         if dead_letters:
             batch.dead_letters.extend(dead_letters)
         if len(batch.points) + len(batch.texts) >= self._max_points:

@@ -88,6 +88,7 @@ class Intake:
             routed.device_id,
             routed.site_id,
             texts=routed.texts,
+            sites=routed.sites,
         )
 
     def stop_taking(self) -> None:

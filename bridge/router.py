@@ -32,6 +32,7 @@ class Routed:
     rejected_message: str | None = None  # reason, when the whole message was rejected
     device_id: str | None = None
     site_id: str | None = None
+    sites: dict[str, str] = field(default_factory=dict)  # named by the payload
 
 
 class Router:
@@ -69,6 +70,7 @@ class Router:
             return out
         out.points = decoded.points
         out.texts = decoded.texts
+        out.sites = decoded.sites
         first = decoded.points[0] if decoded.points else decoded.texts[0] if decoded.texts else None
         if first is not None and first.device_id != out.device_id:
             out.device_id = first.device_id  # a mapping route's device_path or constant
