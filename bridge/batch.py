@@ -53,7 +53,7 @@ class Batcher:
         site_id: str | None,
         *,
         texts: list[TextPoint] | None = None,
-        sites: dict[str, str] | None = None,
+        sites: dict[str, str | None] | None = None,
     ) -> None:
         batch = self._current
         if batch is None:
@@ -67,8 +67,10 @@ class Batcher:
             batch.points.extend(points)
             if device_id is not None and (site_id is not None or device_id not in batch.sites):
                 batch.sites[device_id] = site_id
-            if sites:
-                batch.sites.update(sites)
+            if sites:  # devices the payload names: a known site is kept over None
+                for device, site in sites.items():
+                    if site is not None or device not in batch.sites:
+                        batch.sites[device] = site
         if dead_letters:
             batch.dead_letters.extend(dead_letters)
         if len(batch.points) + len(batch.texts) >= self._max_points:

@@ -17,7 +17,8 @@ Mapping (options, ``LineProtocolOptions``):
     ``limits.max_text_bytes``. Integers beyond 2**53 lose precision as doubles;
   * the device is the ``device_tag`` tag's value when the option names one and
     the line has it, else the topic's; the ``site_tag`` tag's value is that
-    device's site. Other tags are ignored;
+    device's site. Each device of a stored line is in ``Decoded.sites`` (with
+    its site, or None), so the registry learns of it. Other tags are ignored;
   * the timestamp is an integer in ``precision`` units (ns by default), cut to
     µs; without one, the receive time.
 
@@ -32,7 +33,8 @@ infinity, a bad name, a time outside the window, a string too long, bytes
 that are not UTF-8) is rejected whole, one Reject per line whose detail
 starts ``line N:``; the other lines of the message are kept. The whole
 message is rejected (CodecError) only when it is too large, holds more
-points than ``limits.max_points_per_message`` or holds no line at all.
+points and rejected lines than ``limits.max_points_per_message`` or holds no
+line at all.
 """
 
 from __future__ import annotations
@@ -160,7 +162,10 @@ class LineProtocol:
             except Rejected as exc:
                 reason, detail = exc.reject
                 reader.rejects.append(Reject(reason, f"line {number}: {detail}"))
-            check_point_count(len(reader.points) + len(reader.texts), ctx.limits)
+            # Rejected lines count too: a message of bad lines is bounded alike.
+            check_point_count(
+                len(reader.points) + len(reader.texts) + len(reader.rejects), ctx.limits
+            )
         decoded = finish(reader.points, reader.rejects, reader.texts)
         decoded.sites.update(reader.sites)
         return decoded
@@ -184,7 +189,7 @@ class _Reader:
         self.points: list[Point] = []
         self.texts: list[TextPoint] = []
         self.rejects: list[Reject] = []
-        self.sites: dict[str, str] = {}
+        self.sites: dict[str, str | None] = {}
         # Per message, so bounded by its size: heads and names already read.
         self.heads: dict[str, tuple[str, str, str | None]] = {}
         self.metrics: dict[tuple[str, str], str] = {}
@@ -223,6 +228,8 @@ class _Reader:
         self.texts += texts
         if site is not None:
             self.sites[device] = site
+        elif device not in self.sites:
+            self.sites[device] = None  # the registry learns of it
 
     def _head(self, head: str) -> tuple[str, str, str | None]:
         """(measurement, device, site) of a line's measurement and tags."""
