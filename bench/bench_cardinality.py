@@ -119,7 +119,10 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     left.set_xlabel("devices (x 3 metrics)")
     left.set_ylabel("points/s, publish to committed")
     left.axhline(
-        TARGET_RATIO * runs[0]["points_per_s"], color="gray", linestyle=":", label="80% of the first"
+        TARGET_RATIO * runs[0]["points_per_s"],
+        color="gray",
+        linestyle=":",
+        label="80% of the first",
     )
     left.legend(fontsize=8)
     left.grid(alpha=0.3, which="both")

@@ -782,7 +782,6 @@ def drain(svc: Services, messages: int, devices: int, profile: bool = False) -> 
         _session(client_id, [], keep=False)  # ends the session for good
     stored = count_rows(svc.db_url(f"bench_{phase}"))
     background = background_work(svc.db_url(f"bench_{phase}"))
-    inspected = inspect(svc.db_url(f"bench_{phase}")) if inspect else {}
     asyncio.run(svc.drop_db(f"bench_{phase}"))
     if stored != n_points:
         raise RuntimeError(f"{phase}: {stored} rows stored, {n_points} expected")
