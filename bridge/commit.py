@@ -97,7 +97,10 @@ class Committer:
             m.batch_points.observe(len(batch.points))
             m.flush_seconds.observe(time.monotonic() - batch.opened)
             if self._cache is not None:
-                self._cache(_stored(batch.points, out.refused))
+                stored = _stored(batch.points, out.refused)
+                if batch.uncached:  # Sparkplug is_historical: stored, not the latest value
+                    stored = [p for p in stored if p not in batch.uncached]
+                self._cache(stored)
         return out
 
     async def drain(self, batches: asyncio.Queue[Batch | None], settle: Settle) -> None:

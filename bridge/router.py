@@ -14,7 +14,7 @@ from bridge.config import Route
 from core.codec import Codec, CodecError, DecodeContext
 from core.limits import Limits
 from core.topics import TopicError, TopicFields
-from core.types import DeadLetter, Point, Reject
+from core.types import DeadLetter, Point, Reject, TextPoint
 
 # Bounds of one rejected_messages row (the table's CHECK constraints).
 MAX_DL_PAYLOAD = 8192
@@ -26,6 +26,8 @@ MAX_DL_REASON = 64
 @dataclass(slots=True)
 class Routed:
     points: list[Point] = field(default_factory=list)
+    texts: list[TextPoint] = field(default_factory=list)  # string values
+    historical: list[Point] = field(default_factory=list)  # stored, not cached as latest
     dead_letters: list[DeadLetter] = field(default_factory=list)
     rejected_points: dict[str, int] = field(default_factory=dict)  # reason -> count
     rejected_message: str | None = None  # reason, when the whole message was rejected
@@ -105,6 +107,14 @@ def db_rejected(point: Point, why: str) -> DeadLetter:
     it came in held other points, which were stored."""
     topic = f"{point.device_id}/{point.metric}"
     return _dead_letter(point.time_us, topic, b"", "db_rejected", why)
+
+
+def dead_letter(
+    received_us: int, topic: str, payload: bytes, reason: str, detail: str
+) -> DeadLetter:
+    """A rejected_messages row, cut to the table's bounds (for a router of
+    its own: bridge.sparkplug.host)."""
+    return _dead_letter(received_us, topic, payload, reason, detail)
 
 
 def _dead_letter(
