@@ -125,7 +125,7 @@ class Metrics(CommitMetrics):
         )
         self.sparkplug_role = Gauge(
             "bridge_sparkplug_role",
-            "1 while this worker holds the Sparkplug role (reads spBv1.0/), 0 standing by",
+            "1 while this worker holds the Sparkplug role and is subscribed to spBv1.0/, 0 standing by",
             registry=r,
         )
         self.sparkplug_rebirths = Counter(

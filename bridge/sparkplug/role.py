@@ -99,6 +99,7 @@ class SparkplugRole:
             list(spt.FILTERS),
             self.intake.on_message,
             on_connection=self.tracker.new_connection,
+            on_state=self._subscribed,
         )
 
     # ------------------------------------------------------------ the role
@@ -139,7 +140,6 @@ class SparkplugRole:
         births = await load_births(conn)
         self.host.load(births)
         self.leading = True
-        self.metrics.sparkplug_role.set(1)
         log.info("holding the Sparkplug role; %d birth(s) loaded", len(births))
         lead_stop = asyncio.Event()
         tasks = [
@@ -155,6 +155,11 @@ class SparkplugRole:
             await asyncio.gather(*tasks, return_exceptions=True)
             if not stop.is_set():  # stepping down: let the next leader have the topics
                 await self.session.close(end_session=True)
+
+    def _subscribed(self, connected: bool) -> None:
+        """The role shows once its session is subscribed: from then on,
+        Sparkplug messages are read."""
+        self.metrics.sparkplug_role.set(int(connected and self.leading))
 
     def _step_down(self) -> None:
         if self.leading:

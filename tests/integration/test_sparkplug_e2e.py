@@ -1,0 +1,242 @@
+"""Sparkplug B end to end: an edge node (payloads from the independent encoder,
+tests/sparkplug/wire.py) publishes through the real Mosquitto to a bridge of
+2 workers; what is stored, requested and marked is counted exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.conftest import Stack
+from tests.integration.harness import BridgeProcess, Scenario, fetch_rows, running, wait_until
+from tests.sparkplug import wire
+
+SPARKPLUG = """
+[sparkplug]
+enabled = true
+reorder_timeout_s = 0.5
+rebirth_cooldown_s = 3
+standby_poll_s = 0.2
+"""
+
+# (name, alias, datatype, birth value, data value): every kind of number
+METRICS = [
+    ("Int8", 1, wire.INT8, -5, -128),
+    ("Int16", 2, wire.INT16, -300, 32767),
+    ("Int32", 3, wire.INT32, -12, -2_000_000_000),
+    ("Int64", 4, wire.INT64, -(2**40), -(2**52)),
+    ("UInt8", 5, wire.UINT8, 200, 255),
+    ("UInt16", 6, wire.UINT16, 60000, 65535),
+    ("UInt32", 7, wire.UINT32, 4_000_000_000, 4_294_967_295),
+    ("UInt64", 8, wire.UINT64, 2**50, 2**53),
+    ("Float", 9, wire.FLOAT, 1.5, -0.25),
+    ("Double", 10, wire.DOUBLE, 2.25, 1e300),
+    ("Boolean", 11, wire.BOOLEAN, True, False),
+]
+TEXT = ("Mode", 12, wire.STRING, "auto", "manual: ünïcode")
+
+
+def stored(value: object) -> float:
+    return float(value)  # type: ignore[arg-type]
+
+
+class EdgeNode:
+    """A Sparkplug edge node on its own MQTT connection, with its NDEATH will,
+    that also records the NCMDs it is sent."""
+
+    def __init__(self, stack: Stack, group: str, node: str, bd_seq: int = 1) -> None:
+        self.group, self.node, self.bd_seq, self.seq = group, node, bd_seq, 0
+        self.commands: list[bytes] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{group}-{node}")
+        self.client.will_set(self.topic("NDEATH"), wire.payload([self.bd_metric()]), qos=1)
+        self.client.on_message = lambda c, u, msg: self.commands.append(msg.payload)
+        self.client.connect("127.0.0.1", stack.mqtt_port)
+        self.client.loop_start()
+        info = self.client.subscribe(self.topic("NCMD"), qos=0)
+        wait_until(lambda: info[0] == mqtt.MQTT_ERR_SUCCESS, 5, "subscribed")
+
+    def bd_metric(self, bd_seq: int | None = None) -> bytes:
+        return wire.metric("bdSeq", None, wire.INT64, self.bd_seq if bd_seq is None else bd_seq)
+
+    def topic(self, kind: str, device: str | None = None) -> str:
+        return f"spBv1.0/{self.group}/{kind}/{self.node}" + (f"/{device}" if device else "")
+
+    def send(self, kind: str, metrics: list[bytes], device: str | None = None, **kw: Any) -> None:
+        seq = kw.pop("seq", self.seq)
+        self.seq = (seq + 1) % 256
+        data = wire.payload(metrics, timestamp=int(time.time() * 1000), seq=seq)
+        self.client.publish(self.topic(kind, device), data, qos=0).wait_for_publish(5)
+
+    def raw(self, kind: str, data: bytes, qos: int = 0) -> None:
+        self.client.publish(self.topic(kind), data, qos=qos).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def birth_metrics(rows: list[tuple[str, int, int, object, object]], at: int) -> list[bytes]:
+    return [wire.metric(n, a, t, rows_value, timestamp=at) for n, a, t, rows_value, _ in rows]
+
+
+def data_metrics(rows: list[tuple[str, int, int, object, object]]) -> list[bytes]:
+    return [wire.metric(None, a, None, v, value_type=t) for _, a, t, _, v in rows]
+
+
+def values(db_url: str, device: str) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for r in fetch_rows(
+        db_url, "SELECT metric, value FROM telemetry WHERE device_id = $1 ORDER BY time", device
+    ):
+        out.setdefault(r["metric"], []).append(r["value"])
+    return out
+
+
+def total(bridge: BridgeProcess, name: str) -> float:
+    return sum(bridge.metrics(w).get(name, 0.0) for w in range(bridge.workers))
+
+
+def rebirths(bridge: BridgeProcess, reason: str, outcome: str) -> float:
+    return total(
+        bridge,
+        f'bridge_sparkplug_rebirth_requests_total{{outcome="{outcome}",reason="{reason}"}}',
+    )
+
+
+def leader(bridge: BridgeProcess) -> int:
+    """The worker that holds the Sparkplug role, once exactly one does."""
+    holders: list[int] = []
+
+    def one() -> bool:
+        holders[:] = [
+            w for w in range(bridge.workers) if bridge.metrics(w).get("bridge_sparkplug_role")
+        ]
+        return len(holders) == 1
+
+    wait_until(one, 30, "one worker holding the Sparkplug role")
+    return holders[0]
+
+
+def lifecycle(db_url: str, device: str) -> str | None:
+    rows = fetch_rows(db_url, "SELECT lifecycle FROM devices WHERE device_id = $1", device)
+    return rows[0]["lifecycle"] if rows else None
+
+
+def dead_letters(db_url: str, reason: str) -> int:
+    rows = fetch_rows(
+        db_url, "SELECT count(*) AS n FROM rejected_messages WHERE reason = $1", reason
+    )
+    return int(rows[0]["n"])
+
+
+@pytest.fixture
+def sparkplug(scenario: Scenario) -> Scenario:
+    scenario.extra = SPARKPLUG
+    return scenario
+
+
+def test_births_data_rebirths_and_deaths_with_two_workers(
+    sparkplug: Scenario, stack: Stack
+) -> None:
+    db = sparkplug.db_url
+    node = EdgeNode(stack, sparkplug.tag, "edge1")
+    with running(BridgeProcess(sparkplug, workers=2)) as bridge:
+        bridge.wait_ready()
+        leader(bridge)
+        now = int(time.time() * 1000)
+        # Births, then data by alias only: every value as published.
+        node.send("NBIRTH", [node.bd_metric(), *birth_metrics(METRICS, now)])
+        node.send("DBIRTH", birth_metrics(METRICS[:4], now), device="tank")
+        wait_until(lambda: len(values(db, "edge1")) == len(METRICS), 20, "node birth stored")
+        node.send("NDATA", data_metrics(METRICS))
+        node.send("DDATA", data_metrics(METRICS[:4]), device="tank")
+        wait_until(lambda: len(values(db, "edge1:tank").get("Int8", [])) == 2, 20, "device data")
+        wait_until(lambda: len(values(db, "edge1").get("Int8", [])) == 2, 20, "node data")
+        assert values(db, "edge1") == {name: [stored(b), stored(d)] for name, _, _, b, d in METRICS}
+        assert values(db, "edge1:tank") == {
+            name: [stored(b), stored(d)] for name, _, _, b, d in METRICS[:4]
+        }
+        assert node.commands == []
+        assert (lifecycle(db, "edge1"), lifecycle(db, "edge1:tank")) == ("online", "online")
+
+        # An unknown alias: dead-lettered, a rebirth requested; a second one
+        # within the cooldown is counted as suppressed, not sent.
+        node.send("NDATA", [wire.metric(None, 999, None, 1.0, value_type=wire.DOUBLE)])
+        wait_until(lambda: len(node.commands) == 1, 10, "rebirth NCMD on an unknown alias")
+        node.send("NDATA", [wire.metric(None, 2**60, None, 1.0, value_type=wire.DOUBLE)])
+        wait_until(lambda: rebirths(bridge, "unknown_alias", "suppressed") == 1, 10, "suppressed")
+        assert rebirths(bridge, "unknown_alias", "requested") == 1
+        wait_until(lambda: dead_letters(db, "unknown_alias") == 2, 10, "dead letters")
+        time.sleep(0.2)  # no second NCMD may arrive within the cooldown
+        assert len(node.commands) == 1
+        assert b"Node Control/Rebirth" in node.commands[0]
+
+        # A seq gap not filled within the reorder timeout: a rebirth once the
+        # cooldown is over.
+        time.sleep(3)  # the cooldown of the first request runs out
+        node.send("NDATA", data_metrics(METRICS[:1]), seq=(node.seq + 5) % 256)
+        wait_until(lambda: len(node.commands) == 2, 10, "rebirth NCMD on a seq gap")
+        assert rebirths(bridge, "seq_gap", "requested") == 1
+
+        # NDEATH with a stale bdSeq: ignored; with the birth's: node and
+        # devices offline.
+        node.raw("NDEATH", wire.payload([node.bd_metric(0)]), qos=1)
+        wait_until(lambda: total(bridge, "bridge_sparkplug_stale_deaths_total") == 1, 10, "stale")
+        assert (lifecycle(db, "edge1"), lifecycle(db, "edge1:tank")) == ("online", "online")
+        node.raw("NDEATH", wire.payload([node.bd_metric()]), qos=1)
+        wait_until(lambda: lifecycle(db, "edge1:tank") == "offline", 10, "device offline")
+        assert lifecycle(db, "edge1") == "offline"
+        assert bridge.stop() == 0
+    node.close()
+
+
+def test_a_killed_leader_and_a_killed_bridge_decode_the_next_data_without_rebirth(
+    sparkplug: Scenario, stack: Stack
+) -> None:
+    db = sparkplug.db_url
+    node = EdgeNode(stack, sparkplug.tag, "edge2")
+    now = int(time.time() * 1000)
+    with running(BridgeProcess(sparkplug, workers=2)) as bridge:
+        bridge.wait_ready()
+        first = leader(bridge)
+        node.send("NBIRTH", [node.bd_metric(), *birth_metrics(METRICS, now)])
+        wait_until(lambda: len(values(db, "edge2")) == len(METRICS), 20, "birth stored")
+        wait_until(
+            lambda: bool(
+                fetch_rows(db, "SELECT 1 FROM sparkplug_births WHERE edge_node_id = 'edge2'")
+            ),
+            10,
+            "birth kept",
+        )
+        # kill -9 the leader: the other worker takes the role and decodes at once.
+        os.kill(bridge.worker_pid(first), signal.SIGKILL)
+        wait_until(
+            lambda: bridge.metrics(1 - first).get("bridge_sparkplug_role") == 1, 30, "takeover"
+        )
+        node.send("NDATA", data_metrics(METRICS))
+        wait_until(lambda: len(values(db, "edge2").get("Int8", [])) == 2, 20, "data after takeover")
+        assert node.commands == []
+        # kill -9 of the whole bridge: workers, then the supervisor.
+        bridge.wait_ready()
+        pids = [bridge.worker_pid(w) for w in range(2)]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        bridge.kill()
+    with running(BridgeProcess(sparkplug, workers=2)) as again:
+        again.wait_ready()
+        leader(again)
+        node.send("NDATA", data_metrics(METRICS))
+        wait_until(lambda: len(values(db, "edge2").get("Int8", [])) == 3, 20, "data after restart")
+        assert values(db, "edge2") == {
+            name: [stored(b), stored(d), stored(d)] for name, _, _, b, d in METRICS
+        }
+        assert node.commands == []
+        assert rebirths(again, "no_birth", "requested") == 0
+        assert again.stop() == 0
+    node.close()
