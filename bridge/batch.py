@@ -1,9 +1,9 @@
 """Micro-batching: messages in, batches out.
 
-A batch closes at ``max_points`` points or ``max_delay`` after its first
-message, whichever comes first. A message is never split: all of its points,
-its dead letters and its ack ticket travel in one batch, so a batch's commit
-settles whole messages.
+A batch closes at ``max_points`` points (numeric and text values together) or
+``max_delay`` after its first message, whichever comes first. A message is
+never split: all of its points, text values, dead letters and its ack ticket
+travel in one batch, so a batch's commit settles whole messages.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Batcher:
         *,
         texts: list[TextPoint] | None = None,
         historical: list[Point] | None = None,
+        sites: dict[str, str] | None = None,
     ) -> None:
         """``historical`` points are stored like ``points`` but not cached."""
         batch = self._current
@@ -74,6 +75,8 @@ class Batcher:
             batch.points.extend(points)
             if device_id is not None and (site_id is not None or device_id not in batch.sites):
                 batch.sites[device_id] = site_id
+            if sites:
+                batch.sites.update(sites)
         if dead_letters:
             batch.dead_letters.extend(dead_letters)
         if len(batch.points) + len(batch.texts) >= self._max_points:

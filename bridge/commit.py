@@ -5,7 +5,7 @@ outcome handed back. The MQTT pipeline and HTTP ingest both commit here.
                |  transient error: retry with backoff (or raise, retry off)
                |  rows refused for good: dead letters (router.db_rejected),
                |  committed in turn
-               +--> cache (the committed points; best effort, never waited on)
+               +--> cache (the committed numeric points; best effort, never waited on)
 
 Contracts:
   * ``commit`` returns only once every point of the batch is committed or
@@ -21,6 +21,11 @@ Contracts:
   * A row the database refuses for good costs only itself: the sink isolates
     it, the router makes its dead letter (the one place that does), and it
     is counted as ``points_rejected{reason="db_rejected"}``.
+  * Text values (``Batch.texts``) are committed in the same transaction as
+    the batch's points, with the same idempotency, and counted apart
+    (``texts_written``, ``texts_duplicate``). The cache never sees them: it
+    holds numeric windows and latest numbers (its Lua works on doubles); the
+    API reads a text series' latest value from PostgreSQL, one index probe.
   * Counting is per batch, never per point: this is the ingest hot path.
 """
 
@@ -38,7 +43,7 @@ from bridge.errors import TransientDbError
 from bridge.router import db_rejected
 from bridge.sink.timescale import TimescaleSink, WriteResult
 from bridge.telemetry import CommitMetrics
-from core.types import DeadLetter, Point
+from core.types import DeadLetter, Point, TextPoint
 
 log = logging.getLogger("bridge.commit")
 
@@ -51,8 +56,11 @@ LOG_EVERY_S = 10.0  # a database that stays down logs once per this, not per ret
 class CommitResult:
     written: int = 0  # new rows
     duplicates: int = 0  # rows already stored (redeliveries, resent requests)
-    # Points refused for good, each with its dead letter (committed too).
-    refused: list[tuple[Point, DeadLetter]] = field(default_factory=list)
+    texts_written: int = 0  # new telemetry_text rows
+    texts_duplicate: int = 0
+    # Points and text values refused for good, each with its dead letter
+    # (committed too).
+    refused: list[tuple[Point | TextPoint, DeadLetter]] = field(default_factory=list)
 
 
 Settle = Callable[[Batch, CommitResult], None]
@@ -83,7 +91,9 @@ class Committer:
         """Commits the batch. Retry off: raises TransientDbError."""
         m = self._metrics
         written = await self._write(batch)
-        out = CommitResult(written.written, written.duplicates)
+        out = CommitResult(
+            written.written, written.duplicates, written.texts_written, written.texts_duplicate
+        )
         if written.poison:
             out.refused = [(point, db_rejected(point, why)) for point, why in written.poison]
             m.points_rejected.labels("db_rejected").inc(len(out.refused))
@@ -92,11 +102,14 @@ class Committer:
             m.commit_seconds.observe(seconds)
         m.points_written.inc(written.written)
         m.points_duplicate.inc(written.duplicates)
-        if batch.points:
+        if batch.texts:
+            m.texts_written.inc(written.texts_written)
+            m.texts_duplicate.inc(written.texts_duplicate)
+        if batch.points or batch.texts:
             m.batches.inc()
-            m.batch_points.observe(len(batch.points))
+            m.batch_points.observe(len(batch.points) + len(batch.texts))
             m.flush_seconds.observe(time.monotonic() - batch.opened)
-            if self._cache is not None:
+            if self._cache is not None and batch.points:
                 stored = _stored(batch.points, out.refused)
                 if batch.uncached:  # Sparkplug is_historical: stored, not the latest value
                     stored = [p for p in stored if p not in batch.uncached]
@@ -135,7 +148,9 @@ class Committer:
                 return result
 
 
-def _stored(points: list[Point], refused: list[tuple[Point, DeadLetter]]) -> list[Point]:
+def _stored(
+    points: list[Point], refused: list[tuple[Point | TextPoint, DeadLetter]]
+) -> list[Point]:
     """The points of a batch that are in the database after its commit."""
     if not refused:
         return points

@@ -122,12 +122,14 @@ class Route(Section):
         "required, {site_id} and {metric} optional. Subscribed as $share/<group>/<filter>."
     )
     codec: str = Field(
-        "seed_json", description="Payload codec: seed_json, flat_json, raw_value or mapping."
+        "seed_json",
+        description="Payload codec: seed_json, flat_json, raw_value, mapping or line_protocol.",
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description='Options of the mapping codec, e.g. { preset = "tasmota" } (README, '
-        '"Payloads as devices send them"); the other codecs take none.',
+        '"Payloads as devices send them"), or of line_protocol, e.g. { device_tag = "host" }; '
+        "the other codecs take none.",
     )
 
     def compile(self, limits: Limits) -> tuple[TopicTemplate, Codec]:

@@ -97,6 +97,7 @@ class Intake:
             routed.site_id,
             texts=routed.texts,
             historical=routed.historical,
+            sites=routed.sites,
         )
 
     def stop_taking(self) -> None:

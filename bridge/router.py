@@ -33,6 +33,7 @@ class Routed:
     rejected_message: str | None = None  # reason, when the whole message was rejected
     device_id: str | None = None
     site_id: str | None = None
+    sites: dict[str, str] = field(default_factory=dict)  # named by the payload
 
 
 class Router:
@@ -69,8 +70,11 @@ class Router:
             )
             return out
         out.points = decoded.points
-        if decoded.points and decoded.points[0].device_id != out.device_id:
-            out.device_id = decoded.points[0].device_id  # a mapping route's device_path or constant
+        out.texts = decoded.texts
+        out.sites = decoded.sites
+        first = decoded.points[0] if decoded.points else decoded.texts[0] if decoded.texts else None
+        if first is not None and first.device_id != out.device_id:
+            out.device_id = first.device_id  # a mapping route's device_path or constant
         if decoded.rejects:
             by_reason: dict[str, list[Reject]] = {}
             for reject in decoded.rejects:
@@ -100,8 +104,8 @@ def internal_error(topic: str, payload: bytes, received_us: int, exc: Exception)
     return Routed(dead_letters=[letter], rejected_message=reason)
 
 
-def db_rejected(point: Point, why: str) -> DeadLetter:
-    """A point the database refused for good (a constraint it enforces and the
+def db_rejected(point: Point | TextPoint, why: str) -> DeadLetter:
+    """A point or text value the database refused for good (a constraint it enforces and the
     codecs do not know). Its record names the point, ``<device>/<metric>`` in
     ``topic``, with its own time in ``received_at`` and no payload: the message
     it came in held other points, which were stored."""

@@ -40,6 +40,16 @@ class CommitMetrics:
             "Points already in the database (redeliveries, republished data), stored once",
             registry=r,
         )
+        self.texts_written = Counter(
+            "telemetry_text_values_total",
+            "String values committed to telemetry_text (new rows)",
+            registry=r,
+        )
+        self.texts_duplicate = Counter(
+            "bridge_text_values_duplicate_total",
+            "String values already in telemetry_text (redeliveries), stored once",
+            registry=r,
+        )
         self.points_rejected = Counter(
             "bridge_points_rejected_total",
             "Points dead-lettered, by reason",

@@ -27,3 +27,9 @@ class Limits(BaseModel):
     )
     max_metric_len: int = Field(64, ge=1, le=255, description="Longest metric name accepted.")
     max_id_len: int = Field(128, ge=1, le=255, description="Longest device or site id accepted.")
+    max_text_bytes: int = Field(
+        4096,
+        ge=1,
+        le=65_536,
+        description="Longest string value accepted, in UTF-8 bytes (telemetry_text).",
+    )

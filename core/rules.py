@@ -22,6 +22,8 @@ each point: metric name, value, time; the first failure names the reason.
     bad_metric_name                                  x
     bad_value                                        x
     non_finite_value                                 x
+    text_too_long                                    x (a string value)
+    bad_text                                         x (a string value)
     bad_timestamp                                    x
     time_in_future                                   x
     time_too_old                                     x
@@ -72,6 +74,9 @@ class Decoded:
     points: list[Point]
     rejects: list[Reject]  # points dropped from an otherwise good message
     texts: list[TextPoint] = field(default_factory=list)  # string values, if any
+    # device_id -> site_id, for devices whose site the payload names (a
+    # line-protocol site tag); the topic's {site_id} covers the rest.
+    sites: dict[str, str] = field(default_factory=dict)
 
 
 class CodecError(BridgeError):
@@ -167,10 +172,12 @@ def parse_json(payload: bytes, limits: Limits, loads: JsonLoads = FAST_LOADS) ->
         raise CodecError("malformed_json", str(exc)[:200]) from None
 
 
-def finish(points: list[Point], rejects: list[Reject]) -> Decoded:
-    if not points and not rejects:
+def finish(
+    points: list[Point], rejects: list[Reject], texts: list[TextPoint] | None = None
+) -> Decoded:
+    if not points and not rejects and not texts:
         raise CodecError("no_points", "the message holds no readings")
-    return Decoded(points, rejects)
+    return Decoded(points, rejects, texts or [])
 
 
 def check_point_count(count: int, limits: Limits) -> None:
@@ -283,6 +290,24 @@ def point_value(raw: object, metric: str) -> float:
         return 1.0 if raw else 0.0
     got = f"{kind(raw)} {show(raw)}" if type(raw) is str else kind(raw)
     raise Rejected("bad_value", f"{metric}: value must be a number or boolean, got {got}")
+
+
+def text_value(raw: str, metric: str, limits: Limits) -> str:
+    """A string value as stored in telemetry_text; raises Rejected when it is
+    longer than ``limits.max_text_bytes`` in UTF-8 or holds a NUL (which
+    PostgreSQL text cannot hold). ``metric`` only names the point in the detail."""
+    if "\x00" in raw:
+        raise Rejected("bad_text", f"{metric}: string holds a NUL character")
+    try:
+        size = len(raw.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate
+        raise Rejected("bad_text", f"{metric}: string is not valid Unicode") from None
+    if size > limits.max_text_bytes:
+        raise Rejected(
+            "text_too_long",
+            f"{metric}: string of {size} bytes is longer than the {limits.max_text_bytes} allowed",
+        )
+    return raw
 
 
 # --- times --------------------------------------------------------------------

@@ -85,6 +85,11 @@ def latest(values: dict[str, tuple[int, float]]) -> Json:
     return {m: {"time": iso(t), "value": v} for m, (t, v) in sorted(values.items())}
 
 
+def latest_text(values: dict[str, tuple[int, str]]) -> Json:
+    """metric -> its newest string value, metrics in name order."""
+    return {m: {"time": iso(t), "text": x} for m, (t, x) in sorted(values.items())}
+
+
 async def telemetry(device_id: str, start_us: int, end_us: int, result: SeriesResult) -> Json:
     series: list[Json] = []
     for metric in sorted(set(result.raw) | set(result.buckets)):
@@ -105,6 +110,24 @@ async def telemetry(device_id: str, start_us: int, end_us: int, result: SeriesRe
         "end": iso(end_us),
         "resolution": result.resolution,
         "series": series,
+    }
+
+
+async def texts(
+    device_id: str, start_us: int, end_us: int, found: dict[str, list[tuple[int, str]]], more: bool
+) -> Json:
+    series: list[Json] = []
+    for metric in sorted(found):
+        points: list[Json] = []
+        async for part in slices(found[metric]):
+            points += [{"time": iso(t), "text": x} for t, x in part]
+        series.append({"metric": metric, "points": points})
+    return {
+        "device_id": device_id,
+        "start": iso(start_us),
+        "end": iso(end_us),
+        "series": series,
+        "truncated": more,
     }
 
 

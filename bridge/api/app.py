@@ -9,6 +9,7 @@ Routes (all /api/v1 routes need an API key):
     GET  /api/v1/devices                     registry, filtered, paged by cursor
     GET  /api/v1/devices/{device_id}         registry row + latest values
     GET  /api/v1/telemetry/{device_id}       a series: Redis window + database
+    GET  /api/v1/telemetry/{device_id}/text  string values (telemetry_text)
     POST /api/v1/telemetry                   one reading, answered once durable
     POST /api/v1/telemetry/batch             many readings, all or nothing
     GET  /api/v1/analytics/summary           min, max, avg, count, last
@@ -158,6 +159,35 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
         )
         return Response(body, headers=headers)  # type: ignore[arg-type]
 
+    @get(
+        "/api/v1/telemetry/{device_id:str}/text",
+        responses=COMMON,
+        summary="A device's string values",
+    )
+    async def telemetry_text(
+        request: Request[Any, Any, Any],
+        device_id: DeviceId,
+        *,
+        metric: Annotated[
+            list[str] | None,
+            Parameter(
+                description="Metric(s) to return; repeat for several. Default: all.",
+                max_items=64,
+            ),
+        ] = None,
+        start: Time = None,
+        end: Time = None,
+        limit: Annotated[int, Parameter(ge=1, le=10_000)] = 1000,
+    ) -> schemas.TextTelemetry:
+        """String values (a line-protocol string field, a Sparkplug String) in
+        [start, end), default the last hour, from the database, ascending by
+        metric then time; at most `limit`, with `truncated` true when more lie
+        in the range."""
+        await api.authorize(token(request), "read")
+        return await api.texts(  # type: ignore[return-value]
+            device_id, metrics=metric, start=start, end=end, limit=limit
+        )
+
     @get("/api/v1/analytics/summary", responses=COMMON, summary="Summary per series")
     async def summary(
         request: Request[Any, Any, Any],
@@ -254,6 +284,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
             devices,
             device,
             telemetry,
+            telemetry_text,
             summary,
             submit,
             submit_batch,

@@ -26,8 +26,14 @@ class LatestValue(TypedDict):
     value: float
 
 
+class LatestText(TypedDict):
+    time: str
+    text: str
+
+
 class DeviceDetail(Device):
     latest: dict[str, LatestValue]
+    latest_text: dict[str, LatestText]  # string values (telemetry_text), newest per metric
 
 
 class SeriesPoint(TypedDict):
@@ -49,6 +55,24 @@ class Telemetry(TypedDict):
     end: str
     resolution: Literal["raw", "1m", "1h"]
     series: list[Series]
+
+
+class TextPoint(TypedDict):
+    time: str
+    text: str
+
+
+class TextSeries(TypedDict):
+    metric: str
+    points: list[TextPoint]
+
+
+class TextTelemetry(TypedDict):
+    device_id: str
+    start: str
+    end: str
+    series: list[TextSeries]
+    truncated: bool  # more values lie in the range than `limit`; narrow it
 
 
 class SummaryRow(TypedDict):

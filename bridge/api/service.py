@@ -244,8 +244,12 @@ class Api:
                 since = to_us(row.last_seen) - DAY_US
                 found = await store.latest(conn, device_id, since)
                 latest = {m: (t, v) for m, (t, v) in found.items()}
+            texts = {}
+            if row.last_seen is not None:  # the cache holds no strings: always the database
+                texts = await store.latest_texts(conn, device_id, to_us(row.last_seen) - DAY_US)
         body = answers.device(row, self.settings.api.online_after_s)
         body["latest"] = answers.latest(latest)
+        body["latest_text"] = answers.latest_text(texts)
         return body, {"X-Cache": state}
 
     async def _latest(self, device_id: str) -> tuple[dict[str, tuple[int, float]], str]:
@@ -289,6 +293,31 @@ class Api:
                     self.metrics.cache_hits.inc()
         body = await answers.telemetry(device_id, start_us, end_us, result)
         return body, {"X-Cache": result.cache, "X-Database": source}
+
+    async def texts(
+        self,
+        device_id: str,
+        *,
+        metrics: list[str] | None,
+        start: str | None,
+        end: str | None,
+        limit: int,
+    ) -> Json:
+        """A device's string values in [start, end), at most ``limit``."""
+        lim = self.settings.limits
+        check_id(device_id, "device_id", lim.max_id_len)
+        check_metrics(metrics, lim.max_metric_len)
+        start_us, end_us = self._range(start, end)
+        sel = Selection([device_id], metrics or None, start_us, end_us)
+        async with self._db() as conn:
+            found = await store.texts(conn, sel, limit + 1)
+        more = sum(map(len, found.values())) > limit
+        if more:  # drop the extra row, the last in (metric, time) order
+            last = max(found)
+            found[last].pop()
+            if not found[last]:
+                del found[last]
+        return await answers.texts(device_id, start_us, end_us, found, more)
 
     async def summary(
         self,

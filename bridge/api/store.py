@@ -1,4 +1,5 @@
-"""What the API reads from PostgreSQL: the registry, raw rows and rollups.
+"""What the API reads from PostgreSQL: the registry, raw rows, rollups and
+string values (telemetry_text).
 
 Times are µs since the epoch in and out, as everywhere in the bridge. Rollup
 rows come from ``telemetry_1m`` / ``telemetry_1h``. With TimescaleDB those
@@ -142,6 +143,19 @@ async def latest(
     return {r["metric"]: (to_us(r["time"]), r["value"]) for r in rows}
 
 
+async def latest_texts(
+    conn: asyncpg.Connection, device_id: str, since_us: int
+) -> dict[str, tuple[int, str]]:
+    """metric -> (time_us, text) of the newest string value at or after ``since_us``."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (metric) metric, time, text FROM telemetry_text "
+        "WHERE device_id = $1 AND time >= $2 ORDER BY metric, time DESC",
+        device_id,
+        to_dt(since_us),
+    )
+    return {r["metric"]: (to_us(r["time"]), r["text"]) for r in rows}
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     """Which series, over which time: [start_us, end_us). ``None`` for devices
@@ -193,6 +207,23 @@ async def raw(
     async for part in slices(rows):
         for r in part:
             out.setdefault((r[0], r[1]), []).append((to_us(r[2]), r[3]))
+    return out
+
+
+async def texts(
+    conn: asyncpg.Connection, sel: Selection, limit: int
+) -> dict[str, list[tuple[int, str]]]:
+    """metric -> [(time_us, text)], ascending, of one device (``sel.device_ids``);
+    at most ``limit`` rows in all."""
+    where, args = sel.where("time")
+    sql = (
+        f"SELECT metric, time, text FROM telemetry_text WHERE {where} "
+        f"ORDER BY metric, time LIMIT ${len(args) + 1}"
+    )
+    out: dict[str, list[tuple[int, str]]] = {}
+    async for part in slices(await conn.fetch(sql, *args, limit)):
+        for r in part:
+            out.setdefault(r[0], []).append((to_us(r[1]), r[2]))
     return out
 
 

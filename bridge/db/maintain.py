@@ -6,6 +6,8 @@ rollups. TimescaleDB: its own background jobs do that work; we keep the
 retention policy equal to the configured retention and, when a continuous
 aggregate's refresh job failed its last run, refresh that aggregate over the
 policy's window ourselves (the project's own builds saw those jobs fail).
+The text hypertable (telemetry_text) keeps telemetry's retention: its policy
+in TimescaleDB, a DELETE past the cutoff on plain PostgreSQL.
 Both modes: dead letters past retention are deleted.
 """
 
@@ -25,6 +27,8 @@ from bridge.errors import BridgeError, MigrationError
 
 log = logging.getLogger("bridge.db.maintain")
 
+HYPERTABLES = ("telemetry", "telemetry_text")  # each with a retention policy
+
 
 @dataclass
 class MaintenanceReport:
@@ -32,6 +36,7 @@ class MaintenanceReport:
     partitions_created: list[str] = field(default_factory=list)
     partitions_dropped: int = 0
     rollup_hours_refreshed: int = 0
+    texts_deleted: int = 0  # plain PostgreSQL: text rows past retention
     rejected_deleted: int = 0
     retention_policy_changed: bool = False
     aggregates_refreshed: list[str] = field(default_factory=list)
@@ -44,6 +49,7 @@ class MaintenanceReport:
                 f"partitions created: {created}",
                 f"partitions dropped past retention: {self.partitions_dropped}",
                 f"rollup hours refreshed: {self.rollup_hours_refreshed}",
+                f"text values deleted past retention: {self.texts_deleted}",
             ]
         else:
             changed = "updated" if self.retention_policy_changed else "unchanged"
@@ -81,9 +87,12 @@ async def maintain(
         else:
             report.retention_policy_changed = await _retention_policy(conn, settings.retention_days)
             report.aggregates_refreshed = await _refresh_failed_aggregates(conn)
+        cutoff_at = dt.datetime.combine(cutoff, dt.time(), dt.UTC)
+        if report.mode == "plain":
+            status = await conn.execute("DELETE FROM telemetry_text WHERE time < $1", cutoff_at)
+            report.texts_deleted = int(status.split()[-1])
         status = await conn.execute(
-            "DELETE FROM rejected_messages WHERE received_at < $1",
-            dt.datetime.combine(cutoff, dt.time(), dt.UTC),
+            "DELETE FROM rejected_messages WHERE received_at < $1", cutoff_at
         )
         report.rejected_deleted = int(status.split()[-1])
         return report
@@ -134,20 +143,29 @@ async def _partitions(
 
 
 async def _retention_policy(conn: asyncpg.Connection, days: int) -> bool:
-    """Makes the hypertable's retention policy drop after ``days``; True if it changed."""
-    current = await conn.fetchval(
-        "SELECT (config->>'drop_after')::interval FROM timescaledb_information.jobs "
-        "WHERE proc_name = 'policy_retention' AND hypertable_name = 'telemetry'"
-    )
+    """Makes the hypertables' retention policies (telemetry, telemetry_text)
+    drop after ``days``; True if one changed."""
+    changed = False
     wanted = dt.timedelta(days=days)
-    if current == wanted:
-        return False
-    async with conn.transaction():
-        await conn.execute("SELECT remove_retention_policy('telemetry', if_exists => true)")
-        await conn.execute(
-            "SELECT add_retention_policy('telemetry', drop_after => $1::interval)", wanted
+    for table in HYPERTABLES:
+        current = await conn.fetchval(
+            "SELECT (config->>'drop_after')::interval FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_retention' AND hypertable_name = $1",
+            table,
         )
-    return True
+        if current == wanted:
+            continue
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT remove_retention_policy($1::regclass, if_exists => true)", table
+            )
+            await conn.execute(
+                "SELECT add_retention_policy($1::regclass, drop_after => $2::interval)",
+                table,
+                wanted,
+            )
+        changed = True
+    return changed
 
 
 async def _refresh_failed_aggregates(conn: asyncpg.Connection) -> list[str]:

@@ -5,8 +5,11 @@ One batch is one transaction on one pooled connection:
   2. INSERT INTO telemetry SELECT ... FROM staging ON CONFLICT DO NOTHING, so a
      redelivered or republished point is stored once (the unique key is
      device_id, metric, time);
-  3. the batch's dead letters into rejected_messages;
-  4. the device registry, for devices not updated in the last few seconds
+  3. its text values: INSERT INTO telemetry_text ... FROM unnest(arrays) ON
+     CONFLICT DO NOTHING, the same key and idempotency (few per batch, so no
+     staging table);
+  4. the batch's dead letters into rejected_messages;
+  5. the device registry, for devices not updated in the last few seconds
      (first_seen, last_seen, site).
 Works the same on a hypertable and on plain partitions. Measured in
 bench/bench_ingest.py: the staging route costs PostgreSQL about twice the CPU
@@ -20,8 +23,8 @@ SQLSTATE class, never by message text; the API asks ``is_transient`` too):
     08, 53, 57, 40; OS, timeout and protocol errors) -> TransientDbError
     (bridge.errors, a DatabaseUnavailable): retry the same batch with backoff.
   * poison data (``is_poison``, classes 22, 23): one row the database will
-    never take. The sink bisects the batch to find it, commits every other
-    row, and returns the poison rows so they are dead-lettered, never their
+    never take. The sink bisects the batch (points and text values) to find
+    it, commits every other row, and returns the poison rows so they are dead-lettered, never their
     batch-mates.
   * anything else (missing table, privilege, auth) -> TransientDbError too,
     with a message saying what to fix: the bridge keeps retrying and stays
@@ -42,7 +45,7 @@ from bridge.batch import Batch
 from bridge.config import DatabaseSettings
 from bridge.db.connect import where
 from bridge.errors import TransientDbError
-from core.types import DeadLetter, Point
+from core.types import DeadLetter, Point, TextPoint
 
 log = logging.getLogger("bridge.sink.timescale")
 
@@ -56,6 +59,12 @@ _INSERT = f"""
 INSERT INTO telemetry (time, device_id, metric, value)
 SELECT TIMESTAMPTZ 'epoch' + time_us * INTERVAL '1 microsecond', device_id, metric, value
 FROM {STAGING}
+ON CONFLICT DO NOTHING"""
+# Text values, few per batch: one statement from arrays (db/migrations/0006).
+_INSERT_TEXT = """
+INSERT INTO telemetry_text (time, device_id, metric, text)
+SELECT TIMESTAMPTZ 'epoch' + t * INTERVAL '1 microsecond', d, m, x
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(t, d, m, x)
 ON CONFLICT DO NOTHING"""
 # Idempotent under redelivery: the natural key of db/migrations/0005_dead_letter_key.sql.
 _DEAD_LETTER = """
@@ -109,7 +118,9 @@ POISON_CLASSES = frozenset({"22", "23"})
 class WriteResult:
     written: int = 0  # new rows
     duplicates: int = 0  # rows that were already there
-    poison: list[tuple[Point, str]] = field(default_factory=list)  # (point, why)
+    texts_written: int = 0  # new telemetry_text rows
+    texts_duplicate: int = 0
+    poison: list[tuple[Point | TextPoint, str]] = field(default_factory=list)  # (point, why)
     commit_seconds: list[float] = field(default_factory=list)
 
 
@@ -224,7 +235,7 @@ class TimescaleSink:
         written; the caller retries the whole batch (idempotent)."""
         result = WriteResult()
         try:
-            await self._write(batch.points, batch.dead_letters, batch.sites, result)
+            await self._write(batch.points, batch.dead_letters, batch.sites, result, batch.texts)
         except TransientDbError:
             raise
         except Exception as exc:
@@ -235,24 +246,26 @@ class TimescaleSink:
                 "batch of %d points hit bad data (%s); isolating it", len(batch.points), exc
             )
             result = WriteResult()
-            await self._bisect(batch.points, result)
+            await self._bisect([*batch.points, *batch.texts], result)
             await self._write([], batch.dead_letters, batch.sites, result)
         return result
 
-    async def _bisect(self, points: Sequence[Point], result: WriteResult) -> None:
+    async def _bisect(self, rows: Sequence[Point | TextPoint], result: WriteResult) -> None:
+        points = [r for r in rows if not isinstance(r, TextPoint)]
+        texts = [r for r in rows if isinstance(r, TextPoint)]
         try:
-            await self._write(points, [], {}, result)
+            await self._write(points, [], {}, result, texts)
         except TransientDbError:
             raise
         except Exception as exc:
             if not is_poison(exc):
                 raise self._transient(exc) from exc
-            if len(points) == 1:
-                result.poison.append((points[0], f"{exc} (SQLSTATE {_sqlstate(exc)})"[:500]))
+            if len(rows) == 1:
+                result.poison.append((rows[0], f"{exc} (SQLSTATE {_sqlstate(exc)})"[:500]))
                 return
-            mid = len(points) // 2
-            await self._bisect(points[:mid], result)
-            await self._bisect(points[mid:], result)
+            mid = len(rows) // 2
+            await self._bisect(rows[:mid], result)
+            await self._bisect(rows[mid:], result)
 
     async def _write(
         self,
@@ -260,6 +273,7 @@ class TimescaleSink:
         dead_letters: Sequence[DeadLetter],
         sites: dict[str, str | None],
         result: WriteResult,
+        texts: Sequence[TextPoint] = (),
     ) -> None:
         assert self._pool is not None, "use the sink in `async with`"
         try:
@@ -271,11 +285,15 @@ class TimescaleSink:
             stale = self._registry.stale(sites)
             ids = sorted(stale)  # a fixed lock order: no deadlocks between workers
             registry = (ids, [stale[i] for i in ids])
-            if self._one_statement and not dead_letters:
+            if self._one_statement and not dead_letters and not texts:
                 columns = list(zip(*points, strict=True)) or [(), (), (), ()]
                 written = await conn.fetchval(_ONE_STATEMENT, *registry, *columns)
             else:
-                written = await self._copy_route(conn, points, dead_letters, registry)
+                written, texts_written = await self._copy_route(
+                    conn, points, texts, dead_letters, registry
+                )
+                result.texts_written += texts_written
+                result.texts_duplicate += len(texts) - texts_written
             self._registry.refreshed(stale)
             result.commit_seconds.append(time.perf_counter() - started)
             result.written += written
@@ -287,22 +305,27 @@ class TimescaleSink:
     async def _copy_route(
         conn: asyncpg.Connection,
         points: Sequence[Point],
+        texts: Sequence[TextPoint],
         dead_letters: Sequence[DeadLetter],
         registry: tuple[list[str], list[str | None]],
-    ) -> int:
+    ) -> tuple[int, int]:
         """The batch in one transaction through the staging table; the points
-        written. ``registry``: the devices to update and their sites."""
-        written = 0
+        and the text values written. ``registry``: the devices to update and
+        their sites."""
+        written = texts_written = 0
         async with conn.transaction():
             if points:
                 await conn.copy_records_to_table(STAGING, records=points)
                 status = await conn.execute(_INSERT)
                 written = int(status.rsplit(" ", 1)[1])
+            if texts:
+                status = await conn.execute(_INSERT_TEXT, *zip(*texts, strict=True))
+                texts_written = int(status.rsplit(" ", 1)[1])
             if dead_letters:
                 await conn.execute(_DEAD_LETTER, *_dead_letter_columns(dead_letters))
             if registry[0]:
                 await conn.execute(_REGISTRY, *registry)
-        return written
+        return written, texts_written
 
     def _transient(self, exc: BaseException) -> TransientDbError:
         url = self._settings.url

@@ -51,6 +51,7 @@ from core.rules import (
     metric_name,
     new_point,
     show,
+    text_value,
 )
 from core.sparkplug import payload as sp
 from core.sparkplug import topic as spt
@@ -237,7 +238,8 @@ class Host:
                 for suffix, value in sp.values(metric, datatype, key):
                     name = metric_name(sp.metric_key(f"{key}.{suffix}") if suffix else key, max_len)
                     if type(value) is str:
-                        texts.append(TextPoint(time_us, device_id, name, value))
+                        text = text_value(value, name, limits)
+                        texts.append(TextPoint(time_us, device_id, name, text))
                     else:
                         point = new_point(Point, (time_us, device_id, name, value))
                         (historical if metric.is_historical else points).append(point)

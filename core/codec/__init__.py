@@ -23,7 +23,11 @@ The rules shared by all codecs, and the reasons they report, are in
 ``core.rules``. Codecs without options are chosen by name from ``CODECS``,
 one instance per name; a route builds its own with ``build_codec``, which
 also configures the codecs that take options (``mapping``, one instance per
-route: core.codec.mapping).
+route: core.codec.mapping; ``line_protocol``: core.codec.line_protocol).
+
+A codec may also return string values (``Decoded.texts``, stored in
+telemetry_text) and, for devices the payload names, their sites
+(``Decoded.sites``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from core.codec.flat_json import FlatJson
+from core.codec.line_protocol import LineProtocol
 from core.codec.mapping import MappingCodec
 from core.codec.raw_value import RawValue
 from core.codec.seed_json import SeedJson
@@ -53,7 +58,7 @@ CODECS: dict[str, Codec] = {
     "raw_value": RawValue(),
 }
 
-CONFIGURED = ("mapping",)  # codecs that take options; built per route
+CONFIGURED = ("mapping", "line_protocol")  # codecs that take options; built per route
 CODEC_NAMES = (*CODECS, *CONFIGURED)
 
 
@@ -62,11 +67,13 @@ def build_codec(name: str, options: Mapping[str, Any], max_id_len: int = 128) ->
     what is wrong (an unknown name, an option it does not take)."""
     if name == "mapping":
         return MappingCodec.from_options(options, max_id_len)
+    if name == "line_protocol":
+        return LineProtocol.from_options(options)
     codec = CODECS.get(name)
     if codec is None:
         raise ValueError(f"unknown codec {name!r} (known: {', '.join(sorted(CODEC_NAMES))})")
     if options:
-        raise ValueError(f"codec {name!r} takes no options; only mapping does")
+        raise ValueError(f"codec {name!r} takes no options; only {' and '.join(CONFIGURED)} do")
     return codec
 
 

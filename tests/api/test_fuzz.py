@@ -15,7 +15,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.api.harness import ApiProcess, create_key
 from tests.conftest import Stack, _clone
-from tests.integration.harness import Scenario, free_port_block
+from tests.integration.harness import Scenario, fetch_rows, free_port_block
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,12 @@ def fuzz_target(
                     "POST", "/api/v1/telemetry/batch", key, orjson.dumps({"readings": readings})
                 )
                 assert reply.status == 202, reply.body
+            fetch_rows(  # string values, for the text series and latest_text to find
+                scenario.db_url,
+                "INSERT INTO telemetry_text (time, device_id, metric, text) "
+                "SELECT now() - i * interval '30 s', 'pump-1', 'state', 'run ' || i "
+                "FROM generate_series(0, 49) AS i RETURNING 1",
+            )
             yield api, key
         finally:
             api.kill()

@@ -232,6 +232,37 @@ def test_device_detail_has_the_latest_value_of_each_metric(deployment: Deploymen
     assert_problem(deployment.get("/api/v1/devices/bad%20id"), 400)
 
 
+def test_string_values_are_read_back_with_their_latest(deployment: Deployment) -> None:
+    device = deployment.devices[4]
+    now_us = time.time_ns() // 1000 // S * S
+    texts = [(now_us - i * 10 * S, "state", f'run, "{i}" é') for i in range(5)]
+    texts += [(now_us - 20 * S, "mode", "auto")]
+    deployment.rows(
+        "INSERT INTO telemetry_text (time, device_id, metric, text) "
+        "SELECT to_timestamp(t / 1e6), $1, m, x FROM unnest($2::int8[], $3::text[], $4::text[]) "
+        "AS u(t, m, x) RETURNING 1",
+        device,
+        *map(list, zip(*texts, strict=True)),
+    )
+    doc = deployment.get(f"/api/v1/telemetry/{device}/text", start=iso(now_us - 60 * S)).json()
+    got = {s["metric"]: [(p["time"], p["text"]) for p in s["points"]] for s in doc["series"]}
+    assert got == {
+        "mode": [(iso(now_us - 20 * S), "auto")],
+        "state": [(iso(t), x) for t, _, x in sorted(texts[:5])],
+    }
+    assert doc["truncated"] is False
+    doc = deployment.get(
+        f"/api/v1/telemetry/{device}/text", start=iso(now_us - 60 * S), metric="state", limit=2
+    ).json()
+    assert [p["text"] for p in doc["series"][0]["points"]] == [texts[4][2], texts[3][2]]
+    assert doc["truncated"] is True
+    latest = deployment.get(f"/api/v1/devices/{device}").json()["latest_text"]
+    assert latest == {
+        "mode": {"time": iso(now_us - 20 * S), "text": "auto"},
+        "state": {"time": iso(now_us), "text": texts[0][2]},
+    }
+
+
 # ------------------------------------------------------------------ telemetry
 
 

@@ -131,6 +131,20 @@ async def test_old_dead_letters_are_deleted_by_maintenance(plain_db: str) -> Non
         await conn.close()
 
 
+async def test_old_text_values_are_deleted_by_maintenance(plain_db: str) -> None:
+    conn = await asyncpg.connect(plain_db)
+    try:
+        await conn.execute(
+            "INSERT INTO telemetry_text (time, device_id, metric, text) VALUES "
+            "(now() - interval '100 days', 'd', 'state', 'old'), (now(), 'd', 'state', 'new')"
+        )
+        report = await maintain(conn, DatabaseSettings(retention_days=90))
+        assert report.texts_deleted == 1
+        assert await conn.fetchval("SELECT text FROM telemetry_text") == "new"
+    finally:
+        await conn.close()
+
+
 async def test_dead_letter_payload_is_bounded(plain_db: str) -> None:
     conn = await asyncpg.connect(plain_db)
     try:

@@ -97,12 +97,14 @@ async def test_continuous_aggregates_are_real_time_with_refresh_policies(tsdb_db
 async def test_retention_policy_follows_the_config(tsdb_db: str) -> None:
     conn = await asyncpg.connect(tsdb_db)
     try:
-        [policy] = (await _jobs(conn))["policy_retention"]
-        assert policy["drop_after"] == "90 days"
+        policies = (await _jobs(conn))["policy_retention"]
+        want = {("telemetry", "90 days"), ("telemetry_text", "90 days")}
+        assert {(p["table"], p["drop_after"]) for p in policies} == want
         report = await maintain(conn, DatabaseSettings(retention_days=30))
         assert report.retention_policy_changed
-        [policy] = (await _jobs(conn))["policy_retention"]
-        assert policy["drop_after"] == "30 days"
+        policies = (await _jobs(conn))["policy_retention"]
+        want = {("telemetry", "30 days"), ("telemetry_text", "30 days")}
+        assert {(p["table"], p["drop_after"]) for p in policies} == want
         assert not (
             await maintain(conn, DatabaseSettings(retention_days=30))
         ).retention_policy_changed

@@ -98,6 +98,15 @@ def values(db_url: str, device: str) -> dict[str, list[float]]:
     return out
 
 
+def texts(db_url: str, device: str) -> list[tuple[str, str]]:
+    rows = fetch_rows(
+        db_url,
+        "SELECT metric, text FROM telemetry_text WHERE device_id = $1 ORDER BY time",
+        device,
+    )
+    return [(r["metric"], r["text"]) for r in rows]
+
+
 def total(bridge: BridgeProcess, name: str) -> float:
     return sum(bridge.metrics(w).get(name, 0.0) for w in range(bridge.workers))
 
@@ -151,10 +160,10 @@ def test_births_data_rebirths_and_deaths_with_two_workers(
         leader(bridge)
         now = int(time.time() * 1000)
         # Births, then data by alias only: every value as published.
-        node.send("NBIRTH", [node.bd_metric(), *birth_metrics(METRICS, now)])
+        node.send("NBIRTH", [node.bd_metric(), *birth_metrics([*METRICS, TEXT], now)])
         node.send("DBIRTH", birth_metrics(METRICS[:4], now), device="tank")
         wait_until(lambda: len(values(db, "edge1")) == len(METRICS), 20, "node birth stored")
-        node.send("NDATA", data_metrics(METRICS))
+        node.send("NDATA", data_metrics([*METRICS, TEXT]))
         node.send("DDATA", data_metrics(METRICS[:4]), device="tank")
         wait_until(lambda: len(values(db, "edge1:tank").get("Int8", [])) == 2, 20, "device data")
         wait_until(lambda: len(values(db, "edge1").get("Int8", [])) == 2, 20, "node data")
@@ -162,6 +171,8 @@ def test_births_data_rebirths_and_deaths_with_two_workers(
         assert values(db, "edge1:tank") == {
             name: [stored(b), stored(d)] for name, _, _, b, d in METRICS[:4]
         }
+        wait_until(lambda: len(texts(db, "edge1")) == 2, 20, "strings")
+        assert texts(db, "edge1") == [("Mode", TEXT[3]), ("Mode", TEXT[4])]
         assert node.commands == []
         assert (lifecycle(db, "edge1"), lifecycle(db, "edge1:tank")) == ("online", "online")
 
