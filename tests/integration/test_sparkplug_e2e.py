@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -14,7 +17,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import Stack
-from tests.integration.harness import BridgeProcess, Scenario, fetch_rows, running, wait_until
+from tests.integration.harness import (
+    BridgeProcess,
+    Scenario,
+    count_rows,
+    fetch_rows,
+    running,
+    wait_until,
+)
 from tests.sparkplug import wire
 
 SPARKPLUG = """
@@ -251,3 +261,66 @@ def test_a_killed_leader_and_a_killed_bridge_decode_the_next_data_without_rebirt
         assert rebirths(again, "no_birth", "requested") == 0
         assert again.stop() == 0
     node.close()
+
+
+def test_the_simulator_feeds_the_bridge_and_answers_a_rebirth(
+    sparkplug: Scenario, stack: Stack, tmp_path: Path
+) -> None:
+    """`edge-agent simulate --sparkplug` (what `make run` starts) against the
+    bridge: births, DDATA of every type, strings included; killed and restarted
+    bridge-side state is not needed because the simulator answers a rebirth."""
+    db = sparkplug.db_url
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f'[agent]\nsite_id = "{sparkplug.tag}"\n[spool]\npath = "{tmp_path / "spool.db"}"\n'
+        f'[uplink]\nhost = "127.0.0.1"\nport = {stack.mqtt_port}\nclient_id = "sim1"\n'
+    )
+    with running(BridgeProcess(sparkplug, workers=2)) as bridge:
+        bridge.wait_ready()
+        leader(bridge)
+        log = (tmp_path / "sim.log").open("wb")
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "--config", str(config), "simulate",
+             "--sparkplug", "--devices", "3", "--rate", "5"],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        try:
+            for device in ("sim1:pump-1", "sim1:pump-2", "sim1:pump-3"):
+                wait_until(
+                    lambda d=device: len(values(db, d).get("flow_rate", [])) >= 5,  # type: ignore[misc]
+                    30,
+                    device,
+                )
+                assert set(values(db, device)) == {
+                    "flow_rate", "pip", "temperature", "starts", "running"
+                }  # fmt: skip
+                wait_until(
+                    lambda d=device: len(texts(db, d)) >= 5,  # type: ignore[misc]
+                    10,
+                    f"{device} mode",
+                )
+            assert lifecycle(db, "sim1:pump-1") == "online"
+            # A message it did not send breaks seq: the bridge asks for a
+            # rebirth, and the simulator's births bring no new dead letter.
+            rogue = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{sparkplug.tag}-rogue")
+            rogue.connect("127.0.0.1", stack.mqtt_port)
+            rogue.loop_start()
+            topic = f"spBv1.0/{sparkplug.tag}/DDATA/sim1/pump-1"
+            rogue.publish(topic, wire.payload([], seq=200), qos=0).wait_for_publish(5)
+            rogue.disconnect()
+            rogue.loop_stop()
+            wait_until(lambda: rebirths(bridge, "seq_gap", "requested") == 1, 20, "rebirth")
+            sim_log = tmp_path / "sim.log"
+            wait_until(lambda: "rebirth requested" in sim_log.read_text(), 10, "sim reborn")
+            wait_until(
+                lambda: count_rows(db, "SELECT count(*) FROM sparkplug_births") == 4,
+                10,
+                "the node's and its 3 devices' births kept",
+            )
+            assert dead_letters(db, "no_birth") == 0
+        finally:
+            sim.send_signal(signal.SIGTERM)
+            sim.wait(10)
+            log.close()
+        wait_until(lambda: lifecycle(db, "sim1:pump-1") == "offline", 10, "NDEATH on exit")
+        assert bridge.stop() == 0
