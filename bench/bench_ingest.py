@@ -83,6 +83,7 @@ TARGETS = {
     "single_msgs_per_s": 15_000,
     "p99_committed_ms": 500,
     "p99_redis_ms": 300,
+    "ratio_sparkplug_to_batch": 0.80,  # issue 14: Sparkplug NDATA vs seed_json batched, same run
 }
 CPU_BOUND = 0.80  # a worker above this share of one core is CPU-bound
 MACHINE_BOUND = 0.90  # ... and so is one that gets no more because every core is busy
@@ -113,7 +114,14 @@ class Bridge:
     """`bridge run` as a subprocess, configured for the private services."""
 
     def __init__(
-        self, svc: Services, phase: str, db: str, workers: int = 1, session_expiry_s: int = 0
+        self,
+        svc: Services,
+        phase: str,
+        db: str,
+        workers: int = 1,
+        *,
+        session_expiry_s: int = 0,
+        extra: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.phase, self.workers = phase, workers
         self.client_id = f"bench-{phase}"
@@ -137,7 +145,7 @@ class Bridge:
             },
             "http": {"port": HTTP_PORT},
         }
-        for section, values in _options["set"].items():
+        for section, values in [*(extra or {}).items(), *_options["set"].items()]:
             config.setdefault(section, {}).update(values)
         self.config.write_text(
             "".join(
@@ -256,6 +264,27 @@ def batch_payloads(n: int, devices: int, start_ms: int) -> Iterator[tuple[str, b
         yield f"telemetry/site-{d % 10:02d}/dev-{d:05d}", orjson.dumps(readings)
 
 
+def sparkplug_payloads(n: int, nodes: int, start_ms: int) -> Iterator[tuple[str, bytes]]:
+    """Sparkplug B: an NBIRTH per edge node (100 Double metrics, aliases 0-99,
+    null values: nothing stored), then `n` NDATA of 100 metrics by alias
+    only, round robin over the nodes, 100 ms apart per node."""
+    from core.sparkplug import encode
+    from core.sparkplug import sparkplug_b_pb2 as pb
+
+    for node in range(nodes):
+        msg = pb.Payload(timestamp=start_ms, seq=0)
+        msg.metrics.add(name=encode.BD_SEQ, datatype=4, long_value=0)
+        for i in range(100):
+            msg.metrics.add(name=f"signal_{i:02d}", alias=i, datatype=10, is_null=True)
+        yield f"spBv1.0/bench/NBIRTH/node-{node:05d}", msg.SerializeToString()
+    for k in range(n):
+        node, r = k % nodes, k // nodes
+        msg = pb.Payload(timestamp=start_ms + (r + 1) * 100, seq=(r + 1) % 256)
+        for i in range(100):
+            msg.metrics.add(alias=i, double_value=1000.5 + i + node)
+        yield f"spBv1.0/bench/NDATA/node-{node:05d}", msg.SerializeToString()
+
+
 def single_payloads(n: int, devices: int, start: dt.datetime) -> Iterator[tuple[str, bytes]]:
     """Single-reading seed_json messages, RFC 3339 times, each device once a second."""
     for k in range(n):
@@ -276,6 +305,9 @@ def publisher_main(spec: dict[str, Any], out: Any, go: Any) -> None:
     messages: list[Encoded] = []
     if spec["kind"] == "batch":
         payloads = batch_payloads(spec["n"], spec["devices"], spec["start_ms"])
+        messages = [Encoded(t, p) for t, p in payloads]
+    elif spec["kind"] == "sparkplug":
+        payloads = sparkplug_payloads(spec["n"], spec["devices"], spec["start_ms"])
         messages = [Encoded(t, p) for t, p in payloads]
     elif spec["kind"] == "single":
         start = dt.datetime.fromtimestamp(spec["start_ms"] / 1000, dt.UTC)
@@ -624,6 +656,16 @@ def rate_between(timeline: list[tuple[float, int]], total: int) -> float | None:
     return (hi[1] - lo[1]) / (hi[0] - lo[0])
 
 
+def wait_sparkplug_role(bridge: Bridge, timeout: float = 60) -> None:
+    """Until a worker holds the Sparkplug role and is subscribed."""
+    deadline = time.monotonic() + timeout
+    while bridge.metrics().get("bridge_sparkplug_role", 0) < 1:
+        bridge.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{bridge.phase}: no Sparkplug role:\n{bridge.log_tail()}")
+        time.sleep(0.1)
+
+
 def wait_committed(
     bridge: Bridge, n_points: int, rss: dict[int, float], timeout: float = 300
 ) -> tuple[float, list[tuple[float, int]]]:
@@ -663,9 +705,12 @@ def throughput(
     profile: bool = False,
 ) -> dict[str, Any]:
     """Publish `messages` as fast as the window allows; time until all committed."""
-    per_message = 300 if kind == "batch" else 3
+    per_message = {"batch": 300, "sparkplug": 100}.get(kind, 3)
     n_points = messages * per_message
     span_s = (messages // devices) * (10 if kind == "batch" else 1)
+    # Sparkplug: the bridge's Sparkplug role reads spBv1.0/ (QoS 1 here, so
+    # that the publisher's window bounds it as in the other phases).
+    extra = {"sparkplug": {"enabled": True, "standby_poll_s": 0.2}} if kind == "sparkplug" else None
     spec = {
         "kind": kind,
         "n": messages,
@@ -673,9 +718,11 @@ def throughput(
         "start_ms": int(time.time() * 1000) - (span_s + 60) * 1000,
     }
     mode = asyncio.run(svc.create_db(f"bench_{phase}"))
-    bridge = Bridge(svc, phase, f"bench_{phase}", workers=workers).start()
+    bridge = Bridge(svc, phase, f"bench_{phase}", workers=workers, extra=extra).start()
     try:
         bridge.wait_ready()
+        if kind == "sparkplug":
+            wait_sparkplug_role(bridge)
         publisher = Publisher(spec)
         pids = bridge.worker_pids()
         components = {"bridge": [bridge.proc.pid] if bridge.proc else []}
@@ -1088,6 +1135,12 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     return [
         ("copy limit, points/s", f"{r['copy_limit']['points_per_s']:,}", "(reference)", None),
         (
+            "Sparkplug NDATA / seed batch, points/s",
+            f"{r['ratio_sparkplug_to_batch']:.2f}",
+            f">= {t['ratio_sparkplug_to_batch']:.2f}",
+            r["ratio_sparkplug_to_batch"] >= t["ratio_sparkplug_to_batch"],
+        ),
+        (
             "batch, points/s",
             f"{r['batch']['points_per_s']:,}",
             f">= {t['batch_points_per_s']:,}",
@@ -1215,6 +1268,16 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             svc, "batch", "batch", sizes.batch_messages, sizes.batch_devices, profile=args.profile
         )
         print_phase("batch", batch)
+        # The same points as the batch phase, as Sparkplug NDATA of 100 metrics.
+        sparkplug = throughput(
+            svc,
+            "sparkplug",
+            "sparkplug",
+            sizes.batch_messages * 3,
+            sizes.batch_devices,
+            profile=args.profile,
+        )
+        print_phase("Sparkplug NDATA, 100 metrics/message", sparkplug)
         singles = {
             "workers_1": throughput(
                 svc,
@@ -1243,6 +1306,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
         print_phase("", lat, rate=False)
         soaked = soak(svc, args.soak, batch["points_per_s"] / 2) if args.soak else None
         peaks = {"batch": batch["rss_peak_mb"], "latency": lat["rss_peak_mb"]}
+        peaks["sparkplug"] = sparkplug["rss_peak_mb"]
         peaks |= {f"single_{k}": v["rss_peak_mb"] for k, v in singles.items()}
         peaks["single_drain"] = single_drain["rss_peak_mb"]
         if soaked:
@@ -1262,6 +1326,8 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             "bridge_overrides": _options["set"],
             "copy_limit": copy,
             "batch": batch,
+            "sparkplug": sparkplug,
+            "ratio_sparkplug_to_batch": round(sparkplug["points_per_s"] / batch["points_per_s"], 3),
             "single": {
                 "points_per_s": best["points_per_s"],
                 "msgs_per_s": best["msgs_per_s"],
