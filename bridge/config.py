@@ -328,8 +328,9 @@ class SparkplugSettings(Section):
     primary_host_id: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Primary host mode, off when unset: publish spBv1.0/STATE/<id> "
-        '{"online": true, "timestamp": T}, retained, QoS 1, with the will {"online": false}.',
+        description="Primary host mode, off when unset: the Sparkplug role's holder publishes "
+        'spBv1.0/STATE/<id> {"online": true, "timestamp": T}, retained, QoS 1, with the will '
+        '{"online": false, "timestamp": T}.',
     )
 
 

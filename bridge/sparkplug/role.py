@@ -36,7 +36,9 @@ import logging
 import time
 from collections.abc import Callable
 
+import aiomqtt
 import asyncpg
+import orjson
 
 from bridge.ack import AckTracker
 from bridge.batch import Batch
@@ -93,6 +95,10 @@ class SparkplugRole:
         # No session kept across connections: a dead leader's queue is not
         # the next leader's (README, "Sparkplug B").
         mqtt = settings.mqtt.model_copy(update={"session_expiry_s": 0})
+        self._host_id = settings.sparkplug.primary_host_id
+        self._state_ms = 0  # the timestamp of this connection's STATE, birth and will
+        self._state_task: asyncio.Task[None] | None = None
+        self._state_online = False  # STATE online published on the current connection
         self.session = Session(
             mqtt,
             f"{client_id}-sparkplug",
@@ -100,6 +106,7 @@ class SparkplugRole:
             self.intake.on_message,
             on_connection=self.tracker.new_connection,
             on_state=self._subscribed,
+            will=self._state_will if self._host_id else None,
         )
 
     # ------------------------------------------------------------ the role
@@ -154,12 +161,34 @@ class SparkplugRole:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if not stop.is_set():  # stepping down: let the next leader have the topics
+                if self._state_online:
+                    await self._publish_state(online=False)
                 await self.session.close(end_session=True)
 
     def _subscribed(self, connected: bool) -> None:
         """The role shows once its session is subscribed: from then on,
-        Sparkplug messages are read."""
+        Sparkplug messages are read. A primary host then says it is online."""
         self.metrics.sparkplug_role.set(int(connected and self.leading))
+        if connected and self._host_id:
+            self._state_task = asyncio.create_task(self._publish_state(online=True))
+
+    # ------------------------------------------------------------ primary host
+    def _state(self, online: bool) -> bytes:
+        return orjson.dumps({"online": online, "timestamp": self._state_ms})
+
+    def _state_will(self) -> aiomqtt.Will:
+        """STATE offline, with the timestamp its birth on this connection will carry."""
+        assert self._host_id is not None
+        self._state_ms = time.time_ns() // 1_000_000
+        return aiomqtt.Will(spt.state_topic(self._host_id), self._state(False), 1, True)
+
+    async def _publish_state(self, online: bool) -> None:
+        assert self._host_id is not None
+        try:
+            await self.session.publish(spt.state_topic(self._host_id), self._state(online), 1, True)
+            self._state_online = online
+        except NotConnected as exc:
+            log.warning("Sparkplug STATE (online=%s) not published: %s", online, exc)
 
     def _step_down(self) -> None:
         if self.leading:
@@ -185,7 +214,11 @@ class SparkplugRole:
             await save(conn, change)
 
     async def close(self) -> None:
-        """After the worker committed and acked what the role took: ends its session."""
+        """After the worker committed and acked what the role took: ends its
+        session (a primary host says it is offline first: a clean disconnect
+        sends no will)."""
+        if self._state_online:
+            await self._publish_state(online=False)
         await self.session.close(end_session=True)
         self.host.close()
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -324,3 +325,44 @@ def test_the_simulator_feeds_the_bridge_and_answers_a_rebirth(
             log.close()
         wait_until(lambda: lifecycle(db, "sim1:pump-1") == "offline", 10, "NDEATH on exit")
         assert bridge.stop() == 0
+
+
+def test_primary_host_state_online_will_on_kill_and_offline_on_stop(
+    sparkplug: Scenario, stack: Stack
+) -> None:
+    """spBv1.0/STATE/<host_id>: retained online with T once the role's holder
+    is subscribed; its will, offline with the same T, when it is killed; the
+    next holder online with its own T; offline on a graceful stop."""
+    host_id = f"host-{sparkplug.tag}"
+    sparkplug.extra = SPARKPLUG + f'primary_host_id = "{host_id}"\n'
+    states: list[dict[str, Any]] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{sparkplug.tag}-watch")
+    watcher.on_message = lambda c, u, msg: states.append(orjson.loads(msg.payload))
+    watcher.connect("127.0.0.1", stack.mqtt_port)
+    watcher.loop_start()
+    watcher.subscribe(f"spBv1.0/STATE/{host_id}", qos=1)
+    try:
+        with running(BridgeProcess(sparkplug, workers=2)) as bridge:
+            bridge.wait_ready()
+            first = leader(bridge)
+            wait_until(lambda: len(states) == 1, 10, "STATE online")
+            assert states[0]["online"] is True
+            born = states[0]["timestamp"]
+            victim = bridge.worker_pid(first)
+            os.kill(victim, signal.SIGKILL)
+            wait_until(lambda: len(states) >= 2, 30, "the will")
+            assert states[1] == {"online": False, "timestamp": born}
+            wait_until(lambda: len(states) >= 3, 30, "the next holder's STATE")
+            assert states[2]["online"] is True
+            assert states[2]["timestamp"] > born
+            wait_until(
+                lambda: bridge.ready(first) and bridge.worker_pid(first) != victim,
+                30,
+                "the killed worker restarted",
+            )
+            assert bridge.stop() == 0
+        wait_until(lambda: len(states) >= 4, 10, "STATE offline on stop")
+        assert states[3] == {"online": False, "timestamp": states[2]["timestamp"]}
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
