@@ -4,6 +4,7 @@ tests/sparkplug/wire.py) publishes through the real Mosquitto to a bridge of
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -366,3 +367,108 @@ def test_primary_host_state_online_will_on_kill_and_offline_on_stop(
     finally:
         watcher.disconnect()
         watcher.loop_stop()
+
+
+def test_hostile_sparkplug_input_is_dead_lettered_and_the_good_metrics_kept(
+    sparkplug: Scenario, stack: Stack
+) -> None:
+    """Through Mosquitto: a truncated payload, wrong types, a huge alias, a
+    DataSet that is not numeric, 1,000,000 metrics, a payload over the size
+    limit and garbage each leave a dead letter with its reason; the valid
+    metrics of the same messages are stored; the bridge keeps going."""
+    db = sparkplug.db_url
+    # The size limit just under the broker's packet limit, so that a
+    # 1,000,000-metric payload (4,000,000 bytes) reaches the metric count check.
+    sparkplug.extra = SPARKPLUG + "[limits]\nmax_payload_bytes = 4190000\n"
+    node = EdgeNode(stack, sparkplug.tag, "edge3")
+    now = int(time.time() * 1000)
+    good = [("A", 1, wire.INT32), ("B", 2, wire.DOUBLE), ("C", 3, wire.DOUBLE)]
+    table = ("Table", 4, wire.DATASET)
+    pump = ("Pump", 5, wire.TEMPLATE)
+    with running(BridgeProcess(sparkplug, workers=2)) as bridge:
+        bridge.wait_ready()
+        leader(bridge)
+        node.send(
+            "NBIRTH",
+            [node.bd_metric()]
+            + [wire.metric(n, a, t, null=True) for n, a, t in (*good, table, pump)],
+        )
+        wait_until(lambda: bool(fetch_rows(db, "SELECT 1 FROM sparkplug_births")), 20, "birth")
+
+        def metric(alias: int, datatype: int, value: object, **kw: Any) -> bytes:
+            return wire.metric(None, alias, None, value, value_type=datatype, **kw)
+
+        # cut short inside its third metric: the first two are kept
+        whole = wire.payload(
+            [metric(1, wire.INT32, -1), metric(2, wire.DOUBLE, 1.25), metric(3, wire.DOUBLE, 9.0)],
+            timestamp=now + 1,
+        )
+        node.raw("NDATA", whole[:-4])
+        # a string where an Int32 belongs; an alias no birth has; good B beside them
+        node.raw(
+            "NDATA",
+            wire.payload(
+                [
+                    metric(1, wire.STRING, "minus one"),
+                    metric(2**64 - 1, wire.DOUBLE, 7.0),
+                    metric(2, wire.DOUBLE, 2.5),
+                ],
+                timestamp=now + 2,
+            ),
+        )
+        # a DataSet with a Bytes column; a numeric Template beside it
+        dataset = wire.dataset(["x"], [wire.INT32], [[1]]).replace(
+            wire.f_varint(3, wire.INT32), wire.f_varint(3, wire.BYTES)
+        )
+        template = wire.template([wire.metric("speed", None, wire.FLOAT, 1.5)])
+        node.raw(
+            "NDATA",
+            wire.payload(
+                [
+                    wire.metric(None, 4, None, raw_value=dataset),
+                    wire.metric(None, 5, None, raw_value=template),
+                ],
+                timestamp=now + 3,
+            ),
+        )
+        node.raw("NDATA", wire.f_bytes(2, wire.f_varint(2, 1)) * 1_000_000)
+        node.raw("NDATA", wire.payload([metric(3, wire.STRING, "x" * 4_190_001)]))
+        node.raw("NDATA", b"\xff" * 64)
+        node.raw("NDATA", wire.payload([metric(3, wire.DOUBLE, 3.5)], timestamp=now + 4))
+
+        expected = {
+            "truncated_protobuf": 1,
+            "wrong_type": 1,
+            "unknown_alias": 1,
+            "not_numeric": 1,
+            "too_many_points": 1,
+            "payload_too_large": 1,
+            "malformed_protobuf": 1,
+        }
+
+        def letters() -> dict[str, int]:
+            rows = fetch_rows(
+                db, "SELECT reason, count(*) AS n FROM rejected_messages GROUP BY reason"
+            )
+            return {r["reason"]: int(r["n"]) for r in rows}
+
+        wait_until(lambda: values(db, "edge3").get("C") == [3.5], 60, "the last good message")
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: letters() == expected, 20, "dead letters")
+        assert letters() == expected
+        assert values(db, "edge3") == {
+            "A": [-1.0],
+            "B": [1.25, 2.5],
+            "C": [3.5],
+            "Pump.speed": [1.5],
+        }
+        details = {
+            r["reason"]: r["detail"] for r in fetch_rows(db, "SELECT * FROM rejected_messages")
+        }
+        assert "1000000 metrics" in details["too_many_points"]
+        assert "18446744073709551615" in details["unknown_alias"]
+        assert "2 metric(s) before it kept" in details["truncated_protobuf"]
+        assert bridge.ready(0)
+        assert bridge.ready(1)
+        assert bridge.stop() == 0
+    node.close()
