@@ -41,13 +41,24 @@ from collections.abc import Callable, Iterable
 
 from bridge.config import SparkplugSettings
 from bridge.router import Routed, dead_letter
-from bridge.sparkplug.state import Alias, Birth, BirthMetric, Entity, Message, Node, Status
+from bridge.sparkplug.state import (
+    Alias,
+    Birth,
+    BirthMetric,
+    Entity,
+    Message,
+    Node,
+    Status,
+    bd_seq_of,
+    birth_metrics,
+)
 from core.limits import Limits
 from core.rules import (
     CodecError,
     Rejected,
     TimeWindow,
     check_window,
+    is_metric_name,
     metric_name,
     new_point,
     show,
@@ -97,8 +108,10 @@ class Host:
     def _entity(self, node: str, device: str | None, metrics: Iterable[BirthMetric]) -> Entity:
         _, prefix = spt.device_id(self.settings.identity, node, device, self.limits.max_id_len)
         entity = Entity(prefix)
+        max_len = self.limits.max_metric_len
         for m in metrics:
-            entry = (sp.metric_key(prefix + m.name), m.datatype)
+            key = sp.metric_key(prefix + m.name)
+            entry = (key, m.datatype, is_metric_name(key, max_len))
             entity.by_name[m.name] = entry
             if m.alias is not None:
                 entity.by_alias[m.alias] = entry
@@ -138,7 +151,7 @@ class Host:
 
     def _nbirth(self, m: Message) -> None:
         node, where = m.node, m.where
-        metrics, bd_seq = _birth_metrics(m.payload, m.rejects)
+        metrics, bd_seq = birth_metrics(m.payload, m.rejects)
         self._cancel_gap(node)
         node.own = self._entity(where.node, None, metrics)
         node.bd_seq, node.devices = bd_seq, {}
@@ -154,7 +167,7 @@ class Host:
             self._no_birth(m, "DBIRTH before its node's NBIRTH")
             return
         self._check_seq(m)
-        metrics, _ = _birth_metrics(m.payload, m.rejects)
+        metrics, _ = birth_metrics(m.payload, m.rejects)
         entity = node.devices[where.device] = self._entity(where.node, where.device, metrics)
         self._on_store(Birth(where.group, where.node, where.device, None, metrics))
         self._online(m.out, True)
@@ -171,7 +184,7 @@ class Host:
 
     def _ndeath(self, m: Message) -> None:
         node, where, out = m.node, m.where, m.out
-        bd_seq = _bd_seq(m.payload)
+        bd_seq = bd_seq_of(m.payload)
         if node.own is None or bd_seq != node.bd_seq:
             self._count_stale_death()
             log.info(
@@ -215,38 +228,69 @@ class Host:
             received_us - limits.max_age_days * 86_400_000_000,
             received_us + int(limits.max_future_skew_s * 1_000_000),
         )
-        default_ms = m.payload.timestamp if m.payload.HasField("timestamp") else None
+        default_ms = m.payload.timestamp or None
         device_id = out.device_id or ""
-        points, texts, historical = out.points, out.texts, out.historical
-        max_len = limits.max_metric_len
+        points, historical = out.points, out.historical
         unknown_alias = False
+        by_alias, fast = entity.by_alias, sp.FAST_SCALARS
+        earliest, latest = window.earliest_us, window.latest_us
         for metric in m.payload.metrics:
             if metric.is_transient:
                 continue
-            known = _known(entity, metric, rejects)
-            if known is None:
-                unknown_alias = unknown_alias or not metric.HasField("name")
+            if metric.name:
+                known = _named(entity, metric, rejects)
+                if known is None:
+                    continue
+            else:
+                known = by_alias.get(metric.alias)
+                if known is None:
+                    rejects.append(Reject("unknown_alias", f"alias {metric.alias} is in no birth"))
+                    unknown_alias = True
+                    continue
+            key, datatype, valid = known
+            if not key or metric.is_null:
                 continue
-            if metric.is_null or not known[0]:
-                continue
-            key, datatype = known
-            try:
-                raw_ms = metric.timestamp if metric.HasField("timestamp") else default_ms
-                time_us = (
-                    received_us if raw_ms is None else check_window(raw_ms * 1000, raw_ms, window)
-                )
-                for suffix, value in sp.values(metric, datatype, key):
-                    name = metric_name(sp.metric_key(f"{key}.{suffix}") if suffix else key, max_len)
-                    if type(value) is str:
-                        text = text_value(value, name, limits)
-                        texts.append(TextPoint(time_us, device_id, name, text))
-                    else:
-                        point = new_point(Point, (time_us, device_id, name, value))
-                        (historical if metric.is_historical else points).append(point)
-            except Rejected as exc:
-                rejects.append(exc.reject)
+            raw_ms = metric.timestamp or default_ms  # 0 is no time: 1970 is out of any window
+            reader = fast.get(datatype)
+            if reader is not None and valid and raw_ms is not None:
+                field, convert = reader
+                time_us = raw_ms * 1000
+                if metric.WhichOneof("value") == field and earliest <= time_us <= latest:
+                    try:
+                        value = convert(getattr(metric, field))
+                    except Rejected as exc:
+                        rejects.append(Reject(exc.reject.reason, f"{key}: {exc.reject.detail}"))
+                        continue
+                    point = new_point(Point, (time_us, device_id, key, value))
+                    (historical if metric.is_historical else points).append(point)
+                    continue
+            self._other(m, metric, known, raw_ms, window)
         if unknown_alias:
             self.request_rebirth(m.where.group, m.where.node, "unknown_alias")
+
+    def _other(
+        self, m: Message, metric: sp.Metric, known: Alias, raw_ms: int | None, window: TimeWindow
+    ) -> None:
+        """A metric off the fast path (strings, DataSets, Templates, or
+        something wrong), with the checks that say what is wrong."""
+        key, datatype, _ = known
+        out, limits = m.out, self.limits
+        device_id = out.device_id or ""
+        try:
+            time_us = (
+                m.received_us if raw_ms is None else check_window(raw_ms * 1000, raw_ms, window)
+            )
+            for suffix, value in sp.values(metric, datatype, key):
+                name = sp.metric_key(f"{key}.{suffix}") if suffix else key
+                name = metric_name(name, limits.max_metric_len)
+                if isinstance(value, str):
+                    text = text_value(value, name, limits)
+                    out.texts.append(TextPoint(time_us, device_id, name, text))
+                else:
+                    point = new_point(Point, (time_us, device_id, name, value))
+                    (out.historical if metric.is_historical else out.points).append(point)
+        except Rejected as exc:
+            m.rejects.append(exc.reject)
 
     # ------------------------------------------------------------ seq
     def _check_seq(self, m: Message) -> None:
@@ -303,19 +347,13 @@ class Host:
             self._cancel_gap(node)
 
 
-def _known(entity: Entity, metric: sp.Metric, rejects: list[Reject]) -> Alias | None:
-    """The stored name and datatype of a DATA or BIRTH metric: from the birth
-    by alias, or by name (a birth's own metrics, a metric sent by name with
-    its datatype); None, with its reject, when neither. ("", 0) for bdSeq,
-    which is the session's number, not a value."""
-    if not metric.HasField("name"):
-        known = entity.by_alias.get(metric.alias)
-        if known is None:
-            rejects.append(Reject("unknown_alias", f"alias {metric.alias} is in no birth"))
-        return known
+def _named(entity: Entity, metric: sp.Metric, rejects: list[Reject]) -> Alias | None:
+    """The stored name and datatype of a metric sent by name: from the birth
+    (a birth's own metrics), or its own datatype; None, with its reject, when
+    neither. ("", 0, False) for bdSeq, the session's number, not a value."""
     raw_name = metric.name
     if raw_name == BD_SEQ:
-        return ("", 0)
+        return ("", 0, False)
     known = entity.by_name.get(raw_name)
     if known is not None:
         return known
@@ -324,41 +362,7 @@ def _known(entity: Entity, metric: sp.Metric, rejects: list[Reject]) -> Alias | 
             Reject("unknown_metric", f"{show(raw_name)} is in no birth and has no datatype")
         )
         return None
-    return (sp.metric_key(entity.prefix + raw_name), metric.datatype)
-
-
-def _birth_metrics(msg: sp.Payload, rejects: list[Reject]) -> tuple[list[BirthMetric], int | None]:
-    metrics: list[BirthMetric] = []
-    bd_seq = None
-    for m in msg.metrics:
-        if not m.HasField("name"):
-            rejects.append(Reject("bad_birth", "a birth metric has no name"))
-            continue
-        if m.name == BD_SEQ:
-            bd_seq = _int(m)
-            continue
-        alias = m.alias if m.HasField("alias") else None
-        if alias is not None and alias > sp.MAX_ALIAS:
-            rejects.append(Reject("bad_alias", f"{m.name!r}: alias {alias} is beyond 2^63-1"))
-            alias = None
-        metrics.append(BirthMetric(m.name, alias, m.datatype))
-    return metrics, bd_seq
-
-
-def _bd_seq(msg: sp.Payload) -> int | None:
-    for m in msg.metrics:
-        if m.name == BD_SEQ:
-            return _int(m)
-    return None
-
-
-def _int(m: sp.Metric) -> int | None:
-    kind = m.WhichOneof("value")
-    if kind == "long_value":
-        return int(m.long_value)
-    if kind == "int_value":
-        return int(m.int_value)
-    return None
+    return (sp.metric_key(entity.prefix + raw_name), metric.datatype, False)
 
 
 def _letters(

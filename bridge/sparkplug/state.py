@@ -10,9 +10,11 @@ from typing import NamedTuple
 from bridge.router import Routed
 from core.sparkplug import payload as sp
 from core.sparkplug import topic as spt
+from core.sparkplug.encode import BD_SEQ
 from core.types import Reject
 
-Alias = tuple[str, int]  # (metric key, datatype)
+# (metric key, datatype, whether the key is a valid metric name), from a birth
+Alias = tuple[str, int, bool]
 
 
 class BirthMetric(NamedTuple):
@@ -70,3 +72,39 @@ class Message:
     out: Routed
     rejects: list[Reject]
     received_us: int
+
+
+def birth_metrics(msg: sp.Payload, rejects: list[Reject]) -> tuple[list[BirthMetric], int | None]:
+    """A birth's metrics (name, alias, datatype) and its bdSeq; a metric
+    without a name or with an alias beyond bigint is rejected."""
+    metrics: list[BirthMetric] = []
+    bd_seq = None
+    for m in msg.metrics:
+        if not m.HasField("name"):
+            rejects.append(Reject("bad_birth", "a birth metric has no name"))
+            continue
+        if m.name == BD_SEQ:
+            bd_seq = _int(m)
+            continue
+        alias = m.alias if m.HasField("alias") else None
+        if alias is not None and alias > sp.MAX_ALIAS:
+            rejects.append(Reject("bad_alias", f"{m.name!r}: alias {alias} is beyond 2^63-1"))
+            alias = None
+        metrics.append(BirthMetric(m.name, alias, m.datatype))
+    return metrics, bd_seq
+
+
+def bd_seq_of(msg: sp.Payload) -> int | None:
+    for m in msg.metrics:
+        if m.name == BD_SEQ:
+            return _int(m)
+    return None
+
+
+def _int(m: sp.Metric) -> int | None:
+    kind = m.WhichOneof("value")
+    if kind == "long_value":
+        return int(m.long_value)
+    if kind == "int_value":
+        return int(m.int_value)
+    return None

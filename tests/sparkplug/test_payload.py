@@ -194,3 +194,26 @@ def test_metric_names_become_metric_keys() -> None:
     assert sp.metric_key("Inputs/Tank Level") == "Inputs.Tank_Level"
     assert sp.metric_key("Node Control/Rebirth") == "Node_Control.Rebirth"
     assert sp.metric_key("1st") == "_1st"
+
+
+@pytest.mark.parametrize("datatype", sorted(sp.FAST_SCALARS))
+@given(data=st.data())
+def test_the_fast_path_stores_what_values_stores(datatype: int, data: st.DataObject) -> None:
+    """bridge.sparkplug.host reads numeric metrics through FAST_SCALARS: the
+    same value as the general path, for any raw field value."""
+    field, convert = sp.FAST_SCALARS[datatype]
+    if field in ("float_value", "double_value"):
+        raw: object = data.draw(st.floats(width=32 if field == "float_value" else 64))
+    elif field == "boolean_value":
+        raw = data.draw(st.booleans())
+    else:
+        raw = data.draw(st.integers(0, 2**32 - 1 if field == "int_value" else 2**64 - 1))
+    try:
+        general: object = sp.scalar(raw, datatype, "x")
+    except Rejected as exc:
+        general = exc.reject.reason
+    try:
+        fast: object = convert(raw)
+    except Rejected as exc:
+        fast = exc.reject.reason
+    assert fast == general
