@@ -10,6 +10,12 @@ database, and measures side by side:
   a staging table, then INSERT ... ON CONFLICT DO NOTHING: the sink's own
   route), next to plain COPY and an INSERT ... FROM unnest(arrays);
 - batch:      publish-to-committed points/s for 100-reading seed_json messages;
+- line_protocol: the same readings as 100-line Influx line-protocol messages
+              (the line_protocol codec), measured the same way, and its ratio
+              to batch (``ratio_line_protocol_to_batch``);
+- sparkplug:  the same points as Sparkplug B NDATA of 100 metrics by alias
+              (after an NBIRTH per node), through the Sparkplug role, and its
+              ratio to batch (``ratio_sparkplug_to_batch``, target 0.80);
 - single:     the same for single-reading messages (1 worker, and 2 workers
               when 1 is CPU-bound), plus the drain rate of a queued backlog;
 - latency:    publish-to-committed and publish-to-Redis, per message, at half
@@ -22,8 +28,10 @@ PUBLISH packets on a plain socket, QoS 1, a window of 5000 unacked messages). Ev
 CPU each one used is reported next to every figure.
 
     .venv/bin/python bench/bench_ingest.py [--quick] [--soak SECONDS] [--profile]
+    .venv/bin/python bench/bench_ingest.py --quick --formats   # batch, line protocol, Sparkplug only
 
-Prints the machine and a table with the targets; writes bench/results/ingest.json.
+Prints the machine and a table with the targets; writes bench/results/ingest.json
+(not with --formats, which only prints).
 """
 
 from __future__ import annotations
@@ -107,6 +115,15 @@ FULL = Sizes(600_000, 8_000, 200, 240_000, 1000, 15, 2)
 QUICK = Sizes(120_000, 800, 200, 30_000, 1000, 5, 1)
 
 
+# The line-protocol phase's route: the same topics' shape as seed_json's
+# (site and device in the topic), its own prefix.
+LINE_PROTOCOL_ROUTE = """
+[[mqtt.routes]]
+topic = "lp/{site_id}/{device_id}"
+codec = "line_protocol"
+options = { precision = "ms" }
+"""
+
 # ---------------------------------------------------------------- bridge
 
 
@@ -121,6 +138,7 @@ class Bridge:
         workers: int = 1,
         *,
         session_expiry_s: int = 0,
+        routes: str = "",
         extra: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.phase, self.workers = phase, workers
@@ -152,6 +170,7 @@ class Bridge:
                 f"[{section}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
                 for section, values in config.items()
             )
+            + routes  # [[mqtt.routes]] tables, when not the default seed_json route
         )
         self.settings = load_settings(self.config)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -285,6 +304,18 @@ def sparkplug_payloads(n: int, nodes: int, start_ms: int) -> Iterator[tuple[str,
         yield f"spBv1.0/bench/NDATA/node-{node:05d}", msg.SerializeToString()
 
 
+def line_protocol_payloads(n: int, devices: int, start_ms: int) -> Iterator[tuple[str, bytes]]:
+    """batch_payloads' readings as 100 line-protocol lines per message (ms times)."""
+    for k in range(n):
+        d, base = k % devices, (k // devices) * 100
+        lines = [
+            f"seed flow_rate={1000.5 + i!r},pip={2500.25 + d!r},temperature=70.2 "
+            f"{start_ms + (base + i) * 100}"
+            for i in range(100)
+        ]
+        yield f"lp/site-{d % 10:02d}/dev-{d:05d}", "\n".join(lines).encode()
+
+
 def single_payloads(n: int, devices: int, start: dt.datetime) -> Iterator[tuple[str, bytes]]:
     """Single-reading seed_json messages, RFC 3339 times, each device once a second."""
     for k in range(n):
@@ -308,6 +339,9 @@ def publisher_main(spec: dict[str, Any], out: Any, go: Any) -> None:
         messages = [Encoded(t, p) for t, p in payloads]
     elif spec["kind"] == "sparkplug":
         payloads = sparkplug_payloads(spec["n"], spec["devices"], spec["start_ms"])
+        messages = [Encoded(t, p) for t, p in payloads]
+    elif spec["kind"] == "line_protocol":
+        payloads = line_protocol_payloads(spec["n"], spec["devices"], spec["start_ms"])
         messages = [Encoded(t, p) for t, p in payloads]
     elif spec["kind"] == "single":
         start = dt.datetime.fromtimestamp(spec["start_ms"] / 1000, dt.UTC)
@@ -705,9 +739,9 @@ def throughput(
     profile: bool = False,
 ) -> dict[str, Any]:
     """Publish `messages` as fast as the window allows; time until all committed."""
-    per_message = {"batch": 300, "sparkplug": 100}.get(kind, 3)
+    per_message = {"single": 3, "sparkplug": 100}.get(kind, 300)
     n_points = messages * per_message
-    span_s = (messages // devices) * (10 if kind == "batch" else 1)
+    span_s = (messages // devices) * (1 if kind == "single" else 10)
     # Sparkplug: the bridge's Sparkplug role reads spBv1.0/ (QoS 1 here, so
     # that the publisher's window bounds it as in the other phases).
     extra = {"sparkplug": {"enabled": True, "standby_poll_s": 0.2}} if kind == "sparkplug" else None
@@ -718,7 +752,10 @@ def throughput(
         "start_ms": int(time.time() * 1000) - (span_s + 60) * 1000,
     }
     mode = asyncio.run(svc.create_db(f"bench_{phase}"))
-    bridge = Bridge(svc, phase, f"bench_{phase}", workers=workers, extra=extra).start()
+    routes = LINE_PROTOCOL_ROUTE if kind == "line_protocol" else ""
+    bridge = Bridge(
+        svc, phase, f"bench_{phase}", workers=workers, routes=routes, extra=extra
+    ).start()
     try:
         bridge.wait_ready()
         if kind == "sparkplug":
@@ -1234,6 +1271,11 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
         metavar="SECTION.KEY=VALUE",
         help="bridge setting for every phase, e.g. database.pool_size=4 (repeatable)",
     )
+    parser.add_argument(
+        "--formats",
+        action="store_true",
+        help="only batch, line_protocol and sparkplug, and their ratios; prints, writes nothing",
+    )
     args = parser.parse_args()
     _options["profile_out"] = args.profile_out
     _options["set"] = parse_sets(args.set)
@@ -1247,6 +1289,9 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
     began = time.monotonic()
     try:
         svc.start()
+        if args.formats:
+            formats(svc, sizes, args.profile)
+            return
         modes: list[str] = []
         copy = copy_limit(svc, sizes.copy_rows, modes)
         info = machine(svc, modes[0])
@@ -1278,6 +1323,15 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             profile=args.profile,
         )
         print_phase("Sparkplug NDATA, 100 metrics/message", sparkplug)
+        lines = throughput(
+            svc,
+            "line_protocol",
+            "line_protocol",
+            sizes.batch_messages,
+            sizes.batch_devices,
+            profile=args.profile,
+        )
+        print_phase("line protocol (same readings)", lines)
         singles = {
             "workers_1": throughput(
                 svc,
@@ -1307,6 +1361,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
         soaked = soak(svc, args.soak, batch["points_per_s"] / 2) if args.soak else None
         peaks = {"batch": batch["rss_peak_mb"], "latency": lat["rss_peak_mb"]}
         peaks["sparkplug"] = sparkplug["rss_peak_mb"]
+        peaks["line_protocol"] = lines["rss_peak_mb"]
         peaks |= {f"single_{k}": v["rss_peak_mb"] for k, v in singles.items()}
         peaks["single_drain"] = single_drain["rss_peak_mb"]
         if soaked:
@@ -1328,6 +1383,8 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             "batch": batch,
             "sparkplug": sparkplug,
             "ratio_sparkplug_to_batch": round(sparkplug["points_per_s"] / batch["points_per_s"], 3),
+            "line_protocol": lines,
+            "ratio_line_protocol_to_batch": round(lines["points_per_s"] / batch["points_per_s"], 3),
             "single": {
                 "points_per_s": best["points_per_s"],
                 "msgs_per_s": best["msgs_per_s"],
@@ -1375,6 +1432,24 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
                     child.kill()
                     child.join(10)
         svc.stop()
+
+
+def formats(svc: Services, sizes: Sizes, profile: bool) -> None:
+    """The payload formats alone, same points, same run: seed_json batches,
+    line protocol and Sparkplug NDATA (three 100-metric messages for each
+    300-point batch), and the ratio of their points/s to batch's."""
+    messages = {"batch": 1, "line_protocol": 1, "sparkplug": 3}
+    runs = {
+        kind: throughput(
+            svc, kind, kind, sizes.batch_messages * k, sizes.batch_devices, profile=profile
+        )
+        for kind, k in messages.items()
+    }
+    for kind, res in runs.items():
+        print_phase(kind, res)
+    for kind in ("line_protocol", "sparkplug"):
+        ratio = runs[kind]["points_per_s"] / runs["batch"]["points_per_s"]
+        print(f"  {kind} / batch (seed_json): {ratio:.2f}")
 
 
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:

@@ -57,7 +57,7 @@ class Batcher:
         *,
         texts: list[TextPoint] | None = None,
         historical: list[Point] | None = None,
-        sites: dict[str, str] | None = None,
+        sites: dict[str, str | None] | None = None,
     ) -> None:
         """``historical`` points are stored like ``points`` but not cached."""
         batch = self._current
@@ -75,8 +75,10 @@ class Batcher:
             batch.points.extend(points)
             if device_id is not None and (site_id is not None or device_id not in batch.sites):
                 batch.sites[device_id] = site_id
-            if sites:
-                batch.sites.update(sites)
+            if sites:  # devices the payload names: a known site is kept over None
+                for device, site in sites.items():
+                    if site is not None or device not in batch.sites:
+                        batch.sites[device] = site
         if dead_letters:
             batch.dead_letters.extend(dead_letters)
         if len(batch.points) + len(batch.texts) >= self._max_points:

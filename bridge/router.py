@@ -21,6 +21,7 @@ MAX_DL_PAYLOAD = 8192
 MAX_DL_TOPIC = 1024
 MAX_DL_DETAIL = 1024
 MAX_DL_REASON = 64
+MAX_DL_LISTED = 32  # rejects of one reason whose details a dead letter lists
 
 
 @dataclass(slots=True)
@@ -33,7 +34,7 @@ class Routed:
     rejected_message: str | None = None  # reason, when the whole message was rejected
     device_id: str | None = None
     site_id: str | None = None
-    sites: dict[str, str] = field(default_factory=dict)  # named by the payload
+    sites: dict[str, str | None] = field(default_factory=dict)  # named by the payload
 
 
 class Router:
@@ -81,7 +82,11 @@ class Router:
                 by_reason.setdefault(reject.reason, []).append(reject)
             for reason, rejects in by_reason.items():
                 out.rejected_points[reason] = len(rejects)
+                # Each reject's detail, as many as fit (a line-protocol reject
+                # names its line: every bad line is findable).
                 detail = f"{len(rejects)} point(s) rejected; first: {rejects[0].detail}"
+                if len(rejects) > 1:
+                    detail += "; then: " + "; ".join(r.detail for r in rejects[1:MAX_DL_LISTED])
                 out.dead_letters.append(_dead_letter(received_us, topic, payload, reason, detail))
         return out
 

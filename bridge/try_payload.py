@@ -35,7 +35,8 @@ def received_at(text: str | None) -> int:
 
 
 def try_payload(settings: Settings, sample: Path, topic: str, received_us: int) -> tuple[str, int]:
-    """The report, and the exit status: 0 when the payload gives points."""
+    """The report, and the exit status: 0 when the payload gives points or
+    string values."""
     try:
         with sample.open("rb") as file:
             payload = file.read(MAX_SAMPLE_BYTES + 1)
@@ -50,7 +51,7 @@ def try_payload(settings: Settings, sample: Path, topic: str, received_us: int) 
         lines.append(f"route {route.topic!r}, codec {route.codec}{options}")
     routed = Router(settings.mqtt.routes, settings.limits).route(topic, payload, received_us)
     lines.extend(_report(routed))
-    return "\n".join(lines), 0 if routed.points else 1
+    return "\n".join(lines), 0 if routed.points or routed.texts else 1
 
 
 def _route_of(routes: list[Route], topic: str, settings: Settings) -> Route | None:
@@ -71,6 +72,12 @@ def _report(routed: Routed) -> list[str]:
     for point in routed.points:
         when = (_EPOCH + point.time_us * _MICROSECOND).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         lines.append(f"  {when}  {point.device_id}  {point.metric:<{width}}  {point.value!r}")
+    if routed.texts:
+        lines.append(f"string values ({len(routed.texts)}):")
+        width = max(len(t.metric) for t in routed.texts)
+        for text in routed.texts:
+            when = (_EPOCH + text.time_us * _MICROSECOND).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            lines.append(f"  {when}  {text.device_id}  {text.metric:<{width}}  {text.text!r}")
     if routed.dead_letters:
         lines.append(f"dead letters ({len(routed.dead_letters)}):")
         lines.extend(f"  {d.reason}: {d.detail}" for d in routed.dead_letters)

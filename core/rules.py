@@ -74,9 +74,10 @@ class Decoded:
     points: list[Point]
     rejects: list[Reject]  # points dropped from an otherwise good message
     texts: list[TextPoint] = field(default_factory=list)  # string values, if any
-    # device_id -> site_id, for devices whose site the payload names (a
-    # line-protocol site tag); the topic's {site_id} covers the rest.
-    sites: dict[str, str] = field(default_factory=dict)
+    # Devices the payload names (a line-protocol device tag), each with the
+    # site it names or None, for the registry; the topic's device and
+    # {site_id} are the router's.
+    sites: dict[str, str | None] = field(default_factory=dict)
 
 
 class CodecError(BridgeError):

@@ -81,3 +81,39 @@ async def test_the_worker_wires_intake_to_its_batch_queue() -> None:
     # Counted when the batch closes, not per message.
     assert worker.metrics.registry.get_sample_value("bridge_points_received_total") == 2
     assert worker.tracker.in_flight == 1
+
+
+async def test_string_values_sites_and_every_bad_line_reach_the_batch() -> None:
+    settings = Settings.model_validate(
+        {
+            "mqtt": {
+                "routes": [
+                    {
+                        "topic": "influx/{site_id}/{device_id}",
+                        "codec": "line_protocol",
+                        "options": {"device_tag": "host", "site_tag": "plant"},
+                    }
+                ]
+            }
+        }
+    )
+    acked: list[int] = []
+    closed: list[Batch] = []
+    intake = intake_of(settings, acked, closed)
+    payload = b'm,host=a,plant=p1 t=1,s="x"\nm t=NaN\nm u=2\nm t=inf\nm,host=b t=3'
+    intake.on_message("influx/topic-site/gw", payload, 1, 1)
+    intake.batcher.flush()
+    [batch] = closed
+    assert [(p.device_id, p.metric, p.value) for p in batch.points] == [
+        ("a", "m.t", 1.0),
+        ("gw", "m.u", 2.0),
+        ("b", "m.t", 3.0),
+    ]
+    assert [(t.device_id, t.metric, t.text) for t in batch.texts] == [("a", "m.s", "x")]
+    # Every device the payload names reaches the registry, with its site if named.
+    assert batch.sites == {"a": "p1", "gw": None, "b": None}
+    [letter] = batch.dead_letters
+    assert letter.reason == "non_finite_value"
+    assert letter.detail.startswith("2 point(s) rejected; first: line 2: m.t")
+    assert "; then: line 4: m.t" in letter.detail
+    assert intake.metrics.registry.get_sample_value("bridge_points_received_total") == 4

@@ -19,6 +19,11 @@ options = { preset = "tasmota", time_zone = "Europe/Berlin" }
 topic = "sensors/{device_id}"
 codec = "mapping"
 options = { metrics = { temp = "s.t", hum = "s.h" }, scale = { temp = 0.1 } }
+
+[[mqtt.routes]]
+topic = "influx/{device_id}"
+codec = "line_protocol"
+options = { precision = "s" }
 """
 # tasmota/docs, docs/Rules.md (tele/ds1820/SENSOR)
 DS18B20 = b'{"Time":"2021-01-13T23:58:41","DS18B20":{"Id":"030597946B04","Temperature":20.9}}'
@@ -64,6 +69,21 @@ def test_shows_dead_letters_and_fails_without_points(
     assert "points (0):" in out
     assert "  bad_value: 1 point(s) rejected; first: temp: value must be a number" in out
     assert "  missing_path: 1 point(s) rejected; first: metric hum: 's.h' found nothing" in out
+
+
+def test_line_protocol_shows_string_values_and_each_bad_line(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = tmp_path / "lp.txt"
+    sample.write_bytes(b'env temp=21.5,state="ok, dry" 1610582321\nenv temp=NaN 1610582321\n')
+    status, out, _ = run(
+        capsys, "--config", str(config), "check-config", "--try-payload", str(sample),
+        "--topic", "influx/ws-1", "--received-at", "2021-01-14T00:00:00Z",
+    )  # fmt: skip
+    assert status == 0
+    assert "points (1):\n  2021-01-13T23:58:41.000000Z  ws-1  env.temp  21.5\n" in out
+    assert "string values (1):\n  2021-01-13T23:58:41.000000Z  ws-1  env.state  'ok, dry'\n" in out
+    assert "non_finite_value: 1 point(s) rejected; first: line 2: env.temp" in out
 
 
 def test_topic_without_payload_is_a_usage_error(

@@ -310,13 +310,7 @@ class Api:
         start_us, end_us = self._range(start, end)
         sel = Selection([device_id], metrics or None, start_us, end_us)
         async with self._db() as conn:
-            found = await store.texts(conn, sel, limit + 1)
-        more = sum(map(len, found.values())) > limit
-        if more:  # drop the extra row, the last in (metric, time) order
-            last = max(found)
-            found[last].pop()
-            if not found[last]:
-                del found[last]
+            found, more = await store.texts(conn, sel, limit)
         return await answers.texts(device_id, start_us, end_us, found, more)
 
     async def summary(

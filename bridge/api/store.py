@@ -212,19 +212,21 @@ async def raw(
 
 async def texts(
     conn: asyncpg.Connection, sel: Selection, limit: int
-) -> dict[str, list[tuple[int, str]]]:
-    """metric -> [(time_us, text)], ascending, of one device (``sel.device_ids``);
-    at most ``limit`` rows in all."""
+) -> tuple[dict[str, list[tuple[int, str]]], bool]:
+    """metric -> [(time_us, text)], ascending, of one device (``sel.device_ids``),
+    at most ``limit`` rows in all; and whether more lie in the selection."""
     where, args = sel.where("time")
     sql = (
         f"SELECT metric, time, text FROM telemetry_text WHERE {where} "
         f"ORDER BY metric, time LIMIT ${len(args) + 1}"
     )
+    rows = await conn.fetch(sql, *args, limit + 1)
+    more = len(rows) > limit
     out: dict[str, list[tuple[int, str]]] = {}
-    async for part in slices(await conn.fetch(sql, *args, limit)):
+    async for part in slices(rows[:limit]):
         for r in part:
             out.setdefault(r[0], []).append((to_us(r[1]), r[2]))
-    return out
+    return out, more
 
 
 _AGGREGATES = (

@@ -13,8 +13,8 @@ configuration (mqtt.routes):
   tele/%u/SENSOR`` ({site_id} and {metric} levels become ``+``).
 
 A route whose publisher speaks for many devices (a gateway: the zigbee2mqtt
-and openmqttgateway presets, or a mapping route with ``device_path`` or
-``device``) cannot be granted by pattern: its account is the operator's to
+and openmqttgateway presets, a mapping route with ``device_path`` or
+``device``, a line_protocol route with ``device_tag``) cannot be granted by pattern: its account is the operator's to
 add, and `render` says so in a note (mosquitto/README.md shows the lines).
 
 Routes are given as (topic template, codec, options), as in the bridge's
@@ -37,6 +37,8 @@ RouteSpec = tuple[str, str, Mapping[str, Any]]  # topic template, codec, options
 
 def is_gateway_route(codec: str, options: Mapping[str, Any]) -> bool:
     """Whether the route's messages come from one account speaking for many devices."""
+    if codec == "line_protocol":
+        return options.get("device_tag") is not None
     if codec != "mapping":
         return False
     return (

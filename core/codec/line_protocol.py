@@ -17,7 +17,8 @@ Mapping (options, ``LineProtocolOptions``):
     ``limits.max_text_bytes``. Integers beyond 2**53 lose precision as doubles;
   * the device is the ``device_tag`` tag's value when the option names one and
     the line has it, else the topic's; the ``site_tag`` tag's value is that
-    device's site. Other tags are ignored;
+    device's site. Each device of a stored line is in ``Decoded.sites`` (with
+    its site, or None), so the registry learns of it. Other tags are ignored;
   * the timestamp is an integer in ``precision`` units (ns by default), cut to
     µs; without one, the receive time.
 
@@ -32,12 +33,12 @@ infinity, a bad name, a time outside the window, a string too long, bytes
 that are not UTF-8) is rejected whole, one Reject per line whose detail
 starts ``line N:``; the other lines of the message are kept. The whole
 message is rejected (CodecError) only when it is too large, holds more
-points than ``limits.max_points_per_message`` or holds no line at all.
+points and rejected lines than ``limits.max_points_per_message`` or holds no
+line at all.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -161,7 +162,10 @@ class LineProtocol:
             except Rejected as exc:
                 reason, detail = exc.reject
                 reader.rejects.append(Reject(reason, f"line {number}: {detail}"))
-            check_point_count(len(reader.points) + len(reader.texts), ctx.limits)
+            # Rejected lines count too: a message of bad lines is bounded alike.
+            check_point_count(
+                len(reader.points) + len(reader.texts) + len(reader.rejects), ctx.limits
+            )
         decoded = finish(reader.points, reader.rejects, reader.texts)
         decoded.sites.update(reader.sites)
         return decoded
@@ -185,28 +189,37 @@ class _Reader:
         self.points: list[Point] = []
         self.texts: list[TextPoint] = []
         self.rejects: list[Reject] = []
-        self.sites: dict[str, str] = {}
+        self.sites: dict[str, str | None] = {}
+        # Per message, so bounded by its size: heads and names already read.
+        self.heads: dict[str, tuple[str, str, str | None]] = {}
+        self.metrics: dict[tuple[str, str], str] = {}
 
     def line(self, line: str) -> None:
         """Adds the line's points; raises Rejected (adding none) when any part fails."""
         head, fields, stamp = _sections(line)
-        measurement, *tag_pairs = _split(head, ",")
-        measurement = _unescape(measurement, _MEASUREMENT_ESCAPES)
-        if not measurement:
-            raise Rejected("bad_line", "no measurement")
-        tags = dict(_pair(pair, "tag") for pair in tag_pairs)
+        known = self.heads.get(head)  # the lines of a message repeat their heads
+        if known is None:
+            known = self.heads[head] = self._head(head)
+        measurement, device, site = known
         time_us = self._time(stamp)
-        device = self._id(tags, self.options.device_tag, "device_id") or self.ctx.device_id
-        site = self._id(tags, self.options.site_tag, "site_id")
         limits = self.ctx.limits
-        names = self.options.metrics
+        metrics = self.metrics
         points: list[Point] = []
         texts: list[TextPoint] = []
-        for pair in _split(fields, ",", quotes=True):
-            key, raw = _pair(pair, "field", value_escapes=False)
-            full = f"{measurement}.{key}"
-            metric = metric_name(names.get(full, full), limits.max_metric_len)
-            if raw.startswith('"'):
+        plain = "\\" not in fields and '"' not in fields
+        for pair in fields.split(",") if plain else _split(fields, ",", quotes=True):
+            if plain:
+                key, equals, raw = pair.partition("=")
+                if not key or not equals:
+                    raise Rejected("bad_line", f"field {show(pair)} is not key=value")
+            else:
+                key, raw = _pair(pair, "field", value_escapes=False)
+            metric = metrics.get((measurement, key))
+            if metric is None:
+                full = f"{measurement}.{key}"
+                name = metric_name(self.options.metrics.get(full, full), limits.max_metric_len)
+                metric = metrics[(measurement, key)] = name
+            if raw[:1] == '"':
                 text = text_value(_string(raw, metric), metric, limits)
                 texts.append(TextPoint(time_us, device, metric, text))
             else:
@@ -215,6 +228,18 @@ class _Reader:
         self.texts += texts
         if site is not None:
             self.sites[device] = site
+        elif device not in self.sites:
+            self.sites[device] = None  # the registry learns of it
+
+    def _head(self, head: str) -> tuple[str, str, str | None]:
+        """(measurement, device, site) of a line's measurement and tags."""
+        measurement, *tag_pairs = _split(head, ",")
+        measurement = _unescape(measurement, _MEASUREMENT_ESCAPES)
+        if not measurement:
+            raise Rejected("bad_line", "no measurement")
+        tags = dict(_pair(pair, "tag") for pair in tag_pairs)
+        device = self._id(tags, self.options.device_tag, "device_id") or self.ctx.device_id
+        return measurement, device, self._id(tags, self.options.site_tag, "site_id")
 
     def _time(self, stamp: str | None) -> int:
         if stamp is None:
@@ -339,6 +364,21 @@ def _string(raw: str, metric: str) -> str:
 
 
 def _number(raw: str, metric: str) -> float:
+    # float() alone would also take "1_000", " 1", "nan" and non-ASCII digits:
+    # it runs first (the common case) only where it means what _FLOAT does.
+    if raw.isascii() and "_" not in raw and raw == raw.strip():
+        try:
+            number = float(raw)
+        except ValueError:
+            pass
+        else:
+            if number - number == 0.0:  # finite
+                return number
+            if _FLOAT.fullmatch(raw):
+                raise Rejected(
+                    "non_finite_value", f"{metric}: value {show(raw)} is beyond a double"
+                )
+            raise Rejected("non_finite_value", f"{metric}: value {show(raw)} is not finite")
     last = raw[-1:]
     if last == "i" and _INT.fullmatch(raw, 0, len(raw) - 1):
         value = int(raw[:-1])
@@ -350,17 +390,10 @@ def _number(raw: str, metric: str) -> float:
         if value > _UINT64_MAX:
             raise Rejected("bad_value", f"{metric}: unsigned {show(raw)} is beyond 64 bits")
         return float(value)
-    if _FLOAT.fullmatch(raw):
-        number = float(raw)
-        if math.isfinite(number):
-            return number
-        raise Rejected("non_finite_value", f"{metric}: value {show(raw)} is beyond a double")
     if raw in _TRUE:
         return 1.0
     if raw in _FALSE:
         return 0.0
-    if raw.lstrip("+-").lower() in {"nan", "inf", "infinity"}:
-        raise Rejected("non_finite_value", f"{metric}: value {show(raw)} is not finite")
     raise Rejected(
         "bad_value",
         f"{metric}: {show(raw)} is not a float, integer (1i), unsigned (1u), boolean or string",

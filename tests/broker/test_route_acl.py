@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bridge.broker import acl, render
+from bridge.broker import acl, render, route_acl
 from bridge.broker.route_acl import RouteSpec
 from tests.broker.brokers import make_cloud
 from tests.broker.clients import NOT_AUTHORIZED, SUCCESS, Client
@@ -87,4 +87,19 @@ def test_render_writes_the_grants_before_the_gateways_and_notes_gateway_routes(
     assert [n for n in done.notes if "zigbee2mqtt" in n] == [
         "route 'zigbee2mqtt/{device_id}': its publisher speaks for many devices; give its "
         "account `topic write zigbee2mqtt/+` in the ACL (mosquitto/README.md)"
+    ]
+
+
+def test_a_line_protocol_route_naming_devices_by_tag_is_a_gateway_route() -> None:
+    routes: list[RouteSpec] = [
+        ("influx/{device_id}", "line_protocol", {}),
+        ("telegraf/{device_id}", "line_protocol", {"device_tag": "host"}),
+    ]
+    block, notes = route_acl.route_rules(routes, "bridge")
+    assert "pattern write influx/%u\n" in block
+    assert "telegraf/%u" not in block
+    assert "topic read telegraf/+\n" in block
+    assert notes == [
+        "route 'telegraf/{device_id}': its publisher speaks for many devices; give its "
+        "account `topic write telegraf/+` in the ACL (mosquitto/README.md)"
     ]

@@ -46,7 +46,7 @@ def test_the_documented_example() -> None:
         Point(t, "ws-1", "weather.ok", 1.0),
     ]
     assert got.texts == [TextPoint(t, "ws-1", "weather.note", 'a "quoted" \\ word')]
-    assert (got.rejects, got.sites) == ([], {})
+    assert (got.rejects, got.sites) == ([], {"ws-1": None})
 
 
 def test_many_lines_comments_and_receive_time() -> None:
@@ -69,7 +69,7 @@ def test_tags_name_device_and_site_and_metrics_are_renamed() -> None:
         (DEVICE, "temperature", 2.0),  # no device tag: the topic's device
         ("gw-8", "temperature", 3.0),
     ]
-    assert got.sites == {"gw-7": "north"}
+    assert got.sites == {"gw-7": "north", DEVICE: None, "gw-8": None}  # for the registry
 
 
 @pytest.mark.parametrize(
@@ -188,6 +188,9 @@ def test_message_bounds() -> None:
     with pytest.raises(CodecError) as exc:
         decode("m a=1,b=2\nm c=3,d=4", small)
     assert exc.value.reason == "too_many_points"
+    with pytest.raises(CodecError) as exc:
+        decode("m a=1\nbad\nbad\nbad", small)  # rejected lines count too
+    assert exc.value.reason == "too_many_points"
     for empty in ("", "\n\n", "# only a comment"):
         with pytest.raises(CodecError) as exc:
             decode(empty)
@@ -284,7 +287,7 @@ def test_encoded_lines_decode_to_the_same_points(
     names: dict[str, str] = {}  # "<measurement>.<field>" as written -> a metric name
     want_points: list[Point] = []
     want_texts: list[TextPoint] = []
-    want_sites: dict[str, str] = {}
+    want_sites: dict[str, str | None] = {}
     text_lines = []
     for measurement, tags, fields, offset in lines:
         if offset is None:
@@ -296,6 +299,8 @@ def test_encoded_lines_decode_to_the_same_points(
         device = tags.get("device", DEVICE)
         if "site" in tags:
             want_sites[device] = tags["site"]
+        else:
+            want_sites.setdefault(device, None)
         for f in fields:
             metric = names.setdefault(f"{measurement}.{f.key}", f"m{len(names)}")
             if f.kind == "string":

@@ -115,6 +115,20 @@ def test_non_finite_values_are_rejected(raw: object) -> None:
     assert len(detail) < 200
 
 
+def test_string_values_are_bounded_in_utf8_bytes() -> None:
+    limits = Limits(max_text_bytes=8)
+    assert v.text_value("", "m", limits) == ""
+    assert v.text_value("éééé", "m", limits) == "éééé"  # 8 bytes
+    with pytest.raises(Rejected) as exc:
+        v.text_value("ééééé", "m", limits)  # 5 characters, 10 bytes
+    assert exc.value.reject.reason == "text_too_long"
+    assert "10 bytes" in exc.value.reject.detail
+    for bad in ("a\x00b", "\ud800"):  # NUL; a lone surrogate
+        with pytest.raises(Rejected) as exc:
+            v.text_value(bad, "m", limits)
+        assert exc.value.reject.reason == "bad_text"
+
+
 def test_a_long_string_value_is_not_echoed_whole() -> None:
     _, detail = rejected(v.point_value, "y" * 50_000, "m")
     assert len(detail) < 200
