@@ -157,7 +157,7 @@ class Host:
         node.bd_seq, node.devices = bd_seq, {}
         node.seq = m.payload.seq % 256 if m.payload.HasField("seq") else None
         self._on_store(Birth(where.group, where.node, "", bd_seq, metrics))
-        self._online(m.out, True)
+        self._online(m, True)
         self._values(m, node.own)
 
     def _dbirth(self, m: Message) -> None:
@@ -170,7 +170,7 @@ class Host:
         metrics, _ = birth_metrics(m.payload, m.rejects)
         entity = node.devices[where.device] = self._entity(where.node, where.device, metrics)
         self._on_store(Birth(where.group, where.node, where.device, None, metrics))
-        self._online(m.out, True)
+        self._online(m, True)
         self._values(m, entity)
 
     def _data(self, m: Message) -> None:
@@ -194,7 +194,7 @@ class Host:
             return
         self._cancel_gap(node)
         node.own.online = False
-        self._online(out, False)
+        self._online(m, False)
         for device, entity in node.devices.items():
             entity.online = False
             device_id, _ = spt.device_id(
@@ -210,11 +210,16 @@ class Host:
         entity = m.node.devices.get(m.where.device)
         if entity is not None:
             entity.online = False
-        self._online(m.out, False)
+        self._online(m, False)
 
-    def _online(self, out: Routed, online: bool) -> None:
-        if out.device_id is not None:
-            self._on_store(Status(out.device_id, out.site_id or "", online))
+    def _online(self, m: Message, online: bool) -> None:
+        """The registry status of the message's device; with edge_node
+        identity a device has no row of its own (its metrics are its node's),
+        so only the node's births and death move it."""
+        if m.where.device is not None and self.settings.identity == "edge_node":
+            return
+        if m.out.device_id is not None:
+            self._on_store(Status(m.out.device_id, m.out.site_id or "", online))
 
     def _no_birth(self, m: Message, why: str) -> None:
         m.rejects.append(Reject("no_birth", f"{why}: its aliases and datatypes are unknown"))

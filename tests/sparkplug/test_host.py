@@ -213,3 +213,12 @@ async def test_births_loaded_decode_data_without_rebirth() -> None:
     routed = second.send("NDATA", ndata(42, by_alias(1, wire.INT32, -3)))
     assert values(routed) == {"Inputs.Temp": -3.0}
     assert second.rebirths == []
+
+
+async def test_with_edge_node_identity_a_ddeath_leaves_the_node_online() -> None:
+    h = Harness(identity="edge_node")
+    h.send("NBIRTH", nbirth())
+    h.send("DBIRTH", wire.payload([wire.metric("Level", 9, wire.FLOAT, 1.5)], seq=1), "tank")
+    h.stored.clear()
+    h.send("DDEATH", wire.payload([], seq=2), "tank")
+    assert h.stored == []
