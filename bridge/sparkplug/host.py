@@ -96,7 +96,10 @@ class Host:
     # ------------------------------------------------------------ births kept
     def load(self, births: Iterable[Birth]) -> None:
         """Births read back from the database (a restarted or new Sparkplug
-        worker): DATA decodes at once; the next seq sets where a node stands."""
+        worker, or this one taking the role again): they replace what it
+        knew; DATA decodes at once; the next seq sets where a node stands."""
+        self.close()
+        self.nodes = {}
         for birth in births:
             node = self.nodes.setdefault((birth.group, birth.node), Node())
             entity = self._entity(birth.node, birth.device or None, birth.metrics)
