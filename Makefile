@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STACK := scripts/stack.sh
 
-.PHONY: run test services stop status lint typecheck bench bench-peers bench-burst clean help
+.PHONY: run test services stop status lint typecheck bench bench-peers bench-burst bench-cardinality clean help
 
 help:
 	@echo "make run        start the local stack (Mosquitto, PostgreSQL, Redis), apply the schema, run the bridge and a simulated fleet"
@@ -65,10 +65,15 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_storage.py
 	$(BIN)/python bench/write_constants.py
 	$(MAKE) bench-peers
+	$(MAKE) bench-cardinality
 
 bench-peers: $(STAMP)
 	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/bench_peers.py
+
+bench-cardinality: $(STAMP)
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/bench_cardinality.py
 
 bench-burst: $(STAMP)
 	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'

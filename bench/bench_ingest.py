@@ -53,7 +53,7 @@ import threading
 import time
 import tomllib
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -737,8 +737,11 @@ def throughput(
     *,
     workers: int = 1,
     profile: bool = False,
+    inspect: Callable[[str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Publish `messages` as fast as the window allows; time until all committed."""
+    """Publish `messages` as fast as the window allows; time until all committed.
+    ``inspect`` is called with the phase's database URL once everything is
+    committed, before the database is dropped; what it returns joins the result."""
     per_message = {"single": 3, "sparkplug": 100}.get(kind, 300)
     n_points = messages * per_message
     span_s = (messages // devices) * (1 if kind == "single" else 10)
@@ -786,6 +789,7 @@ def throughput(
         bridge.stop()
     stored = count_rows(svc.db_url(f"bench_{phase}"))
     background = background_work(svc.db_url(f"bench_{phase}"))
+    inspected = inspect(svc.db_url(f"bench_{phase}")) if inspect else {}
     asyncio.run(svc.drop_db(f"bench_{phase}"))
     if stored != n_points:
         raise RuntimeError(f"{phase}: {stored} rows stored, {n_points} expected")
@@ -820,7 +824,7 @@ def throughput(
     }
     if profile_out:
         out["profile"] = profile_out
-    return out
+    return out | inspected
 
 
 def drain(svc: Services, messages: int, devices: int, profile: bool = False) -> dict[str, Any]:

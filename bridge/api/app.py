@@ -22,6 +22,7 @@ Routes (all /api/v1 routes need an API key):
 # annotations at runtime, and they use bounds from the settings (locals).
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -242,7 +243,8 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
 
     @get("/healthz", security=[], summary="Liveness", include_in_schema=True)
     async def healthz() -> schemas.Health:
-        return {"status": "ok"}
+        # The pid lets `bridge doctor` on the same host find its memory limit.
+        return {"status": "ok", "pid": os.getpid()}
 
     @get(
         "/readyz",

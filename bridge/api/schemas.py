@@ -135,4 +135,5 @@ class Problem(TypedDict):
 
 class Health(TypedDict):
     status: str
+    pid: NotRequired[int]  # /healthz: the serving process
     checks: NotRequired[dict[str, str]]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import time
 import urllib.error
 import urllib.request
@@ -226,7 +228,9 @@ async def check_broker(s: Settings, o: Options) -> list[Finding]:
         login.port,
         username=login.username,
         password=login.password.get_secret_value() if login.password else None,
-        identifier=f"{s.mqtt.client_id}-doctor"[:64],
+        # Unique per run: two doctors under one id would take over each
+        # other's connection, and the one taken over would see no $SYS value.
+        identifier=f"{s.mqtt.client_id}-doctor-{os.getpid()}-{secrets.token_hex(3)}"[-64:],
         protocol=aiomqtt.ProtocolVersion.V5,
         tls_params=tls_parameters(login.tls),
         timeout=o.timeout_s,

@@ -20,6 +20,10 @@ import orjson
 import pytest
 
 from bridge.api.series import CLOCK_MARGIN_US
+from bridge.config import Settings
+from bridge.doctor.finding import Status
+from bridge.doctor.options import Options
+from bridge.doctor.services import check_process
 from tests.api.harness import ApiProcess, Reply, create_key
 from tests.conftest import Stack, _clone
 from tests.integration.harness import (
@@ -490,7 +494,14 @@ def test_a_body_that_is_not_json(deployment: Deployment) -> None:
 
 def test_health_readiness_metrics_and_openapi(deployment: Deployment) -> None:
     api = deployment.api
-    assert api.request("GET", "/healthz").status == 200
+    health = api.request("GET", "/healthz")
+    assert health.status == 200
+    assert api.proc is not None
+    assert health.json()["pid"] == api.proc.pid
+    # bridge doctor on this host finds the API's memory and its limit by that pid
+    url = f"http://127.0.0.1:{api.port}"
+    (memory,) = [f for f in check_process(url, "api", Settings(), Options()) if f.check == "memory"]
+    assert memory.status is Status.OK, memory
     ready = api.request("GET", "/readyz")
     assert ready.status == 200
     assert ready.json()["checks"]["database"] == "ok"
