@@ -13,6 +13,9 @@ database, and measures side by side:
 - line_protocol: the same readings as 100-line Influx line-protocol messages
               (the line_protocol codec), measured the same way, and its ratio
               to batch (``ratio_line_protocol_to_batch``);
+- sparkplug:  the same points as Sparkplug B NDATA of 100 metrics by alias
+              (after an NBIRTH per node), through the Sparkplug role, and its
+              ratio to batch (``ratio_sparkplug_to_batch``, target 0.80);
 - single:     the same for single-reading messages (1 worker, and 2 workers
               when 1 is CPU-bound), plus the drain rate of a queued backlog;
 - latency:    publish-to-committed and publish-to-Redis, per message, at half
@@ -25,7 +28,7 @@ PUBLISH packets on a plain socket, QoS 1, a window of 5000 unacked messages). Ev
 CPU each one used is reported next to every figure.
 
     .venv/bin/python bench/bench_ingest.py [--quick] [--soak SECONDS] [--profile]
-    .venv/bin/python bench/bench_ingest.py --quick --formats   # batch vs line protocol only
+    .venv/bin/python bench/bench_ingest.py --quick --formats   # batch, line protocol, Sparkplug only
 
 Prints the machine and a table with the targets; writes bench/results/ingest.json
 (not with --formats, which only prints).
@@ -88,6 +91,7 @@ TARGETS = {
     "single_msgs_per_s": 15_000,
     "p99_committed_ms": 500,
     "p99_redis_ms": 300,
+    "ratio_sparkplug_to_batch": 0.80,  # issue 14: Sparkplug NDATA vs seed_json batched, same run
 }
 CPU_BOUND = 0.80  # a worker above this share of one core is CPU-bound
 MACHINE_BOUND = 0.90  # ... and so is one that gets no more because every core is busy
@@ -132,9 +136,10 @@ class Bridge:
         phase: str,
         db: str,
         workers: int = 1,
-        session_expiry_s: int = 0,
         *,
+        session_expiry_s: int = 0,
         routes: str = "",
+        extra: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.phase, self.workers = phase, workers
         self.client_id = f"bench-{phase}"
@@ -158,7 +163,7 @@ class Bridge:
             },
             "http": {"port": HTTP_PORT},
         }
-        for section, values in _options["set"].items():
+        for section, values in [*(extra or {}).items(), *_options["set"].items()]:
             config.setdefault(section, {}).update(values)
         self.config.write_text(
             "".join(
@@ -278,6 +283,27 @@ def batch_payloads(n: int, devices: int, start_ms: int) -> Iterator[tuple[str, b
         yield f"telemetry/site-{d % 10:02d}/dev-{d:05d}", orjson.dumps(readings)
 
 
+def sparkplug_payloads(n: int, nodes: int, start_ms: int) -> Iterator[tuple[str, bytes]]:
+    """Sparkplug B: an NBIRTH per edge node (100 Double metrics, aliases 0-99,
+    null values: nothing stored), then `n` NDATA of 100 metrics by alias
+    only, round robin over the nodes, 100 ms apart per node."""
+    from core.sparkplug import encode
+    from core.sparkplug import sparkplug_b_pb2 as pb
+
+    for node in range(nodes):
+        msg = pb.Payload(timestamp=start_ms, seq=0)
+        msg.metrics.add(name=encode.BD_SEQ, datatype=4, long_value=0)
+        for i in range(100):
+            msg.metrics.add(name=f"signal_{i:02d}", alias=i, datatype=10, is_null=True)
+        yield f"spBv1.0/bench/NBIRTH/node-{node:05d}", msg.SerializeToString()
+    for k in range(n):
+        node, r = k % nodes, k // nodes
+        msg = pb.Payload(timestamp=start_ms + (r + 1) * 100, seq=(r + 1) % 256)
+        for i in range(100):
+            msg.metrics.add(alias=i, double_value=1000.5 + i + node)
+        yield f"spBv1.0/bench/NDATA/node-{node:05d}", msg.SerializeToString()
+
+
 def line_protocol_payloads(n: int, devices: int, start_ms: int) -> Iterator[tuple[str, bytes]]:
     """batch_payloads' readings as 100 line-protocol lines per message (ms times)."""
     for k in range(n):
@@ -310,6 +336,9 @@ def publisher_main(spec: dict[str, Any], out: Any, go: Any) -> None:
     messages: list[Encoded] = []
     if spec["kind"] == "batch":
         payloads = batch_payloads(spec["n"], spec["devices"], spec["start_ms"])
+        messages = [Encoded(t, p) for t, p in payloads]
+    elif spec["kind"] == "sparkplug":
+        payloads = sparkplug_payloads(spec["n"], spec["devices"], spec["start_ms"])
         messages = [Encoded(t, p) for t, p in payloads]
     elif spec["kind"] == "line_protocol":
         payloads = line_protocol_payloads(spec["n"], spec["devices"], spec["start_ms"])
@@ -661,6 +690,16 @@ def rate_between(timeline: list[tuple[float, int]], total: int) -> float | None:
     return (hi[1] - lo[1]) / (hi[0] - lo[0])
 
 
+def wait_sparkplug_role(bridge: Bridge, timeout: float = 60) -> None:
+    """Until a worker holds the Sparkplug role and is subscribed."""
+    deadline = time.monotonic() + timeout
+    while bridge.metrics().get("bridge_sparkplug_role", 0) < 1:
+        bridge.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{bridge.phase}: no Sparkplug role:\n{bridge.log_tail()}")
+        time.sleep(0.1)
+
+
 def wait_committed(
     bridge: Bridge, n_points: int, rss: dict[int, float], timeout: float = 300
 ) -> tuple[float, list[tuple[float, int]]]:
@@ -703,9 +742,12 @@ def throughput(
     """Publish `messages` as fast as the window allows; time until all committed.
     ``inspect`` is called with the phase's database URL once everything is
     committed, before the database is dropped; what it returns joins the result."""
-    per_message = 3 if kind == "single" else 300
+    per_message = {"single": 3, "sparkplug": 100}.get(kind, 300)
     n_points = messages * per_message
     span_s = (messages // devices) * (1 if kind == "single" else 10)
+    # Sparkplug: the bridge's Sparkplug role reads spBv1.0/ (QoS 1 here, so
+    # that the publisher's window bounds it as in the other phases).
+    extra = {"sparkplug": {"enabled": True, "standby_poll_s": 0.2}} if kind == "sparkplug" else None
     spec = {
         "kind": kind,
         "n": messages,
@@ -714,9 +756,13 @@ def throughput(
     }
     mode = asyncio.run(svc.create_db(f"bench_{phase}"))
     routes = LINE_PROTOCOL_ROUTE if kind == "line_protocol" else ""
-    bridge = Bridge(svc, phase, f"bench_{phase}", workers=workers, routes=routes).start()
+    bridge = Bridge(
+        svc, phase, f"bench_{phase}", workers=workers, routes=routes, extra=extra
+    ).start()
     try:
         bridge.wait_ready()
+        if kind == "sparkplug":
+            wait_sparkplug_role(bridge)
         publisher = Publisher(spec)
         pids = bridge.worker_pids()
         components = {"bridge": [bridge.proc.pid] if bridge.proc else []}
@@ -1130,6 +1176,12 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     return [
         ("copy limit, points/s", f"{r['copy_limit']['points_per_s']:,}", "(reference)", None),
         (
+            "Sparkplug NDATA / seed batch, points/s",
+            f"{r['ratio_sparkplug_to_batch']:.2f}",
+            f">= {t['ratio_sparkplug_to_batch']:.2f}",
+            r["ratio_sparkplug_to_batch"] >= t["ratio_sparkplug_to_batch"],
+        ),
+        (
             "batch, points/s",
             f"{r['batch']['points_per_s']:,}",
             f">= {t['batch_points_per_s']:,}",
@@ -1226,7 +1278,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
     parser.add_argument(
         "--formats",
         action="store_true",
-        help="only batch and line_protocol, and their ratio; prints, writes nothing",
+        help="only batch, line_protocol and sparkplug, and their ratios; prints, writes nothing",
     )
     args = parser.parse_args()
     _options["profile_out"] = args.profile_out
@@ -1265,6 +1317,16 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             svc, "batch", "batch", sizes.batch_messages, sizes.batch_devices, profile=args.profile
         )
         print_phase("batch", batch)
+        # The same points as the batch phase, as Sparkplug NDATA of 100 metrics.
+        sparkplug = throughput(
+            svc,
+            "sparkplug",
+            "sparkplug",
+            sizes.batch_messages * 3,
+            sizes.batch_devices,
+            profile=args.profile,
+        )
+        print_phase("Sparkplug NDATA, 100 metrics/message", sparkplug)
         lines = throughput(
             svc,
             "line_protocol",
@@ -1302,6 +1364,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
         print_phase("", lat, rate=False)
         soaked = soak(svc, args.soak, batch["points_per_s"] / 2) if args.soak else None
         peaks = {"batch": batch["rss_peak_mb"], "latency": lat["rss_peak_mb"]}
+        peaks["sparkplug"] = sparkplug["rss_peak_mb"]
         peaks["line_protocol"] = lines["rss_peak_mb"]
         peaks |= {f"single_{k}": v["rss_peak_mb"] for k, v in singles.items()}
         peaks["single_drain"] = single_drain["rss_peak_mb"]
@@ -1322,6 +1385,8 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             "bridge_overrides": _options["set"],
             "copy_limit": copy,
             "batch": batch,
+            "sparkplug": sparkplug,
+            "ratio_sparkplug_to_batch": round(sparkplug["points_per_s"] / batch["points_per_s"], 3),
             "line_protocol": lines,
             "ratio_line_protocol_to_batch": round(lines["points_per_s"] / batch["points_per_s"], 3),
             "single": {
@@ -1374,18 +1439,21 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
 
 
 def formats(svc: Services, sizes: Sizes, profile: bool) -> None:
-    """The payload formats alone, same readings, same run: seed_json batches
-    and line protocol, and the ratio of their points/s."""
+    """The payload formats alone, same points, same run: seed_json batches,
+    line protocol and Sparkplug NDATA (three 100-metric messages for each
+    300-point batch), and the ratio of their points/s to batch's."""
+    messages = {"batch": 1, "line_protocol": 1, "sparkplug": 3}
     runs = {
         kind: throughput(
-            svc, kind, kind, sizes.batch_messages, sizes.batch_devices, profile=profile
+            svc, kind, kind, sizes.batch_messages * k, sizes.batch_devices, profile=profile
         )
-        for kind in ("batch", "line_protocol")
+        for kind, k in messages.items()
     }
     for kind, res in runs.items():
         print_phase(kind, res)
-    ratio = runs["line_protocol"]["points_per_s"] / runs["batch"]["points_per_s"]
-    print(f"  line_protocol / batch (seed_json): {ratio:.2f}")
+    for kind in ("line_protocol", "sparkplug"):
+        ratio = runs[kind]["points_per_s"] / runs["batch"]["points_per_s"]
+        print(f"  {kind} / batch (seed_json): {ratio:.2f}")
 
 
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,9 @@ class Batch:
     opened: float = field(default_factory=time.monotonic)
     points: list[Point] = field(default_factory=list)
     texts: list[TextPoint] = field(default_factory=list)  # string values
+    # Points also in ``points`` that must not update the latest values
+    # (Sparkplug is_historical): stored, kept out of the cache.
+    uncached: set[Point] = field(default_factory=set)
     tickets: list[Ticket] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     sites: dict[str, str | None] = field(default_factory=dict)  # device_id -> site_id
@@ -53,8 +56,10 @@ class Batcher:
         site_id: str | None,
         *,
         texts: list[TextPoint] | None = None,
+        historical: list[Point] | None = None,
         sites: dict[str, str | None] | None = None,
     ) -> None:
+        """``historical`` points are stored like ``points`` but not cached."""
         batch = self._current
         if batch is None:
             batch = self._current = Batch()
@@ -63,6 +68,9 @@ class Batcher:
             batch.tickets.append(ticket)
         if texts:
             batch.texts.extend(texts)
+        if historical:
+            batch.uncached.update(historical)
+            points = points + historical
         if points or texts:
             batch.points.extend(points)
             if device_id is not None and (site_id is not None or device_id not in batch.sites):

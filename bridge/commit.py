@@ -110,7 +110,10 @@ class Committer:
             m.batch_points.observe(len(batch.points) + len(batch.texts))
             m.flush_seconds.observe(time.monotonic() - batch.opened)
             if self._cache is not None and batch.points:
-                self._cache(_stored(batch.points, out.refused))
+                stored = _stored(batch.points, out.refused)
+                if batch.uncached:  # Sparkplug is_historical: stored, not the latest value
+                    stored = [p for p in stored if p not in batch.uncached]
+                self._cache(stored)
         return out
 
     async def drain(self, batches: asyncio.Queue[Batch | None], settle: Settle) -> None:

@@ -299,6 +299,41 @@ class ShutdownSettings(Section):
     )
 
 
+class SparkplugSettings(Section):
+    """The bridge as a Sparkplug B host application (README, "Sparkplug B")."""
+
+    enabled: bool = Field(
+        False,
+        description="Read spBv1.0/ topics: one worker at a time holds the Sparkplug role "
+        "(a PostgreSQL advisory lock), the others stand by.",
+    )
+    identity: Literal["edge_node_device", "edge_node"] = Field(
+        "edge_node_device",
+        description="Device ids: edge_node_device stores a device as <edge_node>:<device>; "
+        "edge_node stores it under its node, metrics named <device>.<metric>. The group is "
+        "the site in both.",
+    )
+    reorder_timeout_s: float = Field(
+        2.0,
+        ge=0,
+        description="After a seq gap, how long a missing message may still arrive "
+        "before a rebirth is requested.",
+    )
+    rebirth_cooldown_s: float = Field(
+        5.0, ge=0, description="At most one rebirth request per node in this time."
+    )
+    standby_poll_s: float = Field(
+        1.0, gt=0, description="How often a standby worker tries to take the Sparkplug role."
+    )
+    primary_host_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Primary host mode, off when unset: the Sparkplug role's holder publishes "
+        'spBv1.0/STATE/<id> {"online": true, "timestamp": T}, retained, QoS 1, with the will '
+        '{"online": false, "timestamp": T}.',
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration. Section names are the TOML tables."""
 
@@ -317,6 +352,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
     api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)  # type: ignore[arg-type]
+    sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -25,19 +25,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from bridge.ack import AckTracker
 from bridge.batch import Batch, Batcher
-from bridge.router import Router, internal_error
+from bridge.router import Routed, internal_error
 from bridge.telemetry import Metrics
 
 log = logging.getLogger("bridge.intake")
 
 
+class Routes(Protocol):
+    """What turns a message into points and dead letters: bridge.router's
+    Router, or the Sparkplug host (bridge.sparkplug.host)."""
+
+    def route(self, topic: str, payload: bytes, received_us: int) -> Routed: ...
+
+
 class Intake:
     def __init__(
         self,
-        router: Router,
+        router: Routes,
         tracker: AckTracker,
         metrics: Metrics,
         on_batch: Callable[[Batch], None],
@@ -77,7 +85,7 @@ class Intake:
                 m.messages_rejected.labels(routed.rejected_message).inc()
             for reason, count in routed.rejected_points.items():
                 m.points_rejected.labels(reason).inc(count)
-        self._points_received += len(routed.points) + len(routed.texts)
+        self._points_received += len(routed.points) + len(routed.texts) + len(routed.historical)
         if ticket is not None:
             self.unsettled += 1
             self.idle.clear()
@@ -88,6 +96,7 @@ class Intake:
             routed.device_id,
             routed.site_id,
             texts=routed.texts,
+            historical=routed.historical,
             sites=routed.sites,
         )
 

@@ -43,6 +43,7 @@ from bridge.intake import Intake
 from bridge.router import Router
 from bridge.sink.timescale import TimescaleSink
 from bridge.source.session import Session
+from bridge.sparkplug.role import SparkplugRole
 from bridge.telemetry import Metrics
 from core import http
 
@@ -106,6 +107,14 @@ class Worker:
         self.after_commit: list[Callable[[Batch, CommitResult], None]] = []
         self._feed: CacheFeed | None = None  # set once the cache is open
         self._cache_logged = 0.0
+        # The Sparkplug role (bridge.sparkplug.role), when on: its batches join
+        # the same queue and are settled back to its own intake.
+        self.sparkplug: SparkplugRole | None = None
+        self._sparkplug_batches: set[int] = set()  # id() of its batches not yet settled
+        if settings.sparkplug.enabled:
+            self.sparkplug = SparkplugRole(
+                settings, self.client_id, self.metrics, self._enqueue_sparkplug
+            )
         self.metrics.inflight_messages.set_function(lambda: self.tracker.in_flight)
         self.metrics.queued_batches.set_function(self.batches.qsize)
 
@@ -113,13 +122,25 @@ class Worker:
         self.batches.put_nowait(batch)
         if self.batches.qsize() >= self._max_queued:
             self.session.pause_reading()
+            if self.sparkplug is not None:
+                self.sparkplug.pause_reading()
+
+    def _enqueue_sparkplug(self, batch: Batch) -> None:
+        self._sparkplug_batches.add(id(batch))
+        self._enqueue(batch)
 
     def _settle(self, batch: Batch, result: CommitResult) -> None:
         for hook in self.after_commit:
             hook(batch, result)
-        self.intake.settle(batch)
+        if self.sparkplug is not None and id(batch) in self._sparkplug_batches:
+            self._sparkplug_batches.discard(id(batch))
+            self.sparkplug.intake.settle(batch)
+        else:
+            self.intake.settle(batch)
         if self.batches.qsize() < self._max_queued:
             self.session.resume_reading()
+            if self.sparkplug is not None:
+                self.sparkplug.resume_reading()
 
     def _cache_missed(self, reason: str, exc: RedisUnavailable | None) -> None:
         self.metrics.redis_errors.labels(reason).inc()
@@ -186,6 +207,8 @@ class Worker:
                 tasks.append(asyncio.create_task(maintain_every(s.database), name="maintain"))
             mqtt = asyncio.create_task(self._mqtt(retire), name="mqtt")
             tasks.append(mqtt)
+            if self.sparkplug is not None and not retire:
+                tasks.append(asyncio.create_task(self.sparkplug.run(self._stop), name="sparkplug"))
             main = asyncio.create_task(
                 self._drain_session(idle_s) if retire else self._stop.wait(), name="main"
             )
@@ -218,10 +241,16 @@ class Worker:
 
     async def _finish(self, end_session: bool) -> None:
         """Stops taking, commits and acks what was taken, then disconnects."""
-        self.intake.stop_taking()
+        intakes = [self.intake]
+        if self.sparkplug is not None:
+            intakes.append(self.sparkplug.intake)
+        for intake in intakes:
+            intake.stop_taking()
         grace = self.settings.shutdown.grace_s
         try:
-            await asyncio.wait_for(self.intake.idle.wait(), timeout=grace)
+            await asyncio.wait_for(
+                asyncio.gather(*(intake.idle.wait() for intake in intakes)), timeout=grace
+            )
         except TimeoutError:
             log.error(
                 "shutdown grace (%.0fs) ran out with %d message(s) unsettled; they stay "
@@ -235,6 +264,8 @@ class Worker:
         deadline = time.monotonic() + min(2.0, grace)
         while self._feed is not None and not self._feed.idle and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        if self.sparkplug is not None:
+            await self.sparkplug.close()
         await self.session.close(end_session=end_session)
         log.info("stopped%s", "; session ended" if end_session else "")
 

@@ -28,6 +28,7 @@ MAX_DL_LISTED = 32  # rejects of one reason whose details a dead letter lists
 class Routed:
     points: list[Point] = field(default_factory=list)
     texts: list[TextPoint] = field(default_factory=list)  # string values
+    historical: list[Point] = field(default_factory=list)  # stored, not cached as latest
     dead_letters: list[DeadLetter] = field(default_factory=list)
     rejected_points: dict[str, int] = field(default_factory=dict)  # reason -> count
     rejected_message: str | None = None  # reason, when the whole message was rejected
@@ -115,6 +116,14 @@ def db_rejected(point: Point | TextPoint, why: str) -> DeadLetter:
     it came in held other points, which were stored."""
     topic = f"{point.device_id}/{point.metric}"
     return _dead_letter(point.time_us, topic, b"", "db_rejected", why)
+
+
+def dead_letter(
+    received_us: int, topic: str, payload: bytes, reason: str, detail: str
+) -> DeadLetter:
+    """A rejected_messages row, cut to the table's bounds (for a router of
+    its own: bridge.sparkplug.host)."""
+    return _dead_letter(received_us, topic, payload, reason, detail)
 
 
 def _dead_letter(

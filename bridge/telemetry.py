@@ -133,6 +133,24 @@ class Metrics(CommitMetrics):
             ["kind"],
             registry=r,
         )
+        self.sparkplug_role = Gauge(
+            "bridge_sparkplug_role",
+            "1 while this worker holds the Sparkplug role and is subscribed to spBv1.0/, 0 standing by",
+            registry=r,
+        )
+        self.sparkplug_rebirths = Counter(
+            "bridge_sparkplug_rebirth_requests_total",
+            "Rebirth commands (NCMD Node Control/Rebirth) by reason (no_birth, unknown_alias, "
+            "seq_gap, malformed_payload) and outcome: requested, suppressed (within a "
+            "node's cooldown) or failed (not published: no broker connection)",
+            ["reason", "outcome"],
+            registry=r,
+        )
+        self.sparkplug_stale_deaths = Counter(
+            "bridge_sparkplug_stale_deaths_total",
+            "NDEATHs ignored: their bdSeq was not the current NBIRTH's",
+            registry=r,
+        )
 
 
 def setup_logging(level: str = "INFO") -> None:

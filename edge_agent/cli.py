@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--duration", type=float, metavar="SECONDS", help="stop generating after this long"
     )
+    sim.add_argument(
+        "--sparkplug",
+        action="store_true",
+        help="instead of the agent, one Sparkplug B edge node (group: agent.site_id, node: "
+        "uplink.client_id) publishing births and DDATA of --devices pumps at --rate to the "
+        "uplink broker, answering Rebirth commands",
+    )
     commands.add_parser(
         "check-config",
         help="validate the configuration and exit",
@@ -149,6 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in ("run", "simulate"):
         parser.print_help()
         return 2
+    if args.command == "simulate" and args.sparkplug:
+        from edge_agent import sparkplug_sim  # noqa: PLC0415 - keeps --help light
+
+        setup_logging(settings.agent.log_level)
+        sim = settings.simulator
+        return sparkplug_sim.run(settings, sim.devices, sim.rate, sim.duration_s)
     return _run(settings, simulate=args.command == "simulate")
 
 

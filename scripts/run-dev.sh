@@ -8,7 +8,11 @@
 # The agent logs in as the gateway gw-site-1 (provisioned here once, with the
 # broker's ACL letting it publish telemetry/site-1/+), spools in
 # .stack/dev/edge-spool.db and logs to .stack/dev/log/edge-agent.log. It is
-# stopped (SIGTERM) whenever the bridge exits, Ctrl-C included.
+# stopped (SIGTERM) whenever the bridge exits, Ctrl-C included. Beside it, a
+# simulated Sparkplug B edge node (edge-agent simulate --sparkplug) logs in as
+# the gateway sp-site-1 (its own account: the dev broker makes a client id its
+# username), publishing as group site-1 to the bridge, which runs with
+# sparkplug.enabled; its log is .stack/dev/log/sparkplug-sim.log.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,6 +20,7 @@ BIN=.venv/bin
 STATE=.stack/dev
 ETC=$STATE/mosquitto/etc
 GATEWAY=gw-site-1
+SPARKPLUG_NODE=sp-site-1
 say() { printf '[run] %s\n' "$*" >&2; }
 
 set -a
@@ -78,6 +83,23 @@ set +a
     >>"$STATE/log/edge-agent.log" 2>&1 &
 agent=$!
 
+if [ ! -s "$STATE/sparkplug.env" ]; then
+    say "provisioning the Sparkplug edge node account $SPARKPLUG_NODE on the dev broker"
+    password=$("$BIN/bridge" broker provision "$SPARKPLUG_NODE" --gateway site-1 --acl "$ETC/acl" \
+        --passwd "$ETC/passwd" --reload "$STATE/mosquitto/mosquitto.pid" 2>>"$STATE/log/broker-setup.log")
+    (umask 077; printf 'EDGE_UPLINK__USERNAME=%s\nEDGE_UPLINK__PASSWORD=%s\n' "$SPARKPLUG_NODE" "$password" >"$STATE/sparkplug.env")
+fi
+sed -e "s/^client_id = .*/client_id = \"$SPARKPLUG_NODE\"/" -e "s/edge-spool.db/sparkplug-spool.db/" \
+    "$STATE/edge.toml" >"$STATE/sparkplug.toml"
+(
+    set -a
+    # shellcheck disable=SC1091
+    source "$STATE/sparkplug.env"
+    set +a
+    exec "$BIN/edge-agent" --config "$STATE/sparkplug.toml" simulate --sparkplug --devices 5 --rate 1
+) >>"$STATE/log/sparkplug-sim.log" 2>&1 &
+sparkplug_sim=$!
+
 if [ ! -s "$STATE/api.env" ]; then
     key=$("$BIN/bridge" apikey create --scope read --scope write --name dev)
     (umask 077; printf 'API_KEY=%s\n' "$key" >"$STATE/api.env")
@@ -88,7 +110,7 @@ api=$!
 
 stop_helpers() {
     local pid name
-    for pid_name in "$agent:edge agent" "$api:read API"; do
+    for pid_name in "$agent:edge agent" "$sparkplug_sim:Sparkplug simulator" "$api:read API"; do
         pid=${pid_name%%:*} name=${pid_name#*:}
         if kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid" 2>/dev/null || true
@@ -104,5 +126,7 @@ say "read API: http://127.0.0.1:$API_PORT/docs (pid $api), log $STATE/log/api.lo
 say "live view: http://127.0.0.1:$API_PORT/#key=$(sed -n 's/^API_KEY=//p' "$STATE/api.env")"
 say "edge agent: 100 simulated pumps (pid $agent), status http://127.0.0.1:$EDGE_PORT/healthz, log $STATE/log/edge-agent.log"
 
+say "Sparkplug edge node $SPARKPLUG_NODE: 5 simulated pumps as devices $SPARKPLUG_NODE:pump-1..5 (pid $sparkplug_sim), log $STATE/log/sparkplug-sim.log"
+
 # Not exec: this shell stays to stop the agent and the API when the bridge exits.
-"$BIN/bridge" run
+BRIDGE_SPARKPLUG__ENABLED=true "$BIN/bridge" run

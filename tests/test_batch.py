@@ -45,3 +45,14 @@ async def test_flush_closes_the_current_batch_and_cancels_its_timer() -> None:
     batcher.flush()  # nothing open: no empty batch
     await asyncio.sleep(0.1)
     assert len(closed) == 1
+
+
+async def test_historical_points_are_batched_to_be_stored_and_not_cached() -> None:
+    closed: list[Batch] = []
+    batcher = Batcher(max_points=1000, max_delay_s=60, on_close=closed.append)
+    live, old = pts(2), [Point(1, "d", "old", 9.0)]
+    batcher.add(None, live, [], "d", None, historical=old)
+    batcher.flush()
+    [batch] = closed
+    assert batch.points == [*live, *old]
+    assert batch.uncached == set(old)

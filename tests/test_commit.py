@@ -119,3 +119,17 @@ async def test_with_retry_a_down_database_is_retried_with_backoff() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_historical_points_are_stored_but_not_cached(plain_db: str) -> None:
+    """Sparkplug is_historical: a batch's uncached points go to the database
+    and stay out of the cache, which holds the latest values."""
+    live = [Point(NOW, "dev", "flow", 1.0)]
+    old = [Point(NOW - 60 * S, "dev", "flow", 2.0), Point(NOW - 59 * S, "dev", "pip", 3.0)]
+    cached: list[list[Point]] = []
+    async with TimescaleSink(DatabaseSettings(url=plain_db)) as db:
+        committer = Committer(db, Metrics(), cache=cached.append)
+        batch = Batch(points=[*live, *old], uncached=set(old))
+        result = await committer.commit(batch)
+    assert (result.written, result.duplicates) == (3, 0)
+    assert cached == [live]

@@ -61,11 +61,14 @@ def _iso_dt(moment: dt.datetime | None) -> str | None:
 
 
 def device(d: store.Device, online_after_s: float) -> Json:
-    """A registry row; online when its last point is at most ``online_after_s`` old."""
+    """A registry row; online when its last point is at most ``online_after_s``
+    old, or, for a Sparkplug device, as its last BIRTH or DEATH says."""
     fresh = (
         d.last_seen is not None
         and (dt.datetime.now(dt.UTC) - d.last_seen).total_seconds() <= online_after_s
     )
+    if d.lifecycle is not None:
+        fresh = d.lifecycle == "online"
     return {
         "device_id": d.device_id,
         "site_id": d.site_id,

@@ -108,7 +108,8 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
         limit: Annotated[int | None, Parameter(ge=1, le=a.max_page_size)] = None,
     ) -> schemas.DevicePage:
         """The registry in device_id order. A device is online when its last point
-        is newer than api.online_after_s."""
+        is newer than api.online_after_s; a Sparkplug device is online from its
+        BIRTH to its DEATH."""
         await api.authorize(token(request), "read")
         return await api.devices(  # type: ignore[return-value]
             site=site, device_type=device_type, status=status, after=after, limit=limit

@@ -59,6 +59,7 @@ class Device:
     first_seen: dt.datetime
     last_seen: dt.datetime | None
     metadata: str  # JSON text, as stored
+    lifecycle: str | None = None  # online/offline from Sparkplug births and deaths
 
 
 @dataclass(slots=True)
@@ -77,7 +78,9 @@ class Bucket:
     last: float
 
 
-_DEVICE_COLUMNS = "device_id, site_id, device_type, first_seen, last_seen, metadata::text"
+_DEVICE_COLUMNS = (
+    "device_id, site_id, device_type, first_seen, last_seen, metadata::text, lifecycle"
+)
 
 
 def _device(row: asyncpg.Record) -> Device:
@@ -107,7 +110,10 @@ async def devices(
         where.append(f"device_type = {arg(device_type)}")
     if online is not None:
         fresh = f"last_seen >= now() - {arg(dt.timedelta(seconds=online_after_s))}::interval"
-        where.append(fresh if online else f"(last_seen IS NULL OR NOT {fresh})")
+        derived = fresh if online else f"(last_seen IS NULL OR NOT {fresh})"
+        wanted = "'online'" if online else "'offline'"
+        # A Sparkplug device's state is what its births and deaths said.
+        where.append(f"(CASE WHEN lifecycle IS NULL THEN {derived} ELSE lifecycle = {wanted} END)")
     if after is not None:
         where.append(f"device_id > {arg(after)}")
     sql = f"SELECT {_DEVICE_COLUMNS} FROM devices"

@@ -5,6 +5,9 @@ per gateway, each written by `bridge broker provision NAME --gateway SITE`:
 
     # gateway gw-site-1 for site site-1 (managed by bridge broker provision)
     user gw-site-1
+    topic write spBv1.0/site-1/#
+    topic read spBv1.0/site-1/NCMD/#
+    topic read spBv1.0/site-1/DCMD/#
     topic write telemetry/site-1/+
 
 A block is its marker line plus the ``user``/``topic`` lines right after it.
@@ -30,6 +33,9 @@ def gateway_block(user: str, site: str) -> str:
     return (
         f"# gateway {user} for site {site} (managed by bridge broker provision)\n"
         f"user {user}\n"
+        f"topic write spBv1.0/{site}/#\n"
+        f"topic read spBv1.0/{site}/NCMD/#\n"
+        f"topic read spBv1.0/{site}/DCMD/#\n"
         f"topic write telemetry/{site}/+\n"
     )
 

@@ -106,7 +106,10 @@ class MqttSource:
         client_id: str,
         on_message: OnMessage,
         on_fault: OnFault = _ignore_fault,
+        will: aiomqtt.Will | None = None,
     ) -> None:
+        """``will``: the message the broker publishes if this connection
+        dies (the Sparkplug primary host's STATE)."""
         self.client_id = client_id
         self.session_present = False
         self._settings = settings
@@ -126,6 +129,7 @@ class MqttSource:
             keepalive=settings.keepalive_s,
             tls_params=tls_parameters(settings.tls),
             timeout=settings.request_timeout_s,
+            will=will,
         )
         self._loop = asyncio.get_running_loop()
         inner = self._paho = self._client._client  # see the module docstring

@@ -54,7 +54,10 @@ class Session:
         on_state: Callable[[bool], None] = _nothing,
         on_reconnect: Callable[[], None] = _nothing,
         on_fault: OnFault = _nothing,
+        will: Callable[[], aiomqtt.Will] | None = None,
     ) -> None:
+        """``will``: called before each connection attempt for the will to
+        connect with, if any."""
         self.settings = settings
         self.client_id = client_id
         self.filters = filters
@@ -64,6 +67,7 @@ class Session:
         self._on_state = on_state
         self._on_reconnect = on_reconnect
         self._on_fault = on_fault
+        self._will = will
         self._connected = False  # subscribed on the current connection
 
     async def run(self, stop: asyncio.Event, retire: bool = False) -> None:
@@ -75,7 +79,8 @@ class Session:
         first = True
         where = f"{s.host}:{s.port}"
         while not stop.is_set():
-            source = MqttSource(s, self.client_id, self._on_message, self._on_fault)
+            will = self._will() if self._will is not None else None
+            source = MqttSource(s, self.client_id, self._on_message, self._on_fault, will)
             self.source = source
             self._on_connection(source)
             try:

@@ -594,3 +594,25 @@ def test_a_killed_api_leaves_its_port_free(deployment: Deployment, tmp_path: Pat
         assert again.request("GET", "/api/v1/devices", deployment.read_key).status == 200
     finally:
         again.kill()
+
+
+def test_sparkplug_devices_take_their_status_from_births_and_deaths(
+    deployment: Deployment,
+) -> None:
+    """devices.lifecycle (Sparkplug BIRTH online, DEATH offline) wins over
+    last-point freshness, in the list, its status filter and the detail."""
+    deployment.rows(
+        "INSERT INTO devices (device_id, site_id, last_seen, lifecycle) VALUES "
+        "('spb-dead', 'spb-site', now(), 'offline'), ('spb-born', 'spb-site', NULL, 'online') "
+        "RETURNING device_id"
+    )
+    listed = deployment.get("/api/v1/devices", site="spb-site").json()["items"]
+    assert {d["device_id"]: d["status"] for d in listed} == {
+        "spb-born": "online",
+        "spb-dead": "offline",
+    }
+    online = deployment.get("/api/v1/devices", site="spb-site", status="online").json()["items"]
+    assert [d["device_id"] for d in online] == ["spb-born"]
+    offline = deployment.get("/api/v1/devices", site="spb-site", status="offline").json()["items"]
+    assert [d["device_id"] for d in offline] == ["spb-dead"]
+    assert deployment.get("/api/v1/devices/spb-dead").json()["status"] == "offline"

@@ -166,12 +166,12 @@ async def test_a_handler_that_raises_drops_the_connection_and_loses_nothing(
         add = worker.intake.batcher.add
         calls = 0
 
-        def add_failing_once(*args: Any) -> None:
+        def add_failing_once(*args: Any, **kwargs: Any) -> None:
             nonlocal calls
             calls += 1
             if calls == 4:
                 raise ZeroDivisionError("a bug downstream")
-            add(*args)
+            add(*args, **kwargs)
 
         monkeypatch.setattr(worker.intake.batcher, "add", add_failing_once)
         async with running(worker):
