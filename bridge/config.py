@@ -319,6 +319,13 @@ class AlarmSettings(Section):
         2.0, gt=0, le=300, description="How often workers and the evaluator re-read the rules."
     )
     tick_s: float = Field(1.0, gt=0, le=60, description="How often no-data rules are judged.")
+    reorder_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="The evaluator holds what it reads this long, then judges it in point-time "
+        "order: workers commit one series' points in parallel, a few batches apart.",
+    )
     flush_s: float = Field(
         0.2, ge=0, le=10, description="The evaluator commits its state at most this often."
     )
