@@ -194,3 +194,24 @@ def test_anomalies_ack_and_clear(client: Client) -> None:
     assert client.send("POST", "/api/v1/alerts/999999/ack").status == 404
     assert client.send("POST", path + "/ack", {"who": "x"}).status == 400
     assert run(_events(client.db_url, first["id"])) == ["raised", "acknowledged", "cleared"]
+
+
+def test_the_alarm_routes_are_in_the_openapi_document(client: Client) -> None:
+    doc = client.api.request("GET", "/openapi.json").json()
+    for path, method in [
+        ("/api/v1/analytics/anomalies", "get"),
+        ("/api/v1/alerts/{alert_id}/ack", "post"),
+        ("/api/v1/alerts/{alert_id}/clear", "post"),
+        ("/api/v1/alarms/rules", "post"),
+        ("/api/v1/alarms/rules/{rule_id}", "put"),
+        ("/api/v1/alarms/rules/{rule_id}", "delete"),
+    ]:
+        assert method in doc["paths"][path], (path, method)
+    spec = doc["components"]["schemas"]["AlarmRuleSpec"]
+    assert set(spec["discriminator"]["mapping"]) == {
+        "threshold",
+        "rate",
+        "stuck",
+        "no_data",
+        "outlier",
+    }
