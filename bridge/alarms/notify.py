@@ -51,6 +51,8 @@ class Notifier:
         self.settings = settings
         self.session = session
         self.wake = asyncio.Event()
+        self.registry = registry or CollectorRegistry()
+        registry = self.registry
         self.transitions = Counter(
             "bridge_alarm_transitions",
             "Alarm transitions notified, by severity and transition",
