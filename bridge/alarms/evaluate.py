@@ -109,12 +109,22 @@ class Engine:
         self.max_samples = max_samples
         self.too_late = 0  # points older than their rule's window
         self.refused_series = 0  # series beyond max_series
+        self._by_metric: dict[str | None, list[tuple[int, AnyRule]]] = {}
+        self._index()
 
     def set_rules(self, rules: dict[int, AnyRule]) -> None:
         """New rules; series of rules gone or changed start over."""
         for key in [k for k in self.series if self.rules.get(k[0]) != rules.get(k[0])]:
             del self.series[key]
         self.rules = rules
+        self._index()
+
+    def _index(self) -> None:
+        """Enabled rules by the metric they select (None: every metric)."""
+        self._by_metric = {}
+        for rid, rule in self.rules.items():
+            if rule.enabled:
+                self._by_metric.setdefault(rule.select.metric, []).append((rid, rule))
 
     def _series(self, key: SeriesKey, site_id: str | None) -> Series | None:
         s = self.series.get(key)
@@ -134,8 +144,9 @@ class Engine:
         evaluator's clock (only no-data rules read it)."""
         time_us, device_id, metric, value = point
         out: list[Transition] = []
-        for rid, rule in self.rules.items():
-            if not rule.enabled or not rule.select.matches(device_id, site_id, device_type, metric):
+        candidates = self._by_metric.get(metric, []) + self._by_metric.get(None, [])
+        for rid, rule in candidates:
+            if not rule.select.matches(device_id, site_id, device_type, metric):
                 continue
             series_metric = (
                 "" if isinstance(rule, NoData) and rule.select.metric is None else metric
@@ -332,7 +343,9 @@ def _measure(
     if len(others) < rule.min_samples:
         return None
     if rule.method == "zscore":
-        center, scale = statistics.fmean(others), statistics.pstdev(others)
+        n = len(others)
+        center = math.fsum(others) / n
+        scale = math.sqrt(max(0.0, math.fsum([x * x for x in others]) / n - center * center))
     else:
         center = statistics.median(others)
         scale = 1.4826 * statistics.median(abs(x - center) for x in others)
