@@ -104,7 +104,7 @@ WRK_TIMEOUT_S = 5
 class Endpoint:
     key: str  # in api.json
     kind: str  # API_KIND of api_wrk.lua
-    connections: int  # of the 50 clients
+    connections: int  # of the clients (50 as the seed's scenario, plus 3 for anomalies)
     seed_p50_ms: float  # the seed's p50: our p99 must be at or below it
     what: str
 
@@ -1360,7 +1360,8 @@ def main() -> None:
             if route != dep.ingest_via:
                 dep.restart_api(route)
             print(
-                f"steady state, api.ingest_via = {route}: 50 clients, think time {THINK_MS} ms "
+                f"steady state, api.ingest_via = {route}: "
+                f"{sum(ep.connections for ep in ENDPOINTS)} clients, think time {THINK_MS} ms "
                 f"[{shared}]"
             )
             spy_dir = profile / route if profile else None

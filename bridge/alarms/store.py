@@ -82,16 +82,30 @@ async def insert_rule(conn: asyncpg.Connection, rule: AnyRule) -> asyncpg.Record
 async def upsert_rule(conn: asyncpg.Connection, rule: AnyRule) -> bool:
     """Creates or replaces by name; True when something changed."""
     spec = orjson.dumps(spec_of(rule)).decode()
-    return await conn.fetchval(sql("rule_upsert"), rule.name, spec, rule.enabled) is not None
+    async with conn.transaction():
+        rule_id = await conn.fetchval(sql("rule_upsert"), rule.name, spec, rule.enabled)
+        if rule_id is not None:
+            await conn.execute("DELETE FROM alarm_series WHERE rule_id = $1", rule_id)
+    return rule_id is not None
 
 
 async def update_rule(
     conn: asyncpg.Connection, rule_id: int, rule: AnyRule
 ) -> asyncpg.Record | None:
     spec = orjson.dumps(spec_of(rule)).decode()
-    row: asyncpg.Record | None = await conn.fetchrow(
-        sql("rule_update"), rule_id, rule.name, spec, rule.enabled
-    )
+    async with conn.transaction():
+        before = await conn.fetchrow(
+            "SELECT spec, enabled FROM alarm_rules WHERE id = $1 FOR UPDATE", rule_id
+        )
+        row: asyncpg.Record | None = await conn.fetchrow(
+            sql("rule_update"), rule_id, rule.name, spec, rule.enabled
+        )
+        if before is not None and (orjson.loads(before["spec"]), before["enabled"]) != (
+            orjson.loads(spec),
+            rule.enabled,
+        ):
+            # The evaluator starts a changed rule's series over; so must a restarted one.
+            await conn.execute("DELETE FROM alarm_series WHERE rule_id = $1", rule_id)
     return row
 
 

@@ -163,3 +163,57 @@ def test_no_data_on_the_real_clock(scenario: Scenario, publisher: Publisher, sta
             assert len(alarms(scenario.db_url)) == 1
     finally:
         evaluator.stop()
+
+
+def test_a_standby_evaluator_takes_over_after_a_kill_9(
+    scenario: Scenario, publisher: Publisher
+) -> None:
+    """Two evaluators: one evaluates, one waits on the lock; kill -9 the first
+    during an active alarm, and the standby clears it (still one alarm)."""
+    port = evaluator_port()
+    scenario.extra = alarm_settings(scenario, port)
+    bridge = BridgeProcess(scenario, workers=2)
+    seed_rules(bridge.config, HOT, scenario.tmp)
+    first = EvaluatorProcess(bridge.config, scenario.tmp).start()
+    second: EvaluatorProcess | None = None
+    device = f"{scenario.tag}-s"
+    topic = scenario.topic("site-1", device)
+    t0 = time.time_ns() // 1000 - 60_000_000
+
+    def send(start: int, values: list[float]) -> None:
+        publisher.publish_all(
+            [
+                (topic, seed_message(device, t0 + (start + i) * 1_000_000, {"temperature": v}))
+                for i, v in enumerate(values)
+            ]
+        )
+        publisher.wait_acked()
+
+    try:
+        with running(bridge):
+            bridge.wait_ready()
+            wait_until(lambda: "evaluating 1 rule" in first.log(), 30, "the first evaluating")
+            # the standby: its own health port, the same database lock
+            second_config = scenario.tmp / "standby.toml"
+            second_config.write_text(
+                bridge.config.read_text().replace(f"http_port = {port}", f"http_port = {port + 1}")
+            )
+            second = EvaluatorProcess(second_config, scenario.tmp).start()
+            wait_until(lambda: "standing by" in second.log(), 30, "the standby waiting")
+            send(0, [120.0] * 3)
+            wait_until(
+                lambda: [r["status"] for r in alarms(scenario.db_url)] == ["active"], 30, "active"
+            )
+            first.kill9()
+            wait_until(lambda: "evaluating 1 rule" in second.log(), 30, "the standby taking over")
+            send(3, [121.0, 80.0])
+            wait_until(
+                lambda: [r["status"] for r in alarms(scenario.db_url)] == ["resolved"], 30, "clear"
+            )
+            (row,) = alarms(scenario.db_url)
+            assert row["peak_value"] == 121.0
+            assert row["resolved_at"].timestamp() == (t0 + 4_000_000) / 1e6
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
