@@ -147,10 +147,12 @@ async def commit(
         if peaks:
             await conn.executemany(sql("alert_peak"), peaks)
         if dirty:
-            await conn.executemany(
-                sql("series_upsert"),
-                [(k[0], k[1], k[2], orjson.dumps(s.dump()).decode()) for k, s in dirty],
+            await conn.execute(sql("series_stage"))
+            await conn.copy_records_to_table(
+                "alarm_series_in",
+                records=[(k[0], k[1], k[2], orjson.dumps(s.dump()).decode()) for k, s in dirty],
             )
+            await conn.execute(sql("series_merge"))
         await conn.execute(sql("checkpoint_put"), stream, last_id)
 
 
