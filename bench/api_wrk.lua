@@ -1,6 +1,6 @@
 -- wrk script for bench/bench_api.py: one endpoint per wrk process, every
 -- connection a client of the seed's locust scenario. Set by the environment:
---   API_KIND     submit | query_1h | query_1d | device_list | analytics
+--   API_KIND     submit | query_1h | query_1d | device_list | analytics | anomalies
 --   API_KEY      the bearer token
 --   API_DEVICES  the dataset's device count: ids dev_1 .. dev_N
 --   API_SITES    the dataset's site count: site-01 .. site-NN
@@ -48,8 +48,10 @@ request = function()
   elseif kind == "analytics" then
     return wrk.format("GET", "/api/v1/analytics/summary?device_id=" .. device() ..
                       "&start=" .. (os.time() - 86400), headers)
+  elseif kind == "anomalies" then
+    return wrk.format("GET", "/api/v1/analytics/anomalies", headers)
   end
-  error("API_KIND must be submit, query_1h, query_1d, device_list or analytics")
+  error("API_KIND must be submit, query_1h, query_1d, device_list, analytics or anomalies")
 end
 
 if think_max > 0 then

@@ -13,7 +13,9 @@ measured), registers the devices and materializes the rollups. Then it runs:
 - `bridge api` (uvicorn, one process) with the same config file, and keys made
   with `bridge apikey create`;
 - one wrk process per endpoint, all at once, 50 connections split 10 : 5 : 1
-  (submit : query : analytics) as the seed's locust scenario: each connection
+  (submit : query : analytics) as the seed's locust scenario, plus 3 for the
+  seed's analytics task itself, /analytics/anomalies (two alarms per device
+  in the dataset's last day): each connection
   is a client that thinks 1-3 s between requests. Each endpoint gets its own
   p50/p95/p99. Warm-up, then the measured run, twice;
 - all of that twice by default (--ingest-via both): with submits answered once
@@ -102,7 +104,7 @@ WRK_TIMEOUT_S = 5
 class Endpoint:
     key: str  # in api.json
     kind: str  # API_KIND of api_wrk.lua
-    connections: int  # of the 50 clients
+    connections: int  # of the clients (50 as the seed's scenario, plus 3 for anomalies)
     seed_p50_ms: float  # the seed's p50: our p99 must be at or below it
     what: str
 
@@ -120,6 +122,15 @@ ENDPOINTS = (
         3,
         100,
         "GET /api/v1/analytics/summary?device_id={dev}&start=now-1d",
+    ),
+    # The seed's analytics task itself (weight 1 of 16: 3 of 50 clients), as
+    # its locust scenario calls it: no parameters.
+    Endpoint(
+        "analytics_anomalies",
+        "anomalies",
+        3,
+        100,
+        "GET /api/v1/analytics/anomalies (no parameters: the last 24 hours, newest 100)",
     ),
 )
 
@@ -253,8 +264,32 @@ class Dataset:
                     for d, dev in enumerate(self.devices, start=1)
                 ],
             )
+            await self.alarms(conn)
         finally:
             await conn.close()
+
+    async def alarms(self, conn: asyncpg.Connection) -> None:
+        """Two alarms per device over the last day, as `bridge alarms run` writes
+        them (every severity; a tenth still open), for /analytics/anomalies."""
+        rule_id = await conn.fetchval(
+            "INSERT INTO alarm_rules (name, spec) VALUES ('bench-hot', '{}') RETURNING id"
+        )
+        await conn.execute(
+            "INSERT INTO alerts (device_id, metric, severity, status, created_at, resolved_at, "
+            "details, rule_id, site_id, peak_value, trigger_value) "
+            "SELECT d.id, 'temperature', (ARRAY['critical','major','minor','warning'])[1 + n % 4], "
+            "CASE WHEN n % 10 = 0 THEN 'active' ELSE 'resolved' END, "
+            "$2::timestamptz - (n * 43 % 86400) * INTERVAL '1 second', "
+            "CASE WHEN n % 10 = 0 THEN NULL "
+            "ELSE $2::timestamptz - (n * 43 % 86400 - 600) * INTERVAL '1 second' END, "
+            '\'{"rule": "bench-hot", "kind": "threshold"}\', $1, d.site, 101.5, 100.5 '
+            "FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS d(id, site, i), "
+            "generate_series(2 * d.i, 2 * d.i + 1) AS n",
+            rule_id,
+            _dt(self.end_us),
+            self.devices,
+            [site_of(d) for d in range(1, len(self.devices) + 1)],
+        )
 
     async def copy_points(self) -> float:
         """Binary COPY over 2 connections, 50 devices a statement; progress every 5 s."""
@@ -1325,7 +1360,8 @@ def main() -> None:
             if route != dep.ingest_via:
                 dep.restart_api(route)
             print(
-                f"steady state, api.ingest_via = {route}: 50 clients, think time {THINK_MS} ms "
+                f"steady state, api.ingest_via = {route}: "
+                f"{sum(ep.connections for ep in ENDPOINTS)} clients, think time {THINK_MS} ms "
                 f"[{shared}]"
             )
             spy_dir = profile / route if profile else None

@@ -21,13 +21,18 @@ database, and measures side by side:
 - latency:    publish-to-committed and publish-to-Redis, per message, at half
               the measured batch rate;
 - rss_peak_mb: the bridge worker's peak RSS (VmHWM) over all of it;
+- alarms:     batch ingest over 1000 devices without alarm rules, then with 10
+              rules per metric (30, bench/alarm_load.py), in the same run: the
+              ratio of the two; then `bridge alarms run` on the stream the
+              workers filled, and how fast it got through it
+              (--alarms-only runs just these two phases and writes nothing);
 - soak (--soak SECONDS): RSS over a long run at half rate.
 
 Publishers run in their own processes (raw_publisher.py: pre-encoded MQTT v5
 PUBLISH packets on a plain socket, QoS 1, a window of 5000 unacked messages). Every component shares this machine's cores, so the
 CPU each one used is reported next to every figure.
 
-    .venv/bin/python bench/bench_ingest.py [--quick] [--soak SECONDS] [--profile]
+    .venv/bin/python bench/bench_ingest.py [--quick] [--soak SECONDS] [--profile] [--alarms-only]
     .venv/bin/python bench/bench_ingest.py --quick --formats   # batch, line protocol, Sparkplug only
 
 Prints the machine and a table with the targets; writes bench/results/ingest.json
@@ -61,6 +66,7 @@ from typing import Any
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from alarm_load import Evaluator, seed
 from services import (
     DISTURBED,
     CpuMeter,
@@ -80,7 +86,9 @@ from core.types import Point
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
 PG_PORT, REDIS_PORT, MQTT_PORT, HTTP_PORT = 35432, 36379, 31883, 39108
-PORTS = Ports(PG_PORT, REDIS_PORT, MQTT_PORT, also=(HTTP_PORT,))
+EVAL_PORT = 39190  # the alarm evaluator's /metrics
+PORTS = Ports(PG_PORT, REDIS_PORT, MQTT_PORT, also=(HTTP_PORT, EVAL_PORT))
+ALARM_DEVICES = 1000
 WINDOW = 5000  # the publisher's own flow control: unacked messages at most
 METRICS = ("flow_rate", "pip", "temperature")
 LATENCY_POLL_S = 0.020
@@ -92,6 +100,7 @@ TARGETS = {
     "p99_committed_ms": 500,
     "p99_redis_ms": 300,
     "ratio_sparkplug_to_batch": 0.80,  # issue 14: Sparkplug NDATA vs seed_json batched, same run
+    "ratio_rules_to_none": 0.90,
 }
 CPU_BOUND = 0.80  # a worker above this share of one core is CPU-bound
 MACHINE_BOUND = 0.90  # ... and so is one that gets no more because every core is busy
@@ -140,6 +149,7 @@ class Bridge:
         session_expiry_s: int = 0,
         routes: str = "",
         extra: dict[str, dict[str, Any]] | None = None,
+        alarms: bool = False,
     ) -> None:
         self.phase, self.workers = phase, workers
         self.client_id = f"bench-{phase}"
@@ -163,6 +173,13 @@ class Bridge:
             },
             "http": {"port": HTTP_PORT},
         }
+        if alarms:  # the workers feed the alarm stream; the evaluator reads this file too
+            config["alarms"] = {
+                "enabled": True,
+                "http_port": EVAL_PORT,
+                "client_id": f"bench-{phase}-alarms",
+                "flush_s": 1.0,
+            }
         for section, values in [*(extra or {}).items(), *_options["set"].items()]:
             config.setdefault(section, {}).update(values)
         self.config.write_text(
@@ -737,9 +754,11 @@ def throughput(
     *,
     workers: int = 1,
     profile: bool = False,
+    rules: bool = False,
     inspect: Callable[[str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Publish `messages` as fast as the window allows; time until all committed.
+    With ``rules``: 10 alarm rules per metric, and the evaluator running.
     ``inspect`` is called with the phase's database URL once everything is
     committed, before the database is dropped; what it returns joins the result."""
     per_message = {"single": 3, "sparkplug": 100}.get(kind, 300)
@@ -756,9 +775,11 @@ def throughput(
     }
     mode = asyncio.run(svc.create_db(f"bench_{phase}"))
     routes = LINE_PROTOCOL_ROUTE if kind == "line_protocol" else ""
+    n_rules = seed(svc.db_url(f"bench_{phase}"), METRICS) if rules else 0
     bridge = Bridge(
-        svc, phase, f"bench_{phase}", workers=workers, routes=routes, extra=extra
+        svc, phase, f"bench_{phase}", workers=workers, routes=routes, extra=extra, alarms=rules
     ).start()
+    evaluation: dict[str, Any] = {}
     try:
         bridge.wait_ready()
         if kind == "sparkplug":
@@ -785,6 +806,10 @@ def throughput(
         publisher.join()
         metrics = bridge.metrics()
         hwm = {pid: status_mb(pid, "VmHWM") for pid in pids}
+        if rules:
+            log = svc.tmp / f"alarms-{phase}.log"
+            evaluation = evaluate_stream(Evaluator(bridge.config, log, EVAL_PORT, ROOT), n_points)
+            evaluation |= {"rules": n_rules, "feed": feed_counts(metrics)}
     finally:
         bridge.stop()
     stored = count_rows(svc.db_url(f"bench_{phase}"))
@@ -824,7 +849,53 @@ def throughput(
     }
     if profile_out:
         out["profile"] = profile_out
-    return out | inspected
+    return out | inspected | ({"alarms": evaluation} if evaluation else {})
+
+
+def feed_counts(metrics: dict[str, float]) -> dict[str, float]:
+    """bridge_alarm_feed_batches_total by outcome (sent, skipped, unavailable)."""
+    prefix = "bridge_alarm_feed_batches_total{"
+    return {k.split('"')[1]: v for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def evaluate_stream(evaluator: Evaluator, n_points: int) -> dict[str, Any]:
+    """The evaluator started once ingest is done, on the stream the workers
+    filled: how fast it gets through it (180 s at most). Not run during ingest:
+    on the bench machine's shared cores that would measure core sharing, not
+    what the rules cost the workers (the evaluator is its own process)."""
+    began = time.monotonic()
+    evaluator.start()
+    try:
+        deadline = began + 180
+        while evaluator.points() < n_points and time.monotonic() < deadline:
+            time.sleep(0.2)
+        done = evaluator.points()
+        took = time.monotonic() - began
+    finally:
+        evaluator.stop()
+    return {
+        "points_evaluated": int(done),
+        "caught_up": done >= n_points,
+        "seconds": round(took, 1),
+        "evaluated_points_per_s": round(done / took),
+        "note": "evaluator started after ingest, on the stream the workers filled",
+    }
+
+
+def alarm_phases(svc: Services, sizes: Sizes) -> dict[str, Any]:
+    """The same batch ingest over 1000 devices without rules, then with 30."""
+    plain = throughput(svc, "rules_none", "batch", sizes.batch_messages, ALARM_DEVICES)
+    print_phase("batch, 1000 devices, no alarm rules", plain)
+    ruled = throughput(svc, "rules_30", "batch", sizes.batch_messages, ALARM_DEVICES, rules=True)
+    print_phase("batch, 1000 devices, 10 alarm rules per metric + evaluator", ruled)
+    ratio = round(ruled["points_per_s"] / plain["points_per_s"], 3)
+    ev = ruled["alarms"]
+    print(
+        f"  alarms: {ratio:.2f} of the rate without rules; then the evaluator went through "
+        f"{ev['points_evaluated']:,}/{ruled['points']:,} points in {ev['seconds']}s "
+        f"({ev['evaluated_points_per_s']:,} points/s)"
+    )
+    return {"without_rules": plain, "with_rules": ruled, "ratio_rules_to_none": ratio}
 
 
 def drain(svc: Services, messages: int, devices: int, profile: bool = False) -> dict[str, Any]:
@@ -1212,6 +1283,12 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             f"p99 <= {t['p99_redis_ms']}",
             lat["redis"]["p99"] <= t["p99_redis_ms"],
         ),
+        (
+            "10 rules/metric vs none, points/s",
+            f"{r['alarms']['ratio_rules_to_none']:.2f}",
+            f">= {t['ratio_rules_to_none']:.2f}",
+            r["alarms"]["ratio_rules_to_none"] >= t["ratio_rules_to_none"],
+        ),
         ("bridge peak RSS, MB", f"{r['rss_peak_mb']:.0f}", "", None),
     ]
 
@@ -1267,6 +1344,11 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
     parser.add_argument("--soak", type=float, default=0, metavar="SECONDS", help="soak too")
     parser.add_argument("--profile", action="store_true", help="py-spy the bridge (slows it)")
+    parser.add_argument(
+        "--alarms-only",
+        action="store_true",
+        help="only the alarm phases (with and without rules); print, write nothing",
+    )
     parser.add_argument("--profile-out", metavar="DIR", help="keep py-spy's raw stacks there")
     parser.add_argument(
         "--set",
@@ -1295,6 +1377,9 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
         svc.start()
         if args.formats:
             formats(svc, sizes, args.profile)
+            return
+        if args.alarms_only:
+            print(json.dumps(alarm_phases(svc, sizes), indent=2, default=str))
             return
         modes: list[str] = []
         copy = copy_limit(svc, sizes.copy_rows, modes)
@@ -1362,6 +1447,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             f"{lat['redis']['p50']:.0f} ms p99 {lat['redis']['p99']:.0f} ms"
         )
         print_phase("", lat, rate=False)
+        alarms = alarm_phases(svc, sizes)
         soaked = soak(svc, args.soak, batch["points_per_s"] / 2) if args.soak else None
         peaks = {"batch": batch["rss_peak_mb"], "latency": lat["rss_peak_mb"]}
         peaks["sparkplug"] = sparkplug["rss_peak_mb"]
@@ -1398,6 +1484,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             },
             "ratio_batch_to_limit": round(batch["points_per_s"] / copy["points_per_s"], 3),
             "latency_ms": lat,
+            "alarms": alarms,
             "rss_peak_mb": peaks[rss_phase],
             "rss_peak_phase": rss_phase,
             "rss_peak_by_phase_mb": peaks,

@@ -19,6 +19,8 @@ import asyncpg
 import uvloop
 
 from bridge import __version__
+from bridge.alarms.cli import add_alarm_commands, run_alarms
+from bridge.alarms.feed import AlarmFeed
 from bridge.api.cli import add_api_commands, run_api, run_apikey
 from bridge.broker.cli import add_broker_commands, run_broker_command
 from bridge.config import MqttSettings, Settings, load_settings, mask_url, masked_dump
@@ -60,6 +62,7 @@ examples:
   bridge apikey create --scope read --name grafana
   bridge --config bridge.toml db maintain
   bridge doctor --workers 4            check a running deployment
+  bridge alarms --help                 alarm rules and the evaluator
   bridge plan --devices 5000 --rate 1 --retention-days 90 --growth
   BRIDGE_DATABASE__URL=postgresql://u:p@db:5432/telemetry bridge db status
 """
@@ -190,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_broker_commands(commands)
     add_doctor_command(commands)
     add_plan_command(commands)
+    add_alarm_commands(commands)
     return parser
 
 
@@ -301,7 +305,19 @@ async def _worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    await worker.run(retire=retire, idle_s=idle_s)
+    if not settings.alarms.enabled or retire:
+        await worker.run(retire=retire, idle_s=idle_s)
+        return
+    async with AlarmFeed(settings, worker.metrics.registry) as feed:
+        worker.after_commit.append(feed.put)
+        sending = asyncio.create_task(feed.run(), name="alarm-feed")
+        try:
+            await worker.run(idle_s=idle_s)
+            deadline = time.monotonic() + 2.0  # the last committed batches, briefly
+            while not feed.idle and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            sending.cancel()
 
 
 async def _db(args: argparse.Namespace, settings: Settings) -> int:
@@ -375,6 +391,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "apikey": run_apikey,
     "doctor": run_doctor,
     "plan": run_plan,
+    "alarms": run_alarms,
 }
 
 if __name__ == "__main__":

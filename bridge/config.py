@@ -334,6 +334,60 @@ class SparkplugSettings(Section):
     )
 
 
+class AlarmSettings(Section):
+    """Alarm rules evaluated on committed points (bridge/alarms)."""
+
+    enabled: bool = Field(
+        False,
+        description="Workers send committed points of metrics that some rule selects to the "
+        "alarm stream, for `bridge alarms run` to evaluate.",
+    )
+    stream: str = Field("alarms:points", description="Redis Stream key (after redis.prefix).")
+    stream_max_len: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Entries (committed batches) the stream keeps for an evaluator that is "
+        "down or behind; older ones are trimmed, and the evaluator says so when it finds a gap.",
+    )
+    max_pending_batches: int = Field(
+        64, ge=1, description="Batches waiting for the stream beyond this are skipped (counted)."
+    )
+    rules_refresh_s: float = Field(
+        2.0, gt=0, le=300, description="How often workers and the evaluator re-read the rules."
+    )
+    tick_s: float = Field(1.0, gt=0, le=60, description="How often no-data rules are judged.")
+    reorder_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="The evaluator holds what it reads this long, then judges it in point-time "
+        "order: workers commit one series' points in parallel, a few batches apart.",
+    )
+    flush_s: float = Field(
+        0.2, ge=0, le=10, description="The evaluator commits its state at most this often."
+    )
+    max_series: int = Field(
+        200_000, ge=1, description="Series (rule, device, metric) the evaluator tracks at most."
+    )
+    max_samples: int = Field(
+        10_000, ge=10, description="Samples one series keeps for its rule's window at most."
+    )
+    topic_prefix: str = Field(
+        "alerts", description="Transitions are published on <topic_prefix>/<site>/<device>."
+    )
+    client_id: str = Field("bridge-alarms", description="The evaluator's MQTT client id.")
+    webhook_url: str | None = Field(
+        None, description="POST each transition here as JSON (optional)."
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="One webhook attempt.")
+    webhook_attempts: int = Field(
+        5, ge=1, le=20, description="Attempts per transition, with doubling backoff from 0.5 s."
+    )
+    http_port: int = Field(
+        9190, ge=0, le=65535, description="The evaluator's /healthz and /metrics (0: none)."
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration. Section names are the TOML tables."""
 
@@ -352,7 +406,11 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
     api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)  # type: ignore[arg-type]
+<<<<<<< HEAD
     sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings)  # type: ignore[arg-type]
+=======
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings)  # type: ignore[arg-type]
+>>>>>>> alarms
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -220,6 +220,23 @@ def _esp_signals() -> list[Signal]:
     ]
 
 
+class Fault(Section):
+    """An injected fault: a signal of one device reads ``value`` for a while,
+    e.g. an overheating pump, to see alarms raised and cleared."""
+
+    device: int = Field(ge=0, description="Device index (0 is <prefix>-0000).")
+    signal: str = Field(description="The signal that misbehaves, e.g. temperature.")
+    start_s: float = Field(ge=0, description="From this many seconds after the first reading...")
+    end_s: float = Field(gt=0, description="...until this many (exclusive); then normal again.")
+    value: float = Field(description="What the signal reads meanwhile.")
+
+    @model_validator(mode="after")
+    def _window(self) -> Fault:
+        if self.end_s <= self.start_s:
+            raise ValueError("a fault's end_s must be after its start_s")
+        return self
+
+
 class SimulatorSettings(Section):
     devices: int = Field(100, ge=1, le=1_000_000, description="Simulated devices.")
     rate: float = Field(
@@ -251,11 +268,22 @@ class SimulatorSettings(Section):
     def _prefix(cls, value: str) -> str:
         return _check_id(value, "device_prefix")
 
+    faults: list[Fault] = Field(
+        default_factory=list,
+        description="Injected faults, e.g. [[simulator.faults]] device = 0, signal = "
+        '"temperature", start_s = 60, end_s = 180, value = 120.0.',
+    )
+
     @model_validator(mode="after")
     def _unique(self) -> SimulatorSettings:
         names = [s.name for s in self.signals]
         if len(set(names)) != len(names):
             raise ValueError("signal names must be unique")
+        for fault in self.faults:
+            if fault.signal not in names:
+                raise ValueError(f"fault on unknown signal {fault.signal!r}; signals: {names}")
+            if fault.device >= self.devices:
+                raise ValueError(f"fault on device {fault.device}, but there are {self.devices}")
         return self
 
 

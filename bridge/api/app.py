@@ -13,6 +13,8 @@ Routes (all /api/v1 routes need an API key):
     POST /api/v1/telemetry                   one reading, answered once durable
     POST /api/v1/telemetry/batch             many readings, all or nothing
     GET  /api/v1/analytics/summary           min, max, avg, count, last
+    GET  /api/v1/analytics/anomalies, POST /api/v1/alerts/{id}/ack,
+         /api/v1/alarms/rules...             alarms (bridge.api.alarm_routes)
     GET  /healthz /readyz /metrics /openapi.json /docs
     GET  /  /static/*                        the live view (bridge/api/static), open;
                                              its data comes from /api/v1 with a key
@@ -40,6 +42,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge import __version__
 from bridge.api import schemas
+from bridge.api.alarm_routes import alarm_routes, request_bodies
 from bridge.api.metrics import ApiMetrics, timing
 from bridge.api.problems import (
     COMMON,
@@ -295,6 +298,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
             metrics_endpoint,
             openapi,
             live_view,
+            *alarm_routes(api, token),
             create_static_files_router("/static", [STATIC], include_in_schema=False),
         ],
         lifespan=[lifespan],
@@ -302,7 +306,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
         middleware=[timing(api.metrics)],
         cors_config=CORSConfig(
             allow_origins=a.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
             expose_headers=["X-Cache", "X-Database", "Retry-After"],
         )
@@ -349,6 +353,7 @@ def openapi_document(app: Litestar) -> dict[str, Any]:
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{kind.__name__}"}}
             },
         }
+    request_bodies(doc)
     for path in ("/healthz", "/readyz"):  # open to probes; Litestar drops an empty list
         doc["paths"][path]["get"]["security"] = []
     return doc

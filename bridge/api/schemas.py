@@ -137,3 +137,59 @@ class Health(TypedDict):
     status: str
     pid: NotRequired[int]  # /healthz: the serving process
     checks: NotRequired[dict[str, str]]
+
+
+class Alarm(TypedDict):
+    id: int
+    rule_id: int | None
+    rule: str | None
+    kind: str | None
+    severity: str
+    status: Literal["active", "acknowledged", "resolved"]
+    device_id: str
+    site_id: str | None
+    metric: str | None  # null for a device-level rule (no data from any metric)
+    started_at: str
+    ended_at: str | None
+    value: float | None  # what the condition measured when it was raised
+    peak: float | None  # the worst value while it was open
+    acknowledged_by: str | None
+    acknowledged_at: str | None
+    note: str | None
+    resolved_by: str | None  # "auto" when its clear condition held
+
+
+class AlarmPage(TypedDict):
+    start: str
+    end: str
+    items: list[Alarm]
+    next: str | None  # the cursor for ?after=, or null on the last page
+
+
+class AckRequest(TypedDict, total=False):
+    by: str  # default: the API key's name
+    note: str
+
+
+class AlarmRule(TypedDict):
+    id: int
+    name: str
+    enabled: bool
+    kind: Literal["threshold", "rate", "stuck", "no_data", "outlier"]
+    severity: Literal["critical", "major", "minor", "warning"]
+    select: dict[str, str]
+    created_at: str
+    updated_at: str
+    direction: NotRequired[Literal["above", "below"]]
+    threshold: NotRequired[float]
+    clear_threshold: NotRequired[float]
+    for_s: NotRequired[float]
+    count: NotRequired[int]
+    window_s: NotRequired[float]
+    epsilon: NotRequired[float]
+    method: NotRequired[Literal["zscore", "mad"]]
+    min_samples: NotRequired[int]
+
+
+class AlarmRules(TypedDict):
+    items: list[AlarmRule]

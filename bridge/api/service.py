@@ -134,6 +134,10 @@ class Api:
                 raise self._db_problem(exc) from exc
             raise
 
+    def connection(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+        """A pooled connection; a transient database error becomes a 503 problem."""
+        return self._db()
+
     def _db_problem(self, exc: BaseException) -> ApiProblem:
         return ApiProblem(
             503,

@@ -155,6 +155,7 @@ def _render(args: argparse.Namespace) -> int:
                 bind=args.bind,
                 bridge_user=args.bridge_user,
                 api_user=args.api_user,
+                alerts_user=args.alerts_user,
                 require_client_cert=args.require_client_cert,
                 queues=queues,
                 broker_group=group,

@@ -196,6 +196,13 @@ def _add_render(actions: Any) -> None:
         "ingests through the broker (default api)",
     )
     cloud.add_argument(
+        "--alerts-user",
+        default="alerts",
+        metavar="NAME",
+        help="the user that may read every alarm transition on alerts/# (an operations "
+        "console, a pager); a device reads only its own alerts/<site>/<device> (default alerts)",
+    )
+    cloud.add_argument(
         "--require-client-cert",
         action="store_true",
         help="devices too must present a certificate signed by the CA",

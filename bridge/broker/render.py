@@ -90,6 +90,7 @@ class CloudOptions:
     bind: str | None = None
     bridge_user: str = "bridge"
     api_user: str = "api"
+    alerts_user: str = "alerts"
     require_client_cert: bool = False
     queues: Queues = Queues()
     broker_group: str | None = "mosquitto"
@@ -156,10 +157,13 @@ def render_cloud(opts: CloudOptions) -> Written:
     opts.queues.check()
     check_username(opts.bridge_user, "bridge user")
     check_username(opts.api_user, "API user")
+    check_username(opts.alerts_user, "alerts user")
     if opts.api_user == opts.bridge_user:
         raise BrokerError(
             "--api-user and --bridge-user must differ: the bridge reads, the API writes"
         )
+    if opts.alerts_user in (opts.bridge_user, opts.api_user):
+        raise BrokerError("--alerts-user must differ from --bridge-user and --api-user")
     ports = {opts.port, opts.services_port, opts.local_port}
     if len(ports) != 3:
         raise BrokerError("--port, --services-port and --local-port must differ")
@@ -174,6 +178,7 @@ def render_cloud(opts: CloudOptions) -> Written:
         "queue_memory_note": opts.queues.memory_note(),
         "bridge_user": opts.bridge_user,
         "api_user": opts.api_user,
+        "alerts_user": opts.alerts_user,
     }
     conf = fill(_template(opts.templates, "cloud.conf"), values, "cloud.conf")
     rules = fill(_template(opts.templates, "cloud.acl"), values, "cloud.acl")

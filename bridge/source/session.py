@@ -118,7 +118,8 @@ class Session:
     async def _serve(self, source: MqttSource, stop: asyncio.Event, retire: bool) -> None:
         try:
             request = source.unsubscribe if retire else source.subscribe
-            if not await _unless_closed(request(self.filters), source):
+            # No filters: a session that only publishes (the alarm evaluator).
+            if self.filters and not await _unless_closed(request(self.filters), source):
                 return  # dropped before SUBACK: no point waiting for it
             self._connected = True
             self._on_state(True)

@@ -9,7 +9,10 @@ compute exactly what was generated.
 Each signal has a device-specific level inside [min, max], a daily cycle
 (with a device-specific phase), a slow drift, noise, occasional spikes beyond
 the range, and dropouts (a reading that is never generated). Values are
-rounded to 3 decimals, as a sensor would send them.
+rounded to 3 decimals, as a sensor would send them. An injected fault
+([[simulator.faults]]) makes one signal of one device read a fixed value for
+a window of time (an overheating pump) instead of its normal value; dropouts
+still drop readings.
 
 The simulator's clock (the next tick) is saved in the spool with the readings
 of each tick, in the same transaction. After a restart it resumes from there
@@ -64,6 +67,7 @@ class _Series:
     level: float
     phase: float
     drift: float
+    faults: list[tuple[int, int, float]]  # (from µs, until µs after start, value)
 
 
 class Fleet:
@@ -88,6 +92,11 @@ class Fleet:
                         level=signal.min + span * (0.3 + 0.4 * _unit(_mix(key ^ 1))),
                         phase=_TWO_PI * _unit(_mix(key ^ 2)),
                         drift=span * signal.drift_per_day * (2 * _unit(_mix(key ^ 3)) - 1),
+                        faults=[
+                            (round(f.start_s * 1e6), round(f.end_s * 1e6), f.value)
+                            for f in settings.faults
+                            if f.device == d and f.signal == signal.name
+                        ],
                     )
                 )
 
@@ -128,6 +137,9 @@ class Fleet:
             value += sig.noise * span * (_unit(h1) + _unit(h2) + _unit(_mix(h ^ 0x53)) - 1.5)
             if _unit(_mix(h ^ 0x54)) < sig.spike_probability:
                 value += span * (0.5 + _unit(h1)) * (1 if h2 & 1 else -1)
+            for start, end, faulty in series.faults:
+                if start <= t - self.start_us < end:
+                    value = faulty
             out.append(Point(t, series.device_id, sig.name, round(value, 3)))
         return out
 

@@ -156,3 +156,34 @@ def test_spoofed_telemetry_never_reaches_the_database(
         assert bridge.stop() == 0
     assert sorted(d for d, _, _ in stored_points(plain_db)) == ["pump-a"] * 5
     assert count_rows(plain_db, "SELECT count(*) FROM rejected_messages") == 0
+
+
+def test_alarm_transitions_reach_their_device_and_the_alerts_user_only(cloud: Cloud) -> None:
+    a_pw = cloud.provision("pump-a")
+    alerts_pw = cloud.provision("alerts")
+    cloud.reload()
+    bridge = Client(cloud.local_port, "bridge", cloud.passwords["bridge"])
+    device = Client(cloud.port, "pump-a", a_pw, ca=cloud.ca)
+    console = Client(cloud.port, "alerts", alerts_pw, ca=cloud.ca)
+    try:
+        assert bridge.connect() == SUCCESS
+        wait_until(lambda: device.connect() == SUCCESS, 10, "pump-a logged in")
+        assert console.connect() == SUCCESS
+        assert device.subscribe("alerts/#") == [1]
+        assert console.subscribe("alerts/#") == [1]
+        assert device.publish_acked("alerts/site-1/pump-a", b"forged") == NOT_AUTHORIZED
+        assert console.publish_acked("alerts/site-1/pump-a", b"forged") == NOT_AUTHORIZED
+        for topic in ("alerts/site-1/pump-a", "alerts/site-1/pump-b", "alerts/_/pump-c"):
+            assert bridge.publish_acked(topic, b"{}") == SUCCESS, topic
+        wait_until(lambda: len(console.received()) >= 3, 10, "every transition at the console")
+        wait_until(lambda: len(device.received()) >= 1, 10, "the device's own")
+        time.sleep(0.3)  # anything else for the device would have arrived by now
+        assert sorted(t for t, _ in console.received()) == [
+            "alerts/_/pump-c",
+            "alerts/site-1/pump-a",
+            "alerts/site-1/pump-b",
+        ]
+        assert [t for t, _ in device.received()] == ["alerts/site-1/pump-a"]
+    finally:
+        for client in (device, console, bridge):
+            client.close()

@@ -121,3 +121,24 @@ def test_a_message_stays_under_its_byte_budget() -> None:
     messages = Packer("t/{device_id}", "s", "flat_json", 500, 4096).pack(rows)
     assert len(messages) > 1
     assert all(len(m.payload) <= 4096 for m in messages)
+
+
+def test_an_injected_fault_replaces_one_signal_of_one_device_for_its_window() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from edge_agent.collect.simulator import Fleet
+    from edge_agent.config import Fault, SimulatorSettings
+
+    plain = SimulatorSettings(devices=2, rate=1.0, seed=5)  # type: ignore[call-arg]
+    fault = Fault(device=1, signal="temperature", start_s=3, end_s=5, value=120.0)
+    faulty = plain.model_copy(update={"faults": [fault]})
+    for bad, says in [({"signal": "x"}, "unknown signal"), ({"end_s": 2}, "end_s must be after")]:
+        wrong = fault.model_dump() | bad
+        with pytest.raises(ValidationError, match=says):
+            SimulatorSettings.model_validate({"faults": [wrong]})
+    a, b = Fleet(plain, 0), Fleet(faulty, 0)
+    for tick in range(8):
+        for p, q in zip(a.readings(tick), b.readings(tick), strict=True):
+            changed = p.device_id.endswith("0001") and p.metric == "temperature" and 3 <= tick < 5
+            assert q.value == (120.0 if changed else p.value), (tick, p, q)

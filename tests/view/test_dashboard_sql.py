@@ -90,6 +90,7 @@ async def seeded(any_db: str) -> AsyncIterator[Seeded]:
                 await conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
         else:
             await conn.execute("SELECT bridge_refresh_rollups()")
+        await _alarms(conn)
         # The registry stamps last_seen with the commit time; this device's
         # last point is a day old.
         await conn.execute(
@@ -98,6 +99,31 @@ async def seeded(any_db: str) -> AsyncIterator[Seeded]:
         yield Seeded(conn, mode, now)
     finally:
         await conn.close()
+
+
+async def _alarms(conn: asyncpg.Connection) -> None:
+    """Alarms as `bridge alarms run` writes them: one open for 10 minutes, one
+    resolved two days ago, one twenty days ago."""
+    rule_id = await conn.fetchval(
+        "INSERT INTO alarm_rules (name, spec) VALUES ('seeded-hot', '{}') RETURNING id"
+    )
+    for device, started, ended in [
+        ("meter-9", dt.timedelta(minutes=10), None),
+        ("pump-01", dt.timedelta(days=2), dt.timedelta(days=2, hours=-1)),
+        ("pump-03", dt.timedelta(days=20), dt.timedelta(days=19)),
+    ]:
+        await conn.execute(
+            "INSERT INTO alerts (device_id, metric, severity, status, created_at, resolved_at, "
+            "details, rule_id, site_id, peak_value, trigger_value) "
+            "VALUES ($1, 'temperature', 'critical', $2, now() - $3::interval, "
+            'now() - $4::interval, \'{"rule": "seeded-hot"}\', $5, $6, 120.5, 101.0)',
+            device,
+            "active" if ended is None else "resolved",
+            started,
+            ended,
+            rule_id,
+            SITES[device],
+        )
 
 
 async def _variables(
@@ -252,3 +278,27 @@ def test_provisioning_points_at_the_dashboards_datasources() -> None:
         assert used <= set(sources), (name, used)
         assert dashboard["uid"]
         assert dashboard["title"]
+
+
+@pytest.mark.parametrize("timescaledb_flag", [True, False], ids=["flag-on", "flag-off"])
+async def test_the_alarm_annotations_return_the_devices_alarms(
+    seeded: Seeded, timescaledb_flag: bool
+) -> None:
+    dashboard = SQL_DASHBOARDS["device-detail.json"]
+    (annotation,) = dashboard["annotations"]["list"]
+    assert datasource_uid(annotation["datasource"]) == SQL_DATASOURCE
+    for label, span in RANGES.items():
+        start = seeded.now - span
+        variables = await _variables(seeded, dashboard, start, timescaledb_flag)
+        sql = expand(
+            annotation["target"]["rawSql"],
+            start=start,
+            end=seeded.now,
+            variables=variables,
+            timescaledb=timescaledb_flag,
+        )
+        rows = await seeded.conn.fetch(sql)
+        assert rows, f"no annotation over {label}:\n{sql}"
+        assert {"time", "timeend", "text", "tags"} <= set(rows[0].keys())
+        assert variables["device"].values == ("meter-9",)
+        assert rows[0]["text"].startswith("critical seeded-hot on temperature (active")

@@ -4,11 +4,17 @@ changes, read through the API with the key given in the URL fragment."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from bridge.alarms import store
+from bridge.alarms.evaluate import Transition
+from bridge.alarms.rules import parse_rule
 from tests.integration.harness import wait_until
 from tests.view.browser import Chromium
 from tests.view.conftest import DEVICES, Flowing
@@ -99,3 +105,58 @@ def test_without_a_key_the_page_asks_for_one(flowing: Flowing, browser: Chromium
         "the refusal",
     )
     assert browser.evaluate("document.getElementById('key-form').hidden") is False
+
+
+async def _alarm(db_url: str, device: str) -> int:
+    """An alarm as the evaluator writes it (bridge.alarms.store.commit)."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        rule = parse_rule(
+            {
+                "name": "view-hot",
+                "kind": "threshold",
+                "severity": "critical",
+                "direction": "above",
+                "threshold": 50.0,
+            }
+        )
+        rule_id = await conn.fetchval(
+            "INSERT INTO alarm_rules (name, spec) VALUES ('view-hot', '{}') RETURNING id"
+        )
+        now = time.time_ns() // 1000
+        raised = Transition(rule_id, device, "temperature", "site-1", "raised", now, 71.5, 71.5)
+        await store.commit(
+            conn,
+            stream="view",
+            last_id="1-0",
+            dirty=[],
+            transitions=[raised],
+            rules={rule_id: rule},
+        )
+        return int(await conn.fetchval("SELECT id FROM alerts WHERE rule_id = $1", rule_id))
+    finally:
+        await conn.close()
+
+
+async def _clear(db_url: str, alert_id: int) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await store.resolve(conn, alert_id, "test")
+    finally:
+        await conn.close()
+
+
+def test_the_live_view_lists_open_alarms(flowing: Flowing, browser: Chromium) -> None:
+    browser.navigate(f"http://127.0.0.1:{flowing.api.port}/#key={flowing.read_key}")
+    count = "document.getElementById('alarm-count').textContent"
+    wait_until(lambda: browser.evaluate(count) == "0", 30, "no open alarm listed")
+    alert_id = asyncio.run(_alarm(flowing.scenario.db_url, "pump-0002"))
+    row = f"document.querySelector('#alarms tr[data-alarm=\"{alert_id}\"]')"
+    wait_until(lambda: browser.evaluate(f"!!{row}"), 30, "the alarm listed")
+    cells = browser.evaluate(f"[...{row}.cells].map((c) => c.textContent)")
+    assert cells[:4] == ["critical", "pump-0002", "temperature", "view-hot"]
+    assert cells[5:] == ["71.5", "active"]
+    assert browser.evaluate(count) == "1"
+    asyncio.run(_clear(flowing.scenario.db_url, alert_id))
+    wait_until(lambda: browser.evaluate(count) == "0", 30, "the cleared alarm gone")
+    assert not browser.errors, browser.errors

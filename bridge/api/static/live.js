@@ -83,6 +83,30 @@ async function refreshFleet() {
   fillSelect($("device"), ids, state.device);
 }
 
+// Alarms not yet cleared (active, then acknowledged), newest first.
+async function refreshAlarms() {
+  const [active, acked] = await Promise.all(["active", "acknowledged"].map(
+    (status) => api(`/api/v1/analytics/anomalies?status=${status}&limit=100`)));
+  const open = [...active.items, ...acked.items];
+  $("alarm-count").textContent = String(open.length);
+  $("alarms").tBodies[0].replaceChildren(...open.map((a) => {
+    const row = document.createElement("tr");
+    row.dataset.alarm = String(a.id);
+    row.className = a.severity;
+    const cells = [
+      ["severity", a.severity], ["device", a.device_id], ["metric", a.metric || "any"],
+      ["rule", a.rule || ""], ["since", new Date(a.started_at).toLocaleTimeString()],
+      ["peak", a.peak === null ? "" : String(a.peak)], ["status", a.status],
+    ];
+    for (const [cls, text] of cells) {
+      const cell = row.insertCell();
+      cell.className = cls;
+      cell.textContent = text;
+    }
+    return row;
+  }));
+}
+
 async function refreshDevice() {
   if (!state.device) return;
   const id = encodeURIComponent(state.device);
@@ -152,6 +176,7 @@ function drawChart(points, t0, t1) {
 async function tick(generation = state.generation) {
   try {
     await refreshFleet();
+    await refreshAlarms();
     await refreshDevice();
     setStatus(`updated ${new Date().toLocaleTimeString()}`);
   } catch (err) {

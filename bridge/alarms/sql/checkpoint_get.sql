@@ -1,0 +1,1 @@
+SELECT last_id FROM alarm_checkpoint WHERE stream = $1

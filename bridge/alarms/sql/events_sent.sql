@@ -1,0 +1,1 @@
+UPDATE alarm_events SET sent = true WHERE id = ANY($1::bigint[])
