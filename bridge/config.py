@@ -219,6 +219,25 @@ class BatchSettings(Section):
     )
 
 
+class ReceiptSettings(Section):
+    """Commit receipts to edge agents (bridge/receipts.py)."""
+
+    enabled: bool = Field(
+        True,
+        description="Publish, after each commit, a receipt of the edge agents' messages it "
+        "holds on receipts/<gateway>, so that the agents delete their readings only then.",
+    )
+    interval_ms: int = Field(
+        150, ge=10, le=10_000, description="Receipts are gathered and published this often."
+    )
+    max_pending: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Messages waiting for their receipt while the broker is unreachable; "
+        "beyond this the oldest are given up (their agents publish them again).",
+    )
+
+
 class HttpSettings(Section):
     host: str = Field("127.0.0.1", description="Address of /healthz, /readyz and /metrics.")
     port: int = Field(
@@ -311,6 +330,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
     mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
     batch: BatchSettings = Field(default_factory=BatchSettings)  # type: ignore[arg-type]
+    receipts: ReceiptSettings = Field(default_factory=ReceiptSettings)  # type: ignore[arg-type]
     limits: Limits = Field(default_factory=Limits)  # type: ignore[arg-type]
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
     api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]

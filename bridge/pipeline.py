@@ -40,6 +40,7 @@ from bridge.db.maintain import maintain_every
 from bridge.errors import RedisUnavailable
 from bridge.health import WorkerHealth
 from bridge.intake import Intake
+from bridge.receipts import Receipter
 from bridge.router import Router
 from bridge.sink.timescale import TimescaleSink
 from bridge.source.session import Session
@@ -95,6 +96,7 @@ class Worker:
             on_state=self._mqtt_state,
             on_reconnect=self.metrics.mqtt_reconnects.inc,
             on_fault=lambda kind: self.metrics.mqtt_faults.labels(kind).inc(),
+            on_origin=self.intake.on_origin,
         )
         self._stop = asyncio.Event()
         self._connected = asyncio.Event()
@@ -104,6 +106,10 @@ class Worker:
         # Called with each batch once committed, before its acks: what acts on
         # committed data (receipts, alarms) hangs here. Must not block.
         self.after_commit: list[Callable[[Batch, CommitResult], None]] = []
+        self.receipter: Receipter | None = None
+        if settings.receipts.enabled:
+            self.receipter = Receipter(settings.receipts, self.session, self.metrics)
+            self.after_commit.append(self.receipter.committed)
         self._feed: CacheFeed | None = None  # set once the cache is open
         self._cache_logged = 0.0
         self.metrics.inflight_messages.set_function(lambda: self.tracker.in_flight)
@@ -184,6 +190,8 @@ class Worker:
             tasks.append(asyncio.create_task(self._feed.run(), name="redis"))
             if self.index == 0 and not retire and s.database.maintain_interval_s > 0:
                 tasks.append(asyncio.create_task(maintain_every(s.database), name="maintain"))
+            if self.receipter is not None:
+                tasks.append(asyncio.create_task(self.receipter.run(), name="receipts"))
             mqtt = asyncio.create_task(self._mqtt(retire), name="mqtt")
             tasks.append(mqtt)
             main = asyncio.create_task(
@@ -231,6 +239,10 @@ class Worker:
             )
         for _ in range(self.settings.database.pool_size):
             self.batches.put_nowait(None)
+        if self.receipter is not None:
+            # The last receipts, briefly: what is not receipted is published again.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.receipter.flush(), timeout=min(5.0, grace))
         # Let the last cache updates go out, briefly; the cache is best effort.
         deadline = time.monotonic() + min(2.0, grace)
         while self._feed is not None and not self._feed.idle and time.monotonic() < deadline:

@@ -33,7 +33,7 @@ from bridge.config import MqttSettings
 from bridge.errors import NotConnected
 from bridge.source.internals import check_internals
 from bridge.source.mqtt import MqttSource
-from bridge.source.wire import OnFault, OnMessage
+from bridge.source.wire import OnFault, OnMessage, OnOrigin
 
 log = logging.getLogger("bridge.source.session")
 
@@ -54,8 +54,10 @@ class Session:
         on_state: Callable[[bool], None] = _nothing,
         on_reconnect: Callable[[], None] = _nothing,
         on_fault: OnFault = _nothing,
+        on_origin: OnOrigin = _nothing,
     ) -> None:
         self.settings = settings
+        self._on_origin = on_origin
         self.client_id = client_id
         self.filters = filters
         self.source: MqttSource | None = None  # the current connection
@@ -75,7 +77,9 @@ class Session:
         first = True
         where = f"{s.host}:{s.port}"
         while not stop.is_set():
-            source = MqttSource(s, self.client_id, self._on_message, self._on_fault)
+            source = MqttSource(
+                s, self.client_id, self._on_message, self._on_fault, self._on_origin
+            )
             self.source = source
             self._on_connection(source)
             try:
