@@ -121,7 +121,8 @@ class Forwarder:
         self.receipts_on = settings.receipts == "on" or (
             settings.receipts == "auto" and spool.get_state(RECEIPTS_SEEN, 0) == 1
         )
-        self._republish: deque[Message] = deque()
+        self._republish: deque[Message] = deque()  # acknowledged, no receipt: to pack again
+        self._republish_ready: deque[Message] = deque()  # packed again
         self._overdue_checked = time.monotonic()
 
     # --- called by the agent ---------------------------------------------------
@@ -199,13 +200,15 @@ class Forwarder:
             self._queue_again(self.waiting.overdue(now), "timeout")
         if not uplink.connected:
             return
-        room = min(self._settings.window, uplink.receive_maximum) - self.unanswered
-        while room > 0 and self._retries and self._retries[0][0] <= now:
+        # A retry is already counted in the window: publishing it takes no room
+        # (waiting for room here would wait forever once every message of a
+        # full window was refused, e.g. with no subscriber after a broker restart).
+        while self._retries and self._retries[0][0] <= now:
             _, _, message = heapq.heappop(self._retries)
             if not message.committed:
                 self._publish(message)
-                room -= 1
-        room = self._send(room, self._republish, self._repack)
+        room = min(self._settings.window, uplink.receive_maximum) - self.unanswered
+        room = self._send(room, self._republish_ready, self._repack)
         room = self._send(room, self._live_ready, self._read_live)
         self._send(room, self._backlog_ready, self._read_backlog)
         self._metrics.inflight.set(self.unanswered)

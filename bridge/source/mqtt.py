@@ -187,6 +187,18 @@ class MqttSource:
             timeout=self._settings.request_timeout_s,
         )
 
+    @property
+    def up(self) -> bool:
+        """Connected, and not closing: ``publish`` may be called."""
+        connected = self._client._connected
+        return (
+            not self._closing
+            and connected.done()
+            and not connected.cancelled()
+            and connected.exception() is None
+            and not self._client._disconnected.done()
+        )
+
     async def closed(self) -> None:
         """Returns when the connection is gone, for whatever reason."""
         disconnected: asyncio.Future[None] = self._client._disconnected

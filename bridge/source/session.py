@@ -155,7 +155,9 @@ class Session:
         publish on, or it dropped before the PUBACK: the caller decides whether
         to publish again (nothing is queued here, so nothing piles up)."""
         source = self.source
-        if source is None or not self._connected:
+        # Not only while subscribed: once stop is set the connection stays up
+        # for its owner's last commits, acks and receipts.
+        if source is None or not (self._connected or source.up):
             raise NotConnected(f"not connected to {self.settings.host}:{self.settings.port}")
         try:
             await source.publish(topic, payload, qos, retain, properties)
