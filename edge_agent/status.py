@@ -93,6 +93,7 @@ class Status:
             },
             "receipts": {
                 "on": forwarder.receipts_on,
+                "epoch": waiting.epoch,
                 "waiting_messages": waiting.messages,
                 "waiting_readings": waiting.readings,
                 "oldest_wait_s": round(waited, 3),
