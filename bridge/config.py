@@ -191,6 +191,12 @@ class MqttSettings(BrokerLogin):
     request_timeout_s: float = Field(
         10.0, gt=0, description="How long CONNACK, SUBACK or UNSUBACK may take."
     )
+    export_sys: bool = Field(
+        True,
+        description="Worker 0 reads the broker's $SYS counters (queued messages and bytes, "
+        "drops, clients) on a connection of its own and exports them as mosquitto_* gauges "
+        "on its /metrics (its broker user must read $SYS/broker/#).",
+    )
     routes: list[Route] = Field(
         default_factory=lambda: [
             Route(topic="telemetry/{site_id}/{device_id}", codec="seed_json"),

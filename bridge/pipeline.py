@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from bridge.ack import AckTracker
 from bridge.batch import Batch
+from bridge.broker_sys import SysExporter
 from bridge.cache.feed import CacheFeed
 from bridge.cache.writer import CacheWriter
 from bridge.commit import CommitResult, Committer
@@ -190,6 +191,9 @@ class Worker:
             tasks.append(asyncio.create_task(self._feed.run(), name="redis"))
             if self.index == 0 and not retire and s.database.maintain_interval_s > 0:
                 tasks.append(asyncio.create_task(maintain_every(s.database), name="maintain"))
+            if self.index == 0 and not retire and s.mqtt.export_sys:
+                exporter = SysExporter(s.mqtt, f"{self.client_id}-sys", self.metrics)
+                tasks.append(asyncio.create_task(exporter.run(), name="broker-sys"))
             if self.receipter is not None:
                 tasks.append(asyncio.create_task(self.receipter.run(), name="receipts"))
             mqtt = asyncio.create_task(self._mqtt(retire), name="mqtt")
