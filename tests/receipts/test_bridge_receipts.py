@@ -88,9 +88,29 @@ def test_two_workers_receipt_every_committed_or_dead_lettered_message(
             refused = 'bridge_origins_refused_total{reason="site"}'
             assert sum(m.get(refused, 0.0) for m in workers) == 5
             receipts = sum(m["bridge_receipts_published_total"] for m in workers)
+
+            # What answering on the receipt would cost a caller (api.ingest_via =
+            # broker, README): one message at a time, PUBACK and receipt waited for.
+            pubacks, waits = [], []
+            for seq in range(MESSAGES + 1, MESSAGES + 21):
+                payload = seed_message("dev-3", now_us - seq * 1000, {"flow_rate": 2.0})
+                sent = time.monotonic()
+                origin = format_origin(site, epoch, seq)
+                topic = scenario.topic(site, "dev-3")
+                assert publish_with_origin(publisher, topic, payload, origin) == SUCCESS
+                pubacks.append(time.monotonic() - sent)
+                wait_until(lambda s=seq: s in receipted(), 10, "its receipt", every=0.001)
+                waits.append(time.monotonic() - sent)
             assert bridge.stop() == 0
     finally:
         gateway.close()
         publisher.close()
-    assert count_rows(plain_db) == MESSAGES - BAD + 5
-    print(f"{MESSAGES} messages receipted in {receipts:.0f} receipts by 2 workers")
+    assert count_rows(plain_db) == MESSAGES - BAD + 5 + 20
+    pubacks.sort()
+    waits.sort()
+    print(
+        f"{MESSAGES} messages receipted in {receipts:.0f} receipts by 2 workers; one at a "
+        f"time: PUBACK median {pubacks[10] * 1000:.1f} ms, receipt median "
+        f"{waits[10] * 1000:.0f} ms, max {waits[-1] * 1000:.0f} ms (batch.max_delay_ms 50, "
+        "receipts.interval_ms 150)"
+    )
