@@ -59,7 +59,7 @@ from itertools import count
 from core.receipts import decode_receipt, format_origin, new_epoch, receipt_topic
 from edge_agent.config import UplinkSettings
 from edge_agent.pack import Message, Packer
-from edge_agent.receipts import Waiting
+from edge_agent.receipts import Waiting, log_mode
 from edge_agent.spool import Spool
 from edge_agent.telemetry import Metrics, Rate
 from edge_agent.uplink import Uplink, delivered, threadsafe_waker
@@ -157,7 +157,7 @@ class Forwarder:
         then for up to ``stop_grace_s`` more while the spool holds readings
         and the uplink is up, and disconnects. What is left stays spooled."""
         loop = asyncio.get_running_loop()
-        self._log_receipts_mode()
+        log_mode(self._settings.receipts, self.receipts_on, self._gateway, self.waiting.epoch)
         topic = receipt_topic(self._gateway) if self._settings.receipts != "off" else None
         self._uplink = Uplink(self._settings, threadsafe_waker(loop, self._wake_event), topic)
         self._uplink.start()
@@ -253,7 +253,9 @@ class Forwarder:
             if not rows:
                 self.waiting.forget(message)
                 continue
+            before = message.points
             self._packer.repack(message, rows)
+            self.waiting.shrunk(message, before)
             return [message]
         return []
 
@@ -320,28 +322,6 @@ class Forwarder:
         if committed:
             self._metrics.committed_points.inc(committed)
         return ids
-
-    def _log_receipts_mode(self) -> None:
-        mode = self._settings.receipts
-        if mode == "off":
-            log.info(
-                "commit receipts off (uplink.receipts): a reading leaves the spool on the "
-                "broker's PUBACK; a broker crash can lose what it had not saved"
-            )
-        elif not self.receipts_on:
-            log.info(
-                "no commit receipt from the bridge seen yet for this spool: a reading leaves "
-                "the spool on the broker's PUBACK, as without receipts, until the first one "
-                "arrives on %s",
-                receipt_topic(self._gateway),
-            )
-        else:
-            log.info(
-                "commit receipts on: a reading leaves the spool once the bridge committed it "
-                "(receipts on %s, epoch %d)",
-                receipt_topic(self._gateway),
-                self.waiting.epoch,
-            )
 
     def _log_undelivered(self, now: float) -> None:
         """At most one line every 10 s about messages the broker did not deliver."""

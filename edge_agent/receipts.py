@@ -22,12 +22,15 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 
-from core.receipts import Receipt
+from core.receipts import Receipt, receipt_topic
 from edge_agent.pack import Message
+
+log = logging.getLogger("edge_agent.forward")
 
 
 class Waiting:
@@ -59,6 +62,12 @@ class Waiting:
         message.acked_at = now
         message.queued = False
         message.payload = b""  # packed again from the spool if it must be sent again
+
+    def shrunk(self, message: Message, before: int) -> None:
+        """Packed again with fewer readings than ``before`` (the spool dropped
+        some when full)."""
+        if message.acked_at and message.seq in self._messages:
+            self.readings -= before - message.points
 
     def forget(self, message: Message) -> None:
         """Not waited for: deleted on PUBACK (receipts off), or gone from the spool."""
@@ -127,3 +136,26 @@ class Waiting:
         now = time.monotonic() if now is None else now
         oldest = min((m.acked_at for m in self._messages.values() if m.acked_at), default=now)
         return max(0.0, now - oldest)
+
+
+def log_mode(mode: str, on: bool, gateway: str, epoch: int) -> None:
+    """Says at start when a reading leaves the spool."""
+    if mode == "off":
+        log.info(
+            "commit receipts off (uplink.receipts): a reading leaves the spool on the "
+            "broker's PUBACK; a broker crash can lose what it had not saved"
+        )
+    elif not on:
+        log.info(
+            "no commit receipt from the bridge seen yet for this spool: a reading leaves "
+            "the spool on the broker's PUBACK, as without receipts, until the first one "
+            "arrives on %s",
+            receipt_topic(gateway),
+        )
+    else:
+        log.info(
+            "commit receipts on: a reading leaves the spool once the bridge committed it "
+            "(receipts on %s, epoch %d)",
+            receipt_topic(gateway),
+            epoch,
+        )

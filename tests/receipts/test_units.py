@@ -83,3 +83,16 @@ def test_late_receipts_are_due_again_with_a_doubling_timeout() -> None:
     assert waiting.oldest_wait_s(now=205.0) == 5.0
     waiting.forget(m)
     assert (waiting.messages, waiting.readings) == (0, 0)
+
+
+def test_a_message_packed_again_with_fewer_readings_counts_only_those() -> None:
+    waiting = Waiting(1, 10.0, lambda reason, n: None)
+    m = message(1, 10)
+    waiting.number(m)
+    waiting.acknowledged(m, now=1.0)
+    assert waiting.readings == 10
+    m.ids = array("q", range(5, 11))  # the spool dropped the oldest 4 when full
+    waiting.shrunk(m, 10)
+    assert waiting.readings == 6
+    assert waiting.committed(Receipt(1, [(1, 1)])) == [m]
+    assert waiting.readings == 0
