@@ -160,8 +160,9 @@ class UplinkSettings(Section):
     receipt_timeout_s: float = Field(
         60.0,
         gt=0,
-        description="A message acknowledged by the broker and not receipted within this is "
-        "published again (the timeout doubles with each try, up to 16 times this).",
+        description="A message acknowledged by the broker and not receipted within this, "
+        "while later ones were, is published again (the timeout doubles with each try, up "
+        "to 16 times this). After a reconnect every unreceipted one is.",
     )
     stop_grace_s: float = Field(
         5.0,

@@ -6,11 +6,11 @@ it. Before that, the cloud broker must have answered its PUBLISH with a
 PUBACK that says delivered (a reason code below 0x80 and not 0x10, "no
 matching subscribers"). A message answered otherwise is kept (in memory, its
 readings still in the spool) and published again after a backoff of
-``retry_min_s``, doubling up to ``retry_max_s``. A delivered message whose
-receipt does not come within ``receipt_timeout_s`` (doubling with each try),
-or that was delivered before the connection dropped, is published again
-with its sequence: the broker may have lost it (a crash before its
-autosave). A crash of the agent loses only its memory: on the next start
+``retry_min_s``, doubling up to ``retry_max_s``. A delivered message is
+published again, with its sequence, after every reconnect (the broker may
+have lost it in a crash before its autosave), and when its receipt has not
+come within ``receipt_timeout_s`` (doubling with each try) while later
+messages' receipts have (the broker dropped it, e.g. a full queue). A crash of the agent loses only its memory: on the next start
 every reading still in the spool is sent again, and the bridge stores a
 repeated reading once.
 

@@ -3,7 +3,8 @@ receipt (core/receipts.py: the format), in this run of the agent.
 
     spooled --publish--> in flight --PUBACK--> waiting --receipt--> committed: deleted
                              ^                   |
-                             +---- republished --+  after the receipt timeout, or a reconnect
+                             +---- republished --+  after a reconnect, or the receipt timeout
+                                                    once later messages were receipted
 
 Invariants:
   * Each message gets its sequence at its first publication and keeps it,
@@ -41,6 +42,7 @@ class Waiting:
         self._on_ignored = on_ignored
         self._timeout_s = timeout_s
         self._last_seq = 0
+        self._highest_committed = 0  # the highest sequence receipted
         self._messages: dict[int, Message] = {}  # seq -> message, published or waiting
         self.readings = 0  # readings of the messages acknowledged and waiting
         self.ignored: Counter[str] = Counter()  # sequences ignored, by reason
@@ -97,6 +99,8 @@ class Waiting:
             else:
                 seqs = [s for s in messages if lo <= s <= hi]
             self._ignore("not_waiting", hi - lo + 1 - len(seqs))
+            if seqs:
+                self._highest_committed = max(self._highest_committed, *seqs)
             for seq in seqs:
                 message = messages.pop(seq)
                 if message.acked_at:
@@ -111,11 +115,19 @@ class Waiting:
             self._on_ignored(reason, count)
 
     def overdue(self, now: float) -> list[Message]:
-        """Acknowledged messages whose receipt is late: republish them. The
-        timeout doubles with each publication, up to 16 times."""
+        """Acknowledged messages whose receipt is late, and which later
+        messages overtook: republish them. The timeout doubles with each
+        publication, up to 16 times.
+
+        Overtaken: a message sent after it has been receipted. While no
+        receipt comes (the bridge is stopped, the database down) the broker
+        most likely still queues them all, and publishing them again every
+        timeout would only multiply its queue; the broker losing them in a
+        crash is caught by the reconnect that follows."""
         out = []
+        highest = self._highest_committed
         for message in self._messages.values():
-            if message.acked_at and not message.queued:
+            if message.acked_at and not message.queued and message.seq < highest:
                 timeout = self._timeout_s * 2 ** min(message.attempts - 1, 4)
                 if now - message.acked_at >= timeout:
                     out.append(message)

@@ -64,12 +64,16 @@ def test_only_a_receipt_of_this_run_for_a_sequence_sent_commits_and_only_once() 
     assert all(m.committed for m in (sent[0], sent[1], sent[2], sent[4]))
 
 
-def test_late_receipts_are_due_again_with_a_doubling_timeout() -> None:
+def test_late_receipts_are_due_again_with_a_doubling_timeout_once_overtaken() -> None:
     waiting = Waiting(1, 10.0, lambda reason, n: None)
-    m = message(1, 3)
-    waiting.number(m)
-    m.attempts = 1
-    waiting.acknowledged(m, now=100.0)
+    m, later = message(1, 3), message(4, 3)
+    for each in (m, later):
+        waiting.number(each)
+        each.attempts = 1
+        waiting.acknowledged(each, now=100.0)
+    # No receipt at all (the bridge is down): the broker still queues them.
+    assert waiting.overdue(1000.0) == []
+    assert waiting.committed(Receipt(1, [(2, 2)])) == [later]  # overtaken
     assert waiting.overdue(109.0) == []
     assert waiting.overdue(110.0) == [m]
     assert waiting.acknowledged_messages() == [m]
