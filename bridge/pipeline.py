@@ -4,6 +4,8 @@
         ^                                                              |  commit
         +---------------- AckTracker (arrival order) <-- settle -------+
                                                                        +--> Redis (best effort)
+                                                                       +--> after_commit: receipts to
+                                                                            edge agents (bridge.receipts)
 
 Each stage keeps its own contract (bridge.intake, bridge.commit, bridge.ack);
 the worker only connects them and runs them: the session (bridge.source)
@@ -14,9 +16,12 @@ unacked, and at batch.max_queued closed batches the worker stops reading the
 broker (QoS 0 too), so memory stays bounded while the database is slow or
 down (the rest waits at the broker).
 
+Worker 0 also reads the broker's $SYS counters on a connection of its own
+(bridge.broker_sys, ``mqtt.export_sys``).
+
 Shutdown (SIGTERM/SIGINT): stop taking messages (later ones stay unacked and
-are redelivered to this session), flush, commit, ack, disconnect keeping the
-session. A second signal exits at once; nothing acked is lost either way.
+are redelivered to this session), flush, commit, publish the last receipts,
+ack, disconnect keeping the session. A second signal exits at once; nothing acked is lost either way.
 Retire (``bridge retire``): take over the session, unsubscribe, drain what the
 broker queued for it, commit, ack, then end the session for good.
 """
