@@ -23,7 +23,11 @@ Everything (the agent, Mosquitto, the subscriber, this script) shares this
 machine's cores; the CPU each used is reported next to each figure.
 
     .venv/bin/python bench/bench_edge.py [--readings 1000000] [--quick]
-                                         [--only drain,opcua,modbus]
+                                         [--only drain,opcua,modbus,receipts]
+
+Then bench_receipts.py measures agent to database (a real bridge and
+PostgreSQL) with commit receipts off and on, taking turns in the same run,
+and the receipts' traffic per 1,000 messages (``receipts``).
 
 ``--only`` runs some parts and keeps the other parts' figures from the last
 edge.json.
@@ -238,8 +242,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="100,000 readings")
     parser.add_argument(
         "--only",
-        default="drain,opcua,modbus",
-        help="parts to run (drain, opcua, modbus); the others keep their last figures",
+        default="drain,opcua,modbus,receipts",
+        help="parts to run (drain, opcua, modbus, receipts); the others keep their last figures",
     )
     args = parser.parse_args()
     readings = 100_000 if args.quick else args.readings
@@ -263,8 +267,14 @@ def main() -> int:
         results["drain_measured"] = previous.get("drain_measured", previous.get("when"))
     import bench_opcua
 
-    field = {k: v for k, v in previous.items() if k in ("opcua", "modbus_200")}
+    field = {k: v for k, v in previous.items() if k in ("opcua", "modbus_200", "receipts")}
     field.update(bench_opcua.run(only))
+    if "receipts" in only:
+        import bench_receipts
+
+        field["receipts"] = {"measured": bench_opcua.now()} | bench_receipts.run(
+            min(readings, 200_000), 2
+        )
     out = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": info,

@@ -745,7 +745,7 @@ def wait_committed(
         time.sleep(0.01 if n >= 0.97 * n_points else 0.05)
 
 
-def throughput(
+def throughput(  # noqa: PLR0915 - one phase, start to end
     svc: Services,
     phase: str,
     kind: str,

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.receipts import Origin
+
 
 class Connection(Protocol):
     def ack(self, mids: list[int]) -> None:
@@ -41,6 +43,7 @@ class Ticket:
     epoch: int
     mid: int
     settled: bool = False
+    origin: Origin | None = None  # an edge agent's, for its receipt (bridge/receipts.py)
 
 
 class AckTracker:

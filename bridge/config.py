@@ -193,6 +193,12 @@ class MqttSettings(BrokerLogin):
     request_timeout_s: float = Field(
         10.0, gt=0, description="How long CONNACK, SUBACK or UNSUBACK may take."
     )
+    export_sys: bool = Field(
+        True,
+        description="Worker 0 reads the broker's $SYS counters (queued messages and bytes, "
+        "drops, clients) on a connection of its own and exports them as mosquitto_* gauges "
+        "on its /metrics (its broker user must read $SYS/broker/#).",
+    )
     routes: list[Route] = Field(
         default_factory=lambda: [
             Route(topic="telemetry/{site_id}/{device_id}", codec="seed_json"),
@@ -218,6 +224,25 @@ class BatchSettings(Section):
     )
     max_delay_ms: int = Field(
         200, ge=1, le=60_000, description="Close a batch this long after its first message."
+    )
+
+
+class ReceiptSettings(Section):
+    """Commit receipts to edge agents (bridge/receipts.py)."""
+
+    enabled: bool = Field(
+        True,
+        description="Publish, after each commit, a receipt of the edge agents' messages it "
+        "holds on receipts/<gateway>, so that the agents delete their readings only then.",
+    )
+    interval_ms: int = Field(
+        150, ge=10, le=10_000, description="Receipts are gathered and published this often."
+    )
+    max_pending: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Messages waiting for their receipt while the broker is unreachable; "
+        "beyond this the oldest are given up (their agents publish them again).",
     )
 
 
@@ -402,15 +427,13 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
     mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
     batch: BatchSettings = Field(default_factory=BatchSettings)  # type: ignore[arg-type]
+    receipts: ReceiptSettings = Field(default_factory=ReceiptSettings)  # type: ignore[arg-type]
     limits: Limits = Field(default_factory=Limits)  # type: ignore[arg-type]
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
     api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)  # type: ignore[arg-type]
-<<<<<<< HEAD
     sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings)  # type: ignore[arg-type]
-=======
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)  # type: ignore[arg-type]
->>>>>>> alarms
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

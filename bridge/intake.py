@@ -13,6 +13,10 @@ Invariants:
     acked, so the broker redelivers them to this session.
   * ``unsettled`` counts the tickets taken and not yet settled; ``idle`` is
     set exactly when it is zero.
+  * An edge agent's origin (``on_origin``, just before its message) goes on
+    the message's ticket, and only when the topic's site, if the route has
+    one, is the origin's gateway: what commits is then receipted
+    (bridge/receipts.py). It never outlives its message.
   * Received messages and points are counted in plain ints per message and
     added to the metrics per batch and on each scrape (``count_received``):
     a prometheus_client update takes a lock, a few per message add up at
@@ -27,10 +31,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from bridge.ack import AckTracker
+from bridge.ack import AckTracker, Ticket
 from bridge.batch import Batch, Batcher
 from bridge.router import Routed, internal_error
 from bridge.telemetry import Metrics
+from core.receipts import parse_origin
 
 log = logging.getLogger("bridge.intake")
 
@@ -65,9 +70,17 @@ class Intake:
         self.last_message = time.monotonic()
         self._messages_received = 0
         self._points_received = 0
+        self._origin: str | None = None  # of the message on_message gets next
+
+    def on_origin(self, value: str) -> None:
+        """The source's callback: the next message carries this origin."""
+        self._origin = value
 
     def on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         """The source's callback: decode and batch, synchronously, on the loop."""
+        origin = self._origin
+        if origin is not None:
+            self._origin = None
         if not self.taking:
             return  # not acked: the broker redelivers it to this session
         self._messages_received += 1
@@ -87,6 +100,8 @@ class Intake:
                 m.points_rejected.labels(reason).inc(count)
         self._points_received += len(routed.points) + len(routed.texts) + len(routed.historical)
         if ticket is not None:
+            if origin is not None:
+                self._take_origin(ticket, origin, routed.site_id)
             self.unsettled += 1
             self.idle.clear()
         self.batcher.add(
@@ -99,6 +114,13 @@ class Intake:
             historical=routed.historical,
             sites=routed.sites,
         )
+
+    def _take_origin(self, ticket: Ticket, value: str, site_id: str | None) -> None:
+        parsed = parse_origin(value)
+        if parsed is None or (site_id is not None and site_id != parsed.gateway):
+            self.metrics.origins_refused.labels("malformed" if parsed is None else "site").inc()
+            return
+        ticket.origin = parsed
 
     def stop_taking(self) -> None:
         """Leaves later messages to the broker; closes the open batch."""

@@ -4,6 +4,8 @@
         ^                                                              |  commit
         +---------------- AckTracker (arrival order) <-- settle -------+
                                                                        +--> Redis (best effort)
+                                                                       +--> after_commit: receipts to
+                                                                            edge agents (bridge.receipts)
 
 Each stage keeps its own contract (bridge.intake, bridge.commit, bridge.ack);
 the worker only connects them and runs them: the session (bridge.source)
@@ -14,9 +16,12 @@ unacked, and at batch.max_queued closed batches the worker stops reading the
 broker (QoS 0 too), so memory stays bounded while the database is slow or
 down (the rest waits at the broker).
 
+Worker 0 also reads the broker's $SYS counters on a connection of its own
+(bridge.broker_sys, ``mqtt.export_sys``).
+
 Shutdown (SIGTERM/SIGINT): stop taking messages (later ones stay unacked and
-are redelivered to this session), flush, commit, ack, disconnect keeping the
-session. A second signal exits at once; nothing acked is lost either way.
+are redelivered to this session), flush, commit, publish the last receipts,
+ack, disconnect keeping the session. A second signal exits at once; nothing acked is lost either way.
 Retire (``bridge retire``): take over the session, unsubscribe, drain what the
 broker queued for it, commit, ack, then end the session for good.
 """
@@ -32,6 +37,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from bridge.ack import AckTracker
 from bridge.batch import Batch
+from bridge.broker_sys import SysExporter
 from bridge.cache.feed import CacheFeed
 from bridge.cache.writer import CacheWriter
 from bridge.commit import CommitResult, Committer
@@ -40,6 +46,7 @@ from bridge.db.maintain import maintain_every
 from bridge.errors import RedisUnavailable
 from bridge.health import WorkerHealth
 from bridge.intake import Intake
+from bridge.receipts import Receipter
 from bridge.router import Router
 from bridge.sink.timescale import TimescaleSink
 from bridge.source.session import Session
@@ -96,6 +103,7 @@ class Worker:
             on_state=self._mqtt_state,
             on_reconnect=self.metrics.mqtt_reconnects.inc,
             on_fault=lambda kind: self.metrics.mqtt_faults.labels(kind).inc(),
+            on_origin=self.intake.on_origin,
         )
         self._stop = asyncio.Event()
         self._connected = asyncio.Event()
@@ -105,6 +113,10 @@ class Worker:
         # Called with each batch once committed, before its acks: what acts on
         # committed data (receipts, alarms) hangs here. Must not block.
         self.after_commit: list[Callable[[Batch, CommitResult], None]] = []
+        self.receipter: Receipter | None = None
+        if settings.receipts.enabled:
+            self.receipter = Receipter(settings.receipts, self.session, self.metrics)
+            self.after_commit.append(self.receipter.committed)
         self._feed: CacheFeed | None = None  # set once the cache is open
         self._cache_logged = 0.0
         # The Sparkplug role (bridge.sparkplug.role), when on: its batches join
@@ -205,6 +217,11 @@ class Worker:
             tasks.append(asyncio.create_task(self._feed.run(), name="redis"))
             if self.index == 0 and not retire and s.database.maintain_interval_s > 0:
                 tasks.append(asyncio.create_task(maintain_every(s.database), name="maintain"))
+            if self.index == 0 and not retire and s.mqtt.export_sys:
+                exporter = SysExporter(s.mqtt, f"{self.client_id}-sys", self.metrics)
+                tasks.append(asyncio.create_task(exporter.run(), name="broker-sys"))
+            if self.receipter is not None:
+                tasks.append(asyncio.create_task(self.receipter.run(), name="receipts"))
             mqtt = asyncio.create_task(self._mqtt(retire), name="mqtt")
             tasks.append(mqtt)
             if self.sparkplug is not None and not retire:
@@ -260,6 +277,10 @@ class Worker:
             )
         for _ in range(self.settings.database.pool_size):
             self.batches.put_nowait(None)
+        if self.receipter is not None:
+            # The last receipts, briefly: what is not receipted is published again.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.receipter.flush(), timeout=min(5.0, grace))
         # Let the last cache updates go out, briefly; the cache is best effort.
         deadline = time.monotonic() + min(2.0, grace)
         while self._feed is not None and not self._feed.idle and time.monotonic() < deadline:

@@ -151,6 +151,27 @@ class Metrics(CommitMetrics):
             "NDEATHs ignored: their bdSeq was not the current NBIRTH's",
             registry=r,
         )
+        self.origins_refused = Counter(
+            "bridge_origins_refused_total",
+            "Edge agents' origins not receipted: malformed, or naming another site than the "
+            "message's topic (site)",
+            ["reason"],
+            registry=r,
+        )
+        self.receipts_published = Counter(
+            "bridge_receipts_published_total",
+            "Receipt messages published to edge agents",
+            registry=r,
+        )
+        self.receipted_messages = Counter(
+            "bridge_receipted_messages_total", "Messages receipted to edge agents", registry=r
+        )
+        self.receipts_dropped = Counter(
+            "bridge_receipts_dropped_total",
+            "Messages whose receipt was given up (too many waiting while the broker was "
+            "unreachable); their agents publish them again",
+            registry=r,
+        )
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -150,6 +150,20 @@ class UplinkSettings(Section):
         0.2, gt=0, description="First delay before a message the broker did not deliver is resent."
     )
     retry_max_s: float = Field(5.0, gt=0, description="Longest such delay.")
+    receipts: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Commit receipts from the bridge (receipts/<site_id>). on: a reading leaves "
+        "the spool only once the bridge committed it. auto: as on, from the first receipt "
+        "ever seen (kept in the spool); until then as off. off: it leaves on the broker's "
+        "PUBACK (a broker crash can then lose what it had not saved).",
+    )
+    receipt_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="A message acknowledged by the broker and not receipted within this, "
+        "while later ones were, is published again (the timeout doubles with each try, up "
+        "to 16 times this). After a reconnect every unreceipted one is.",
+    )
     stop_grace_s: float = Field(
         5.0,
         ge=0,

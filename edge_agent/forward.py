@@ -1,12 +1,23 @@
 """The forwarder: readings leave the spool for the cloud broker, live first.
 
-Contract: a reading is deleted from the spool only after the cloud broker
-answered its message's PUBLISH with a PUBACK that says delivered (a reason
-code below 0x80 and not 0x10, "no matching subscribers"). A message answered
-otherwise is kept (in memory, its readings still in the spool) and published
-again after a backoff of ``retry_min_s``, doubling up to ``retry_max_s``. A
-crash loses only that memory: on the next start every reading still in the
-spool is sent again, and the bridge stores a repeated reading once.
+Contract: a reading is deleted from the spool only after the bridge sent a
+commit receipt for its message (edge_agent/receipts.py): the database has
+it. Before that, the cloud broker must have answered its PUBLISH with a
+PUBACK that says delivered (a reason code below 0x80 and not 0x10, "no
+matching subscribers"). A message answered otherwise is kept (in memory, its
+readings still in the spool) and published again after a backoff of
+``retry_min_s``, doubling up to ``retry_max_s``. A delivered message is
+published again, with its sequence, after every reconnect (the broker may
+have lost it in a crash before its autosave), and when its receipt has not
+come within ``receipt_timeout_s`` (doubling with each try) while later
+messages' receipts have (the broker dropped it, e.g. a full queue). A crash of the agent loses only its memory: on the next start
+every reading still in the spool is sent again, and the bridge stores a
+repeated reading once.
+
+Without receipts (``uplink.receipts = off``, or ``auto`` before the bridge
+ever sent one to this spool) a reading is deleted on its message's
+delivered PUBACK, as before receipts existed; the log says which at start
+and when the first receipt turns them on.
 
 Order: live first, then backlog.
 
@@ -45,8 +56,10 @@ from collections import deque
 from collections.abc import Callable
 from itertools import count
 
+from core.receipts import decode_receipt, format_origin, new_epoch, receipt_topic
 from edge_agent.config import UplinkSettings
 from edge_agent.pack import Message, Packer
+from edge_agent.receipts import Waiting, log_mode
 from edge_agent.spool import Spool
 from edge_agent.telemetry import Metrics, Rate
 from edge_agent.uplink import Uplink, delivered, threadsafe_waker
@@ -60,6 +73,8 @@ log = logging.getLogger("edge_agent.forward")
 LIVE_CHUNK = 20_000
 BACKLOG_CHUNK = 100_000
 IDLE_TICK_S = 0.05  # wake-up period for retries and the drain rate when nothing else happens
+OVERDUE_CHECK_S = 1.0  # how often late receipts are looked for
+RECEIPTS_SEEN = "receipts_seen"  # spool state: 1 once the bridge sent this spool a receipt
 
 
 class Forwarder:
@@ -96,6 +111,19 @@ class Forwarder:
         self._undelivered_logged_at = 0.0
         self._tokens = 0.0
         self._tokens_at = time.monotonic()
+        self._gateway = site_id
+        self.waiting = Waiting(
+            new_epoch(),
+            settings.receipt_timeout_s,
+            lambda reason, n: metrics.receipts_ignored.labels(reason).inc(n),
+        )
+        # True: readings wait for their receipt; False: they leave on PUBACK.
+        self.receipts_on = settings.receipts == "on" or (
+            settings.receipts == "auto" and spool.get_state(RECEIPTS_SEEN, 0) == 1
+        )
+        self._republish: deque[Message] = deque()  # acknowledged, no receipt: to pack again
+        self._republish_ready: deque[Message] = deque()  # packed again
+        self._overdue_checked = time.monotonic()
 
     # --- called by the agent ---------------------------------------------------
 
@@ -108,6 +136,10 @@ class Forwarder:
     def unanswered(self) -> int:
         """Messages published and not answered yet, or waiting for a retry."""
         return len(self._inflight) + len(self._retries)
+
+    @property
+    def receipt_timeout_s(self) -> float:
+        return self._settings.receipt_timeout_s
 
     @property
     def connected(self) -> bool:
@@ -125,7 +157,9 @@ class Forwarder:
         then for up to ``stop_grace_s`` more while the spool holds readings
         and the uplink is up, and disconnects. What is left stays spooled."""
         loop = asyncio.get_running_loop()
-        self._uplink = Uplink(self._settings, threadsafe_waker(loop, self._wake_event))
+        log_mode(self._settings.receipts, self.receipts_on, self._gateway, self.waiting.epoch)
+        topic = receipt_topic(self._gateway) if self._settings.receipts != "off" else None
+        self._uplink = Uplink(self._settings, threadsafe_waker(loop, self._wake_event), topic)
         self._uplink.start()
         try:
             while not stop.is_set():
@@ -160,13 +194,21 @@ class Forwarder:
         if uplink.connects > self._connects_seen:
             self._metrics.connects.inc(uplink.connects - self._connects_seen)
             self._connects_seen = uplink.connects
+            self._queue_again(self.waiting.acknowledged_messages(), "reconnect")
+        if now - self._overdue_checked >= OVERDUE_CHECK_S:
+            self._overdue_checked = now
+            self._queue_again(self.waiting.overdue(now), "timeout")
         if not uplink.connected:
             return
-        room = min(self._settings.window, uplink.receive_maximum) - self.unanswered
-        while room > 0 and self._retries and self._retries[0][0] <= now:
+        # A retry is already counted in the window: publishing it takes no room
+        # (waiting for room here would wait forever once every message of a
+        # full window was refused, e.g. with no subscriber after a broker restart).
+        while self._retries and self._retries[0][0] <= now:
             _, _, message = heapq.heappop(self._retries)
-            self._publish(message)
-            room -= 1
+            if not message.committed:
+                self._publish(message)
+        room = min(self._settings.window, uplink.receive_maximum) - self.unanswered
+        room = self._send(room, self._republish_ready, self._repack)
         room = self._send(room, self._live_ready, self._read_live)
         self._send(room, self._backlog_ready, self._read_backlog)
         self._metrics.inflight.set(self.unanswered)
@@ -185,8 +227,37 @@ class Forwarder:
 
     def _publish(self, message: Message) -> None:
         assert self._uplink is not None
+        origin = None
+        if self._settings.receipts != "off":
+            origin = format_origin(self._gateway, self.waiting.epoch, self.waiting.number(message))
         message.attempts += 1
-        self._inflight[self._uplink.publish(message.topic, message.payload)] = message
+        mid = self._uplink.publish(message.topic, message.payload, origin)
+        self._inflight[mid] = message
+
+    def _queue_again(self, messages: list[Message], reason: str) -> None:
+        """Acknowledged messages without a receipt go out again."""
+        for message in messages:
+            message.queued = True
+            self._republish.append(message)
+        if messages:
+            self._metrics.republished.labels(reason).inc(len(messages))
+
+    def _repack(self) -> list[Message]:
+        """The next message to publish again, packed from what the spool
+        still holds of it (the spool may have dropped some when full)."""
+        while self._republish:
+            message = self._republish.popleft()
+            if message.committed:
+                continue
+            rows = self._spool.read_ids(message.ids)
+            if not rows:
+                self.waiting.forget(message)
+                continue
+            before = message.points
+            self._packer.repack(message, rows)
+            self.waiting.shrunk(message, before)
+            return [message]
+        return []
 
     def _settle(self) -> None:
         """Takes in the broker's answers: deletes what was delivered, schedules
@@ -199,12 +270,16 @@ class Forwarder:
         while outcomes:
             mid, reason, name = outcomes.popleft()
             message = self._inflight.pop(mid, None)
-            if message is None:
+            if message is None or message.committed:
                 continue
             if delivered(reason):
-                done.extend(message.ids)
                 messages += 1
                 points += message.points
+                if self.receipts_on:
+                    self.waiting.acknowledged(message, now)
+                else:
+                    done.extend(message.ids)
+                    self.waiting.forget(message)
                 continue
             self._metrics.not_delivered.labels(reason=name).inc()
             backoff = min(
@@ -214,11 +289,39 @@ class Forwarder:
             self._undelivered[name] = self._undelivered.get(name, 0) + 1
             heapq.heappush(self._retries, (now + backoff, next(self._order), message))
         self._log_undelivered(now)
-        if done:
-            self._spool.delete(done)
+        if messages:
             self._metrics.published_messages.inc(messages)
             self._metrics.published_points.inc(points)
             self.rate.add(points)
+        done.extend(self._take_receipts())
+        if done:
+            self._spool.delete(done)
+
+    def _take_receipts(self) -> list[int]:
+        """The spool ids the receipts that arrived commit."""
+        assert self._uplink is not None
+        receipts = self._uplink.receipts
+        ids: list[int] = []
+        committed = 0
+        while receipts:
+            receipt = decode_receipt(receipts.popleft())
+            if receipt is None:
+                self._metrics.receipts_ignored.labels("malformed").inc()
+                continue
+            self._metrics.receipts.inc()
+            if not self.receipts_on and self.waiting.names_sent(receipt):
+                self.receipts_on = True
+                self._spool.set_state(RECEIPTS_SEEN, 1)
+                log.info(
+                    "the bridge sends commit receipts: from now on a reading leaves the spool "
+                    "only once the database has it"
+                )
+            for message in self.waiting.committed(receipt):
+                ids.extend(message.ids)
+                committed += message.points
+        if committed:
+            self._metrics.committed_points.inc(committed)
+        return ids
 
     def _log_undelivered(self, now: float) -> None:
         """At most one line every 10 s about messages the broker did not deliver."""

@@ -34,6 +34,11 @@ class Message:
     payload: bytes
     ids: array[int]
     attempts: int = 0  # publications so far, for the retry backoff
+    # Commit receipts (edge_agent/receipts.py):
+    seq: int = 0  # its sequence in this run, from its first publication; 0: not yet
+    acked_at: float = 0.0  # monotonic time of its last PUBACK; 0: none yet
+    queued: bool = False  # to be published again, or published again and not acked yet
+    committed: bool = False  # receipted (or deleted on PUBACK): nothing more to do
 
     @property
     def points(self) -> int:
@@ -84,6 +89,12 @@ class Packer:
                 size += cost
             out.append(self._message(topic, chunk))
         return out
+
+    def repack(self, message: Message, rows: list[SpooledRow]) -> None:
+        """Packs ``message`` again from its readings still in the spool (all
+        of one device, and they fitted in one message before)."""
+        fresh = self._message(message.topic, rows)
+        message.payload, message.ids = fresh.payload, fresh.ids
 
     def _message(self, topic: str, rows: list[SpooledRow]) -> Message:
         # Readings of one time sit together, so seed_json shares their timestamp.

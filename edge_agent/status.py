@@ -1,7 +1,9 @@
 """The local status endpoint and the operator's periodic log line.
 
     GET /healthz   200 and JSON: uplink, spool (depth, oldest unsent reading's
-                   age, dropped when full), publish rate, each device's state
+                   age, dropped when full), commit receipts (on or not, messages
+                   and readings waiting for one, the oldest's wait, sequences
+                   ignored), publish rate, each device's state
     GET /metrics   Prometheus text (edge_agent.telemetry)
 
 /healthz answers 200 whenever the agent runs (it is a liveness check);
@@ -52,7 +54,19 @@ class Status:
         metrics.spool_oldest_age.set(age)
         metrics.spool_bytes.set(size)
         metrics.publish_rate.set(rate)
+        forwarder = self._forwarder
+        waiting = forwarder.waiting
+        waited = waiting.oldest_wait_s()
+        metrics.waiting_messages.set(waiting.messages)
+        metrics.waiting_points.set(waiting.readings)
+        metrics.waiting_oldest.set(waited)
         problems = []
+        if waited > forwarder.receipt_timeout_s:
+            problems.append(
+                f"{waiting.readings} readings wait for their commit receipt, the oldest for "
+                f"{waited:.0f} s: the bridge is stopped or slow, or sends no receipts (an old "
+                "bridge: set uplink.receipts = off)"
+            )
         if not self._forwarder.connected:
             why = self._forwarder.uplink_error
             problems.append(f"uplink down{f' ({why})' if why else ''}: readings wait in the spool")
@@ -76,6 +90,14 @@ class Status:
                 "oldest_unsent_age_s": round(age, 3),
                 "dropped_total": spool.dropped_total,
                 "bytes": size,
+            },
+            "receipts": {
+                "on": forwarder.receipts_on,
+                "epoch": waiting.epoch,
+                "waiting_messages": waiting.messages,
+                "waiting_readings": waiting.readings,
+                "oldest_wait_s": round(waited, 3),
+                "ignored_sequences": dict(waiting.ignored),
             },
             "publish_readings_per_s": round(rate, 1),
             "devices": {

@@ -54,7 +54,46 @@ class Metrics:
         )
         self.published_points = Counter(
             "edge_published_readings_total",
-            "Readings the cloud broker acknowledged (and that left the spool)",
+            "Readings the cloud broker acknowledged (they leave the spool then, or at their "
+            "commit receipt)",
+            registry=r,
+        )
+        self.receipts = Counter(
+            "edge_receipts_total", "Commit receipts received from the bridge", registry=r
+        )
+        self.receipts_ignored = Counter(
+            "edge_receipt_sequences_ignored_total",
+            "Sequences named by receipts and ignored: never_sent (above any sent: forged, or "
+            "a bridge gone wrong), not_waiting (already committed), other_epoch (an earlier "
+            "run's), malformed (whole receipts that do not parse)",
+            ["reason"],
+            registry=r,
+        )
+        self.committed_points = Counter(
+            "edge_committed_readings_total",
+            "Readings the bridge receipted as committed, deleted from the spool",
+            registry=r,
+        )
+        self.republished = Counter(
+            "edge_republished_messages_total",
+            "Acknowledged messages published again for lack of a receipt: after a reconnect, "
+            "or a timeout",
+            ["reason"],
+            registry=r,
+        )
+        self.waiting_messages = Gauge(
+            "edge_receipt_waiting_messages",
+            "Messages the broker acknowledged, waiting for their commit receipt",
+            registry=r,
+        )
+        self.waiting_points = Gauge(
+            "edge_receipt_waiting_readings",
+            "Readings of the messages waiting for their commit receipt (still in the spool)",
+            registry=r,
+        )
+        self.waiting_oldest = Gauge(
+            "edge_receipt_oldest_wait_seconds",
+            "How long the longest-waiting acknowledged message has waited for its receipt",
             registry=r,
         )
         self.publish_rate = Gauge(

@@ -11,6 +11,11 @@ publisher topped out at 6-7k messages/s), and the forwarder keeps at most the
 broker's Receive Maximum unacknowledged; bench/README.md (bench_edge.py) has
 the agent's throughput this way. Messages in flight when the connection drops
 stay with paho, which sends them again (DUP) after it reconnects.
+
+Commit receipts (edge_agent/receipts.py): with a ``receipt_topic``, each
+connection subscribes to it at QoS 1 and every receipt that arrives goes,
+raw, to ``receipts``; ``publish`` with an ``origin`` carries it as the
+message's MQTT v5 user property (core/receipts.py).
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from core.receipts import ORIGIN_PROPERTY
 from edge_agent.config import UplinkSettings
 
 log = logging.getLogger("edge_agent.uplink")
@@ -41,10 +49,17 @@ def delivered(reason: int) -> bool:
 
 
 class Uplink:
-    def __init__(self, settings: UplinkSettings, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: UplinkSettings,
+        wake: Callable[[], None],
+        receipt_topic: str | None = None,
+    ) -> None:
         self._settings = settings
         self._wake = wake
+        self._receipt_topic = receipt_topic
         self.outcomes: deque[tuple[int, int, str]] = deque()  # mid, reason code, reason name
+        self.receipts: deque[bytes] = deque()  # receipt payloads, as they arrived
         self.connected = False
         self.last_error = ""  # why the last connection attempt failed, for /healthz
         self._stopping = False
@@ -74,6 +89,7 @@ class Uplink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_connect_fail = self._on_connect_fail
+        client.on_message = self._on_message
         self._client = client
 
     @property
@@ -92,9 +108,13 @@ class Uplink:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def publish(self, topic: str, payload: bytes) -> int:
+    def publish(self, topic: str, payload: bytes, origin: str | None = None) -> int:
         """Publishes at QoS 1; returns the message id its outcome will carry."""
-        return int(self._client.publish(topic, payload, qos=1).mid)
+        props = None
+        if origin is not None:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.UserProperty = (ORIGIN_PROPERTY, origin)
+        return int(self._client.publish(topic, payload, qos=1, properties=props).mid)
 
     # --- paho's thread ---------------------------------------------------------
 
@@ -106,6 +126,8 @@ class Uplink:
             log.error("the cloud broker at %s %s", self.where, self.last_error)
             return
         self.receive_maximum = int(getattr(props, "ReceiveMaximum", 65_535))
+        if self._receipt_topic is not None:
+            client.subscribe(self._receipt_topic, qos=1)
         self.connected = True
         self._unreachable_logged = False
         self.connects += 1
@@ -135,6 +157,11 @@ class Uplink:
                 self._settings.reconnect_max_s,
             )
             self._unreachable_logged = True
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._receipt_topic:
+            self.receipts.append(bytes(message.payload))
+            self._wake()
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any

@@ -9,6 +9,13 @@ per gateway, each written by `bridge broker provision NAME --gateway SITE`:
     topic read spBv1.0/site-1/NCMD/#
     topic read spBv1.0/site-1/DCMD/#
     topic write telemetry/site-1/+
+    topic read receipts/site-1
+
+The second grant lets the gateway's edge agent read its commit receipts
+(core/receipts.py), which only the bridge may write: nobody else reads or
+forges them. A block written before receipts existed lacks it: provision
+the gateway again to add it (its agent meanwhile gets no receipts and
+deletes readings on the broker's PUBACK, as before).
 
 A block is its marker line plus the ``user``/``topic`` lines right after it.
 Invariants: at most one block per gateway; lines outside blocks are never
@@ -37,6 +44,7 @@ def gateway_block(user: str, site: str) -> str:
         f"topic read spBv1.0/{site}/NCMD/#\n"
         f"topic read spBv1.0/{site}/DCMD/#\n"
         f"topic write telemetry/{site}/+\n"
+        f"topic read receipts/{site}\n"
     )
 
 
@@ -76,7 +84,8 @@ def _mode(path: Path) -> int:
 
 
 def set_gateway(acl_file: Path, user: str, site: str) -> None:
-    """Lets ``user`` publish telemetry/<site>/+ (replacing its previous entry)."""
+    """Lets ``user`` publish telemetry/<site>/+ and read receipts/<site>
+    (replacing its previous entry)."""
     if not acl_file.exists():
         raise BrokerError(
             f"ACL file {acl_file} does not exist; write it first: bridge broker render cloud"

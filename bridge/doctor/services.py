@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import aiomqtt
 import redis.asyncio as aioredis
 
+from bridge.broker_sys import SYS_FILTER, sys_value
+from bridge.broker_sys import SYS_TOPICS as BROKER_SYS
 from bridge.config import BrokerLogin, Settings
 from bridge.doctor.finding import Finding, Status, bad, ok
 from bridge.doctor.options import Options
@@ -28,10 +30,11 @@ from bridge.source.mqtt import tls_parameters
 
 MEMORY_WARN, MEMORY_PROBLEM = 0.8, 0.9
 SYS_TICK_WAIT_S = 12.0  # Mosquitto's default sys_interval (10 s), and a margin
+# What the doctor reads of the broker's $SYS (the exporter reads more).
 SYS_TOPICS = {
-    "$SYS/broker/store/messages/count": "queued",
-    "$SYS/broker/publish/messages/dropped": "dropped",
-    "$SYS/broker/clients/connected": "clients",
+    topic: name
+    for topic, (name, _, _) in BROKER_SYS.items()
+    if name in ("queued", "dropped", "clients")
 }
 
 
@@ -237,7 +240,7 @@ async def check_broker(s: Settings, o: Options) -> list[Finding]:
     ) as client:
         # One wildcard: Mosquitto 2.0 delivers the retained $SYS values to it
         # at once, but not always to several exact subscriptions (measured).
-        await client.subscribe("$SYS/broker/#")
+        await client.subscribe(SYS_FILTER)
         await _collect(client, seen, o.timeout_s)
     where = f"{login.host}:{login.port}"
     if not seen:
@@ -327,7 +330,9 @@ async def _collect(client: aiomqtt.Client, seen: dict[str, float], timeout_s: fl
             return
         name = SYS_TOPICS.get(str(message.topic))
         if name is not None and isinstance(message.payload, bytes | bytearray):
-            seen[name] = float(bytes(message.payload).split()[0])
+            value = sys_value(message.payload)
+            if value is not None:
+                seen[name] = value
 
 
 def _text(value: object) -> str:

@@ -37,7 +37,8 @@ Why it looks the way it does (measured on Mosquitto 2.0.11):
     itself and calls ``on_message`` directly; paho still sees, and handles,
     everything else (CONNACK, SUBACK, PINGRESP, DISCONNECT). The properties of
     a PUBLISH are skipped: the bridge uses none of them, and without a Topic
-    Alias Maximum in our CONNECT the broker sends no aliases.
+    Alias Maximum in our CONNECT the broker sends no aliases. The one
+    exception is an edge agent's ``origin`` user property (bridge/receipts.py).
   * A PUBACK per ``ack`` call is a wake-up and a ``send()`` each; ``ack`` takes
     a batch's packet ids and writes all their PUBACKs at once.
   * CONNECT carries Receive Maximum (the in-flight bound, which replaces the
@@ -66,7 +67,7 @@ from paho.mqtt.properties import Properties
 
 from bridge.config import MqttSettings, TlsSettings
 from bridge.source.internals import install_splitter
-from bridge.source.wire import OnFault, OnMessage, PublishSplitter
+from bridge.source.wire import OnFault, OnMessage, OnOrigin, PublishSplitter
 
 log = logging.getLogger("bridge.source.mqtt")
 
@@ -95,7 +96,7 @@ def connect_properties(settings: MqttSettings) -> Properties:
     return props
 
 
-def _ignore_fault(kind: str) -> None:
+def _ignore(value: str) -> None:
     return None
 
 
@@ -105,7 +106,9 @@ class MqttSource:
         settings: MqttSettings,
         client_id: str,
         on_message: OnMessage,
-        on_fault: OnFault = _ignore_fault,
+        on_fault: OnFault = _ignore,
+        *,
+        on_origin: OnOrigin = _ignore,
         will: aiomqtt.Will | None = None,
     ) -> None:
         """``will``: the message the broker publishes if this connection
@@ -143,6 +146,7 @@ class MqttSource:
                 on_fault=on_fault,
                 on_traffic=self._traffic,
                 on_blocked=self._sync_reader,
+                on_origin=on_origin,
             )
             if self._closing:
                 splitter.stop_delivery()
@@ -186,6 +190,18 @@ class MqttSource:
             retain=retain,
             properties=properties,
             timeout=self._settings.request_timeout_s,
+        )
+
+    @property
+    def up(self) -> bool:
+        """Connected, and not closing: ``publish`` may be called."""
+        connected = self._client._connected
+        return (
+            not self._closing
+            and connected.done()
+            and not connected.cancelled()
+            and connected.exception() is None
+            and not self._client._disconnected.done()
         )
 
     async def closed(self) -> None:

@@ -33,7 +33,7 @@ from bridge.config import MqttSettings
 from bridge.errors import NotConnected
 from bridge.source.internals import check_internals
 from bridge.source.mqtt import MqttSource
-from bridge.source.wire import OnFault, OnMessage
+from bridge.source.wire import OnFault, OnMessage, OnOrigin
 
 log = logging.getLogger("bridge.source.session")
 
@@ -55,10 +55,12 @@ class Session:
         on_reconnect: Callable[[], None] = _nothing,
         on_fault: OnFault = _nothing,
         will: Callable[[], aiomqtt.Will] | None = None,
+        on_origin: OnOrigin = _nothing,
     ) -> None:
         """``will``: called before each connection attempt for the will to
         connect with, if any."""
         self.settings = settings
+        self._on_origin = on_origin
         self.client_id = client_id
         self.filters = filters
         self.source: MqttSource | None = None  # the current connection
@@ -80,7 +82,14 @@ class Session:
         where = f"{s.host}:{s.port}"
         while not stop.is_set():
             will = self._will() if self._will is not None else None
-            source = MqttSource(s, self.client_id, self._on_message, self._on_fault, will)
+            source = MqttSource(
+                s,
+                self.client_id,
+                self._on_message,
+                self._on_fault,
+                on_origin=self._on_origin,
+                will=will,
+            )
             self.source = source
             self._on_connection(source)
             try:
@@ -157,7 +166,9 @@ class Session:
         publish on, or it dropped before the PUBACK: the caller decides whether
         to publish again (nothing is queued here, so nothing piles up)."""
         source = self.source
-        if source is None or not self._connected:
+        # Not only while subscribed: once stop is set the connection stays up
+        # for its owner's last commits, acks and receipts.
+        if source is None or not (self._connected or source.up):
             raise NotConnected(f"not connected to {self.settings.host}:{self.settings.port}")
         try:
             await source.publish(topic, payload, qos, retain, properties)

@@ -30,6 +30,11 @@ Invariants:
     is not read (bytes already read for paho are still served).
   * Every read that brings bytes calls ``on_traffic``: PUBLISH bytes prove
     the broker alive as much as a PINGRESP does (paho's keepalive clock).
+  * Properties are skipped, with one exception: the value of a user property
+    named ``origin`` (an edge agent's gateway, spool epoch and sequence,
+    bridge/receipts.py) goes to ``on_origin`` just before its message's
+    ``on_message``. A PUBLISH without properties costs one test more; a
+    property block that does not parse is ignored, never the message.
 
 Errors of the real socket (BlockingIOError, SSLWantReadError, OSError) pass
 through unchanged, and ``b""`` means end of stream. When nothing is left for
@@ -51,9 +56,13 @@ log = logging.getLogger("bridge.source.wire")
 # on_message(topic, payload, mid, qos): called on the event loop, must not block.
 OnMessage = Callable[[str, bytes, int, int], None]
 OnFault = Callable[[str], None]
+# on_origin(value): the next on_message's message carries this origin.
+OnOrigin = Callable[[str], None]
 
 READ_CHUNK = 65536
 PUBLISH = 0x30
+USER_PROPERTY = 0x26
+ORIGIN_KEY = b"origin"
 
 
 class ProtocolViolation(BridgeError, ConnectionError):
@@ -82,6 +91,7 @@ class PublishSplitter:
         "_on_blocked",
         "_on_fault",
         "_on_message",
+        "_on_origin",
         "_on_traffic",
         "_partial",
         "_pos",
@@ -101,8 +111,10 @@ class PublishSplitter:
         on_fault: OnFault = _nothing,
         on_traffic: Callable[[], None] = _nothing,
         on_blocked: Callable[[], None] = _nothing,
+        on_origin: OnOrigin = _nothing,
     ) -> None:
         self._sock = sock
+        self._on_origin = on_origin
         self._on_message = on_message
         self._on_fault = on_fault
         self._on_traffic = on_traffic
@@ -242,6 +254,10 @@ class PublishSplitter:
         except UnicodeDecodeError:
             topic = raw_topic.decode("utf-8", "replace")
         try:
+            if props_size:
+                origin = _origin(data, props, payload_at)
+                if origin is not None:
+                    self._on_origin(origin)
             self._on_message(topic, data[payload_at:end], mid, qos)
         except Exception as exc:
             log.exception("message handler failed on %r; dropping the connection", topic[:200])
@@ -278,3 +294,39 @@ def _varint(data: bytes, i: int, end: int) -> tuple[int, int]:
         if shift > 21:
             raise ProtocolViolation("a length of more than 4 bytes from the broker")
     return -1, 0
+
+
+# Sizes of the fixed-size PUBLISH properties: payload format, message expiry,
+# topic alias. Strings and binary data (content type, response topic,
+# correlation data) have a 2-byte length; a subscription id is a varint.
+_FIXED = {0x01: 1, 0x02: 4, 0x23: 2}
+_PREFIXED = frozenset((0x03, 0x08, 0x09))
+
+
+def _origin(data: bytes, i: int, end: int) -> str | None:
+    """The value of the user property ``origin`` among the properties in
+    ``data[i:end]``; None when there is none or the block does not parse."""
+    try:
+        while i < end:
+            ident = data[i]
+            i += 1
+            if ident == USER_PROPERTY:
+                key_end = i + 2 + (data[i] << 8 | data[i + 1])
+                value_at = key_end + 2
+                value_end = value_at + (data[key_end] << 8 | data[key_end + 1])
+                if data[i + 2 : key_end] == ORIGIN_KEY and value_end <= end:
+                    return data[value_at:value_end].decode()
+                i = value_end
+            elif ident in _FIXED:
+                i += _FIXED[ident]
+            elif ident in _PREFIXED:
+                i += 2 + (data[i] << 8 | data[i + 1])
+            elif ident == 0x0B:
+                i, _ = _varint(data, i, end)
+                if i < 0:
+                    return None
+            else:
+                return None
+    except (IndexError, UnicodeDecodeError, ProtocolViolation):
+        return None
+    return None

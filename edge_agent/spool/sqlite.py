@@ -1,5 +1,6 @@
 """The durable spool: every reading is written here before anything else
-happens to it, and leaves only once the cloud broker has acknowledged it.
+happens to it, and leaves only once the bridge receipted its commit (or the
+cloud broker acknowledged it, without receipts: edge_agent/forward.py).
 
 On disk: one SQLite database in WAL mode (``spool.path``, with its ``-wal``
 and ``-shm`` files)::
@@ -13,8 +14,9 @@ Invariants:
 - ``id`` only grows (AUTOINCREMENT never reuses an id, even after the table
   was emptied), so id order is spool order, and "oldest" means lowest id;
 - a reading is in ``readings`` from the commit of its ``append`` until the
-  commit of the ``delete`` that follows its PUBACK, or until it is dropped
-  because the spool is full; nothing else removes it;
+  commit of the ``delete`` that follows its commit receipt (or its PUBACK,
+  when the bridge sends no receipts: edge_agent/forward.py), or until it is
+  dropped because the spool is full; nothing else removes it;
 - ``append`` is one transaction: the readings and any ``state`` values given
   with them (the simulator's clock) are all there after a crash, or none are;
 - at most ``max_readings`` rows: an append that would pass the bound deletes
@@ -123,6 +125,17 @@ class Spool:
         sql = "SELECT * FROM readings WHERE id > ? AND id < ? ORDER BY id LIMIT ?"
         return self._db.execute(sql, (after_id, below_id, limit)).fetchall()
 
+    def read_ids(self, ids: Iterable[int]) -> list[SpooledRow]:
+        """The readings with these ids still in the spool, oldest first."""
+        wanted = list(ids)
+        out: list[SpooledRow] = []
+        for i in range(0, len(wanted), 500):  # SQLite's host parameters, at most 999
+            chunk = wanted[i : i + 500]
+            sql = f"SELECT * FROM readings WHERE id IN ({','.join('?' * len(chunk))})"
+            out.extend(self._db.execute(sql, chunk).fetchall())
+        out.sort()
+        return out
+
     def delete(self, ids: Iterable[int]) -> int:
         """Removes acknowledged readings (ids already gone are ignored)."""
         db = self._db
@@ -152,6 +165,10 @@ class Spool:
     def get_state(self, key: str, default: int) -> int:
         row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return default if row is None else int(row[0])
+
+    def set_state(self, key: str, value: int) -> None:
+        """Stores one state value, in its own transaction."""
+        self._put_state(key, value)
 
     def _put_state(self, key: str, value: int) -> None:
         self._db.execute(

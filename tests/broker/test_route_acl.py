@@ -83,7 +83,7 @@ def test_render_writes_the_grants_before_the_gateways_and_notes_gateway_routes(
     assert grants in text
     assert "zigbee2mqtt/%u" not in text  # a gateway's topic: not a per-device pattern
     assert text.index(grants) < text.index("# Gateways:") < text.index("user gw-1")
-    assert text.rstrip().endswith("topic write telemetry/site-1/+")
+    assert text.rstrip().endswith("topic write telemetry/site-1/+\ntopic read receipts/site-1")
     assert [n for n in done.notes if "zigbee2mqtt" in n] == [
         "route 'zigbee2mqtt/{device_id}': its publisher speaks for many devices; give its "
         "account `topic write zigbee2mqtt/+` in the ACL (mosquitto/README.md)"

@@ -41,6 +41,7 @@ def settings(port: int, db: str, redis: str, **mqtt: Any) -> Settings:
                 "group": "g",
                 "reconnect_min_s": 0.05,
                 "reconnect_max_s": 0.2,
+                "export_sys": False,  # the scripted broker takes the worker's connection only
                 **mqtt,
             },
             "batch": {"max_delay_ms": 20},
