@@ -249,18 +249,21 @@ replica_up() {
     local bin data rdata log
     bin=$(pg_bindir); data=$(pg_datadir); rdata="$STATE/postgres-replica"; log="$LOGS/postgres-replica.log"
     as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 || die "start postgres first: $0 up $INSTANCE postgres"
-    if [ ! -f "$rdata/PG_VERSION" ]; then
-        mkdir -p "$rdata"
-        [ "$(id -u)" -eq 0 ] && chown postgres: "$rdata"
-        chmod 700 "$rdata"
-        as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U postgres -D "$rdata" -R -X stream -c fast \
-            >"$LOGS/pg_basebackup.log" 2>&1 || die "pg_basebackup failed; see $LOGS/pg_basebackup.log"
-        say "replica: copied the primary into $rdata"
-    fi
     if as_pg "$bin/pg_ctl" -D "$rdata" status >/dev/null 2>&1; then
         say "replica: already running on port $REPLICA_PORT"; return 0
     fi
+    # A stopped copy is made again: without a replication slot the primary
+    # may have recycled the WAL it needs to catch up ("requested WAL segment
+    # has already been removed"), and a slot would make the primary keep WAL
+    # for a replica that may never come back.
     port_open "$REPLICA_PORT" && die "port $REPLICA_PORT is taken by another program; set STACK_${INSTANCE^^}_PG_REPLICA_PORT"
+    rm -rf "$rdata"
+    mkdir -p "$rdata"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$rdata"
+    chmod 700 "$rdata"
+    as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U postgres -D "$rdata" -R -X stream -c fast \
+        >"$LOGS/pg_basebackup.log" 2>&1 || die "pg_basebackup failed; see $LOGS/pg_basebackup.log"
+    say "replica: copied the primary into $rdata"
     touch "$log"; if [ "$(id -u)" -eq 0 ]; then chown postgres: "$log"; fi
     as_pg "$bin/pg_ctl" -D "$rdata" -l "$log" -o "-c port=$REPLICA_PORT -c hot_standby=on" -w -t 60 start >/dev/null \
         || die "the replica did not start; see $log"
