@@ -146,6 +146,8 @@ def _field_ends(data: bytes) -> list[int]:
     pos, size = 0, len(data)
     while pos < size:
         tag, pos = _varint(data, pos)
+        if pos < 0:
+            break  # the tag itself is cut short
         wire = tag & 7
         if wire == 0:
             _, pos = _varint(data, pos)

@@ -217,3 +217,16 @@ def test_the_fast_path_stores_what_values_stores(datatype: int, data: st.DataObj
     except Rejected as exc:
         fast = exc.reject.reason
     assert fast == general
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("tail", [b"\xff", b"\x80\x80", b"\x08\xff"])
+def test_a_tag_cut_short_after_good_fields_keeps_them_and_ends(tail: bytes) -> None:
+    """A payload whose last field's tag (or its varint) is cut short: the
+    fields before it are kept with a truncated_protobuf reject. (The tag's
+    cut was once read from the end of the buffer, looping for ever while the
+    list of field ends grew: found by test_any_bytes_parse_or_reject.)"""
+    parsed = sp.parse(b"\x08\x01" + tail, LIMITS)  # timestamp = 1, then the cut
+    assert parsed.payload.timestamp == 1
+    assert parsed.damage is not None
+    assert parsed.damage.reason == "truncated_protobuf"
