@@ -80,3 +80,30 @@ def test_receipts_for_messages_never_sent_delete_nothing(tmp_path: Path) -> None
         watcher.close()
         forger.close()
         broker.stop()
+
+
+def test_without_receipts_auto_deletes_on_puback_as_before_and_says_so(tmp_path: Path) -> None:
+    broker = local_broker(tmp_path / "cloud").start()
+    start = time.time() - 5
+    watcher = Client(broker.ports[0])  # an old bridge: it stores, it sends no receipt
+    agent = Agent(
+        tmp_path,
+        uplink_toml(broker.ports[0], "old/{site_id}/{device_id}")  # receipts: auto
+        + "\n[simulator]\ndevices = 5\nrate = 2.0\nseed = 3\n"
+        f"start = {start!r}\nduration_s = 5.0\n",
+    )
+    try:
+        assert watcher.connect() == SUCCESS
+        assert watcher.subscribe("old/#") == [1]
+        agent.start("simulate")
+        wait_until(lambda: agent.metrics()["edge_published_readings_total"] > 0, 30, "published")
+        wait_until(lambda: agent.status()["spool"]["readings"] == 0, 30, "deleted on PUBACK")
+        receipts = agent.status()["receipts"]
+        assert receipts["on"] is False
+        assert receipts["waiting_readings"] == 0
+        assert "no commit receipt from the bridge seen yet" in agent.log()
+        assert agent.stop() == 0
+    finally:
+        agent.kill()
+        watcher.close()
+        broker.stop()
