@@ -300,6 +300,14 @@ def batch_payloads(n: int, devices: int, start_ms: int) -> Iterator[tuple[str, b
         yield f"telemetry/site-{d % 10:02d}/dev-{d:05d}", orjson.dumps(readings)
 
 
+def sparkplug_nodes(sizes: Sizes) -> int:
+    """Edge nodes of 100 metrics each with as many series as the batch
+    phase's devices of 3 metrics: the same points in the same number of
+    series, so that the cache and the database do the same work and only
+    the format differs."""
+    return max(1, sizes.batch_devices * 3 // 100)
+
+
 def sparkplug_payloads(n: int, nodes: int, start_ms: int) -> Iterator[tuple[str, bytes]]:
     """Sparkplug B: an NBIRTH per edge node (100 Double metrics, aliases 0-99,
     null values: nothing stored), then `n` NDATA of 100 metrics by alias
@@ -1402,13 +1410,14 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             svc, "batch", "batch", sizes.batch_messages, sizes.batch_devices, profile=args.profile
         )
         print_phase("batch", batch)
-        # The same points as the batch phase, as Sparkplug NDATA of 100 metrics.
+        # The same points and series as the batch phase, as Sparkplug NDATA
+        # of 100 metrics.
         sparkplug = throughput(
             svc,
             "sparkplug",
             "sparkplug",
             sizes.batch_messages * 3,
-            sizes.batch_devices,
+            sparkplug_nodes(sizes),
             profile=args.profile,
         )
         print_phase("Sparkplug NDATA, 100 metrics/message", sparkplug)
@@ -1529,12 +1538,14 @@ def formats(svc: Services, sizes: Sizes, profile: bool) -> None:
     """The payload formats alone, same points, same run: seed_json batches,
     line protocol and Sparkplug NDATA (three 100-metric messages for each
     300-point batch), and the ratio of their points/s to batch's."""
-    messages = {"batch": 1, "line_protocol": 1, "sparkplug": 3}
+    shapes = {  # (messages, devices): the same points and series in each
+        "batch": (sizes.batch_messages, sizes.batch_devices),
+        "line_protocol": (sizes.batch_messages, sizes.batch_devices),
+        "sparkplug": (sizes.batch_messages * 3, sparkplug_nodes(sizes)),
+    }
     runs = {
-        kind: throughput(
-            svc, kind, kind, sizes.batch_messages * k, sizes.batch_devices, profile=profile
-        )
-        for kind, k in messages.items()
+        kind: throughput(svc, kind, kind, n, devices, profile=profile)
+        for kind, (n, devices) in shapes.items()
     }
     for kind, res in runs.items():
         print_phase(kind, res)

@@ -224,8 +224,10 @@ class Worker:
                 tasks.append(asyncio.create_task(self.receipter.run(), name="receipts"))
             mqtt = asyncio.create_task(self._mqtt(retire), name="mqtt")
             tasks.append(mqtt)
+            sparkplug = None
             if self.sparkplug is not None and not retire:
-                tasks.append(asyncio.create_task(self.sparkplug.run(self._stop), name="sparkplug"))
+                sparkplug = asyncio.create_task(self.sparkplug.run(self._stop), name="sparkplug")
+                tasks.append(sparkplug)
             main = asyncio.create_task(
                 self._drain_session(idle_s) if retire else self._stop.wait(), name="main"
             )
@@ -237,6 +239,8 @@ class Worker:
                 for task in tasks:
                     if task.done():
                         error = task.exception() if not task.cancelled() else None
+                        if error is None and task is sparkplug and self._stop.is_set():
+                            continue  # the Sparkplug role ends on stop, by design
                         raise RuntimeError(f"task {task.get_name()} ended: {error!r}")
                 await self._finish(end_session=retire)
             finally:

@@ -112,13 +112,12 @@ class SparkplugRole:
     # ------------------------------------------------------------ the role
     async def run(self, stop: asyncio.Event) -> None:
         """Stands by, leads while it holds the lock, stands by again when the
-        lock's connection fails; after ``stop``, waits to be cancelled."""
+        lock's connection fails; returns once ``stop`` is set. Every loop here
+        ends on ``stop`` rather than on being cancelled: Python 3.11's
+        asyncio.wait_for can swallow a cancellation that comes as the awaited
+        event is set, which left a worker waiting for ever on its way out."""
         poll = self.settings.sparkplug.standby_poll_s
-        while True:
-            if stop.is_set():
-                # Never returns by itself: the worker treats a task that ends
-                # as a bug, and cancels this one with the others.
-                await asyncio.get_running_loop().create_future()
+        while not stop.is_set():
             try:
                 conn = await connect(self.settings.database)
             except DatabaseError as exc:

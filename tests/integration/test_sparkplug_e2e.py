@@ -472,3 +472,14 @@ def test_hostile_sparkplug_input_is_dead_lettered_and_the_good_metrics_kept(
         assert bridge.ready(1)
         assert bridge.stop() == 0
     node.close()
+
+
+def test_stopped_as_soon_as_ready_every_worker_exits(sparkplug: Scenario) -> None:
+    """The holder and the standby, stopped the moment they are ready, exit
+    within the grace time, 6 times over (a cancellation swallowed by
+    asyncio.wait_for once left the standby waiting for ever: 1 run in 3 hung
+    before the role's loops ended on stop)."""
+    for _ in range(6):
+        with running(BridgeProcess(sparkplug, workers=2)) as bridge:
+            bridge.wait_ready()
+            assert bridge.stop(timeout=15) == 0, bridge.log()[-2000:]
