@@ -595,7 +595,11 @@ def background_work(url: str) -> dict[str, Any]:
                     "WHERE s.total_runs > 0 ORDER BY j.job_id"
                 )
                 jobs = [
-                    {"job": r["proc_name"], "runs": r["total_runs"], "last_s": round(r["took"], 3)}
+                    {
+                        "job": r["proc_name"],
+                        "runs": r["total_runs"],
+                        "last_s": round(r["took"] or 0.0, 3),
+                    }
                     for r in rows
                 ]
             vac = await conn.fetchrow(
