@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from bridge.api.keys import SCOPES, create_key, list_keys, revoke_key
+from bridge.api.scopes import SCOPES
 from bridge.config import Settings
 from bridge.db.connect import connect, where
 from bridge.errors import BridgeError
@@ -80,6 +80,8 @@ async def _apikey(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _apikey_action(conn: asyncpg.Connection, args: argparse.Namespace) -> None:
+    from bridge.api.keys import create_key, list_keys, revoke_key  # noqa: PLC0415 - see scopes
+
     if args.apikey_command == "create":
         try:
             print(await create_key(conn, args.name, args.scope))

@@ -19,8 +19,8 @@ from typing import Literal
 import asyncpg
 
 from bridge.api.problems import ApiProblem
+from bridge.api.scopes import SCOPES
 
-SCOPES = ("read", "write")
 _TOKEN = re.compile(r"bk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 

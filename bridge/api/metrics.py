@@ -14,9 +14,9 @@ from typing import Any
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from bridge.telemetry import CommitMetrics
+from bridge.telemetry import CommitMetrics, ProcessMetrics
 
 API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -24,9 +24,7 @@ API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 class ApiMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        # process_resident_memory_bytes and friends: `bridge doctor` compares
-        # them with the memory limit.
-        ProcessCollector(registry=r)
+        ProcessMetrics(r)
         self.commit = CommitMetrics(r)
         self.duration = Histogram(
             "http_request_duration_seconds",

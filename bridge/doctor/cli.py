@@ -10,7 +10,6 @@ from typing import Any
 
 from bridge.config import Settings
 from bridge.doctor.options import Options
-from bridge.doctor.run import doctor
 
 DESCRIPTION = """\
 Checks a running deployment and says what to do about each finding: database
@@ -97,6 +96,10 @@ def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
         slow_query_s=args.slow_s,
         queue_warn=args.queue_warn,
     )
+    # The checks (aiomqtt, redis, asyncpg clients) load only for the doctor: not
+    # on every `bridge run` start, which builds this parser too.
+    from bridge.doctor.run import doctor  # noqa: PLC0415
+
     report = asyncio.run(doctor(settings, options))
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))

@@ -206,62 +206,80 @@ class PublishSplitter:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
-    def _split(self, data: bytes) -> bytes:
+    def _split(self, data: bytes) -> bytes:  # noqa: PLR0912, PLR0915 - one pass per message
         """Delivers the PUBLISH packets of ``data``; returns the other packets'
         bytes, and keeps an incomplete last packet for the next read. Frames
-        all of ``data`` even when delivery stops part way."""
+        all of ``data`` even when delivery stops part way.
+
+        The bridge's hot path, one pass per message: lengths of one or two
+        bytes and an empty property list are read inline, and a PUBLISH is
+        parsed here rather than in a method of its own (with a no-op
+        callback, 1.4-1.7 us per single-reading message before, 1.0-1.1
+        after)."""
         others: list[bytes] = []
+        on_message = self._on_message
+        receive_maximum = self._receive_maximum
         pos, n = 0, len(data)
         while pos < n:
             first = data[pos]
-            i, size = _varint(data, pos + 1, n)
+            # The Remaining Length: one or two bytes inline, else _varint.
+            i = pos + 2
+            size = data[pos + 1] if i <= n else 0x80
+            if size & 0x80:
+                if i < n and not data[i] & 0x80:
+                    size = (size & 0x7F) | data[i] << 7
+                    i += 1
+                else:
+                    i, size = _varint(data, pos + 1, n)
             end = i + size
             if i < 0 or end > n:
                 self._partial += data[pos:]
                 self._need = end - pos if i >= 0 else 0
                 break
-            if first & 0xF0 == PUBLISH:
-                if first & 6 and self.unacked >= self._receive_maximum:
-                    self._hold(data[pos:])
-                    break
-                if self._failed is None and not self.closed:
-                    self._deliver(data, first, i, end)
-            else:
+            if first & 0xF0 != PUBLISH:
                 others.append(data[pos:end])
+                pos = end
+                continue
+            if first & 6 and self.unacked >= receive_maximum:
+                self._hold(data[pos:])
+                break
             pos = end
+            if self._failed is not None or self.closed:
+                continue  # framed, not delivered
+            qos = (first >> 1) & 3
+            if qos > 1:
+                # Subscriptions are QoS 1: the broker must not send QoS 2.
+                raise ProtocolViolation(f"QoS {qos} PUBLISH from the broker")
+            topic_end = i + 2 + (data[i] << 8 | data[i + 1]) if size >= 2 else end + 1
+            mid = 0
+            if qos and topic_end + 2 <= end:
+                mid = data[topic_end] << 8 | data[topic_end + 1]
+                topic_end += 2
+            if topic_end < end and not data[topic_end] & 0x80:  # properties: one length byte
+                props = topic_end + 1
+                payload_at = props + data[topic_end]
+            else:
+                props, props_size = _varint(data, topic_end, end)  # -1 past the end
+                payload_at = props + props_size
+            if props < 0 or payload_at > end or (qos and not mid):
+                raise ProtocolViolation("malformed PUBLISH packet from the broker")
+            if qos:
+                self.unacked += 1
+            raw_topic = data[i + 2 : topic_end - 2 * qos]
+            try:
+                topic = raw_topic.decode()
+            except UnicodeDecodeError:
+                topic = raw_topic.decode("utf-8", "replace")
+            try:
+                if payload_at > props:  # properties: perhaps an origin (receipts)
+                    origin = _origin(data, props, payload_at)
+                    if origin is not None:
+                        self._on_origin(origin)
+                on_message(topic, data[payload_at:end], mid, qos)
+            except Exception as exc:
+                log.exception("message handler failed on %r; dropping the connection", topic[:200])
+                self._fail("callback_error", CallbackFailed(f"message handler failed: {exc!r}"))
         return b"".join(others)
-
-    def _deliver(self, data: bytes, first: int, i: int, end: int) -> None:
-        qos = (first >> 1) & 3
-        if qos > 1:
-            # Subscriptions are QoS 1: the broker must not send QoS 2.
-            raise ProtocolViolation(f"QoS {qos} PUBLISH from the broker")
-        size = end - i
-        topic_end = i + 2 + (data[i] << 8 | data[i + 1]) if size >= 2 else end + 1
-        mid = 0
-        if qos and topic_end + 2 <= end:
-            mid = data[topic_end] << 8 | data[topic_end + 1]
-            topic_end += 2
-        props, props_size = _varint(data, topic_end, end)  # -1 past the end
-        payload_at = props + props_size
-        if props < 0 or payload_at > end or (qos and not mid):
-            raise ProtocolViolation("malformed PUBLISH packet from the broker")
-        if qos:
-            self.unacked += 1
-        raw_topic = data[i + 2 : topic_end - 2 * qos]
-        try:
-            topic = raw_topic.decode()
-        except UnicodeDecodeError:
-            topic = raw_topic.decode("utf-8", "replace")
-        try:
-            if props_size:
-                origin = _origin(data, props, payload_at)
-                if origin is not None:
-                    self._on_origin(origin)
-            self._on_message(topic, data[payload_at:end], mid, qos)
-        except Exception as exc:
-            log.exception("message handler failed on %r; dropping the connection", topic[:200])
-            self._fail("callback_error", CallbackFailed(f"message handler failed: {exc!r}"))
 
     def _fail(self, fault: str, error: OSError) -> None:
         self._failed = error
