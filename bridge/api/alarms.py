@@ -37,8 +37,9 @@ Connect = Callable[[], contextlib.AbstractAsyncContextManager[asyncpg.Connection
 class AckBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    by: str | None = Field(None, min_length=1, max_length=128)
-    note: str | None = Field(None, max_length=1024)
+    # No NUL: PostgreSQL's text cannot hold one.
+    by: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[^\x00]+$")
+    note: str | None = Field(None, max_length=1024, pattern=r"^[^\x00]*$")
 
 
 class AlarmEndpoints:
