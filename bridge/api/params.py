@@ -28,6 +28,9 @@ DAY_US = 86_400_000_000
 def parse_time(text: str, name: str) -> int:
     """RFC 3339, or epoch seconds / ms / µs / ns told apart by magnitude."""
     try:
+        # Times are ASCII; str.isdigit(), int() and float() also take "¹" or "٣".
+        if not text.isascii():
+            raise Rejected("bad_time", "not ASCII")
         if text.lstrip("-").isdigit() and len(text) <= 20:
             return epoch_int_us(int(text))
         try:
