@@ -25,8 +25,19 @@ HOUR_US = 3_600_000_000
 DAY_US = 86_400_000_000
 
 
+# PostgreSQL's timestamptz reaches further, but a time past these is a mistake.
+MIN_US, MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999  # years 1 and 9999
+
+
 def parse_time(text: str, name: str) -> int:
     """RFC 3339, or epoch seconds / ms / µs / ns told apart by magnitude."""
+    us = _parse_time(text, name)
+    if not MIN_US <= us <= MAX_US:
+        raise bad_request(f"{name}={text[:40]!r} is out of range: give a time in years 1 to 9999")
+    return us
+
+
+def _parse_time(text: str, name: str) -> int:
     try:
         # Times are ASCII; str.isdigit(), int() and float() also take "¹" or "٣".
         if not text.isascii():

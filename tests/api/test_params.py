@@ -19,6 +19,15 @@ S = 1_000_000
 NOW = 1_795_773_600 * S  # 2026-11-27T10:00:00Z
 
 
+@pytest.mark.parametrize("text", ["999999999999999999999999999999", "-1e300", "1e300"])
+def test_a_time_beyond_years_1_to_9999_is_a_400(text: str) -> None:
+    """(found by schemathesis: end=999999999999999999999999999999 was a 500)"""
+    with pytest.raises(ApiProblem) as caught:
+        parse_time(text, "end")
+    assert caught.value.status == 400
+    assert "out of range" in caught.value.detail
+
+
 @pytest.mark.parametrize(
     ("text", "want"),
     [
