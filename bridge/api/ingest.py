@@ -26,7 +26,6 @@ request's other points are stored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -237,11 +236,19 @@ class IngestWriter:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Cancelled again until done: Python 3.11's asyncio.wait_for (inside
+        # the database and Redis clients) can swallow a cancellation that
+        # arrives as its operation completes, and the task then waits for
+        # work for ever (a clean-clone CI run hung here for 300 s).
+        pending = list(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, still = await asyncio.wait(pending, timeout=1.0)
+            pending = list(still)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if not task.cancelled() and task.exception() is not None:
+                log.error("ingest task %s had failed: %r", task.get_name(), task.exception())
         _fail(list(self._waiting), Unavailable("the API is shutting down"))
 
     async def submit(
