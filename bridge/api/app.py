@@ -82,6 +82,12 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
             description="RFC 3339 (2026-11-27T10:00:00Z) or epoch seconds, ms, µs or ns.",
         ),
     ]
+    Metrics = Annotated[
+        list[str] | None,
+        Parameter(
+            description="Metric(s) to return; repeat for several. Default: all.", max_items=64
+        ),
+    ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -142,13 +148,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
         request: Request[Any, Any, Any],
         device_id: DeviceId,
         *,
-        metric: Annotated[
-            list[str] | None,
-            Parameter(
-                description="Metric(s) to return; repeat for several. Default: all.",
-                max_items=64,
-            ),
-        ] = None,
+        metric: Metrics = None,
         start: Time = None,
         end: Time = None,
         step: Literal["auto", "raw", "1m", "1h"] = "auto",
@@ -172,13 +172,7 @@ def create_app(settings: Settings, metrics: ApiMetrics | None = None) -> Litesta
         request: Request[Any, Any, Any],
         device_id: DeviceId,
         *,
-        metric: Annotated[
-            list[str] | None,
-            Parameter(
-                description="Metric(s) to return; repeat for several. Default: all.",
-                max_items=64,
-            ),
-        ] = None,
+        metric: Metrics = None,
         start: Time = None,
         end: Time = None,
         limit: Annotated[int, Parameter(ge=1, le=10_000)] = 1000,
