@@ -215,7 +215,7 @@ class SinkFlat(Sink):
     def make(self, url: str) -> CacheWriter:
         sink = super().make(url)
         sink._script = _REGROUP + cache_writer.LUA.replace(
-            "__DECODE__", "regroup(cmsgpack.unpack(ARGV[5])), 1"
+            "__DECODE__", "regroup(cmsgpack.unpack(ARGV[7])), 1"
         )
         sink._sha = hashlib.sha1(sink._script.encode(), usedforsecurity=False).hexdigest()
         return sink
@@ -228,6 +228,7 @@ class SinkFlat(Sink):
         window_us = WINDOW_S * S
         head = [PREFIX, str(now_us - window_us), str(2 * WINDOW_S * 1000)]
         head.append(str(now_us - 2 * window_us))
+        head += ["0", str(now_us)]  # no complete_since claim; the floor when the key is missing
         await self.sink._evalsha([*head, msgspec.msgpack.encode(flat)])
 
 

@@ -247,7 +247,12 @@ class Services:
 
     def start(self) -> None:
         p = self.ports
-        taken = [x for x in (p.postgres, p.redis, p.mqtt, *p.also) if not port_free(x)]
+        # A port in the ephemeral range can be some client's for a moment.
+        deadline = time.monotonic() + 15
+        while taken := [x for x in (p.postgres, p.redis, p.mqtt, *p.also) if not port_free(x)]:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         if taken:
             raise RuntimeError(f"ports {taken} are taken; is another {self.name} running?")
         self._postgres()
