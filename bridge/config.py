@@ -68,6 +68,13 @@ class DatabaseSettings(Section):
         7, ge=1, le=366, description="Plain PostgreSQL: day partitions created ahead of today."
     )
     connect_timeout_s: float = Field(10.0, gt=0, description="Timeout of one connection attempt.")
+    write_route: Literal["unnest", "copy"] = Field(
+        "unnest",
+        description="How a batch's points go in: unnest, one INSERT ... FROM unnest(arrays) "
+        "statement (one round trip); copy, a binary COPY into a staging table, then INSERT "
+        "... FROM it. Both are idempotent (ON CONFLICT DO NOTHING); bench/README.md compares "
+        "them.",
+    )
     migrations_dir: Path = Field(
         DEFAULT_MIGRATIONS_DIR, description="Folder of the ordered SQL migrations."
     )
@@ -106,7 +113,15 @@ class RedisSettings(Section):
     prefix: str = Field("bridge:", description="Prefix of every key the bridge writes.")
     timeout_s: float = Field(2.0, gt=0, description="Timeout of one cache update.")
     max_pending_batches: int = Field(
-        8, ge=1, description="Cache updates waiting beyond this are skipped (and counted)."
+        64, ge=1, description="Cache updates waiting beyond this are skipped (and counted)."
+    )
+    write_interval_ms: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="Cache writes start at most this often; the batches committed meanwhile "
+        "go out together, which costs Redis less per point under load (0: one write per "
+        "batch, as soon as it is committed).",
     )
 
 

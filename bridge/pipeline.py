@@ -205,6 +205,7 @@ class Worker:
                 s.redis.max_pending_batches,
                 self.metrics.redis_writes.inc,
                 self._cache_missed,
+                interval_s=s.redis.write_interval_ms / 1000,
             )
             committer = Committer(
                 db, self.metrics, cache=self._feed.put if s.redis.enabled else None

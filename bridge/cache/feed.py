@@ -6,6 +6,14 @@ the writer moves complete_since past it (``CacheWriter.note_lost``), so
 readers take those times from the database. Batches that queued up behind a
 slow write go out together, in one call: one EVALSHA costs little per point,
 so catching up beats skipping.
+
+Writes start at most once per ``interval_s``: a batch that comes after a
+quiet spell goes out at once, and under load the batches of one interval go
+out together. The script's cost is mostly per series and call (trim, TTL,
+the device's latest hash), not per point, so a call that carries several
+points of each series costs Redis less per point, and leaves the cores to
+the database while a backlog drains (bench/README.md, "the drain levers").
+The interval bounds what it adds to the time to the cache.
 """
 
 from __future__ import annotations
@@ -28,11 +36,17 @@ class CacheFeed:
         max_pending: int,
         on_written: Callable[[], None] = lambda: None,
         on_error: Callable[[str, RedisUnavailable | None], None] = lambda reason, exc: None,
+        *,
+        interval_s: float = 0.0,
     ) -> None:
         """``on_error(reason, exc)`` hears of every batch the cache misses:
-        reason "backlog" (skipped, exc None) or "unavailable" (Redis failed)."""
+        reason "backlog" (skipped, exc None) or "unavailable" (Redis failed).
+        ``interval_s``: the least time from the start of one write to the
+        start of the next."""
         self._writer = writer
         self._queue: asyncio.Queue[list[Point]] = asyncio.Queue(max_pending)
+        self._interval_s = interval_s
+        self._busy = False  # holding points taken from the queue
         self._on_written = on_written
         self._on_error = on_error
 
@@ -46,19 +60,26 @@ class CacheFeed:
 
     @property
     def idle(self) -> bool:
-        """Nothing waits to be written."""
-        return self._queue.empty()
+        """Nothing waits to be written, nor is being written."""
+        return not self._busy and self._queue.empty()
 
     async def run(self) -> None:
         """Writes what is put, until cancelled."""
         queue = self._queue
+        last = -self._interval_s
         while True:
             points = await queue.get()
-            while not queue.empty() and len(points) < MERGE_UP_TO:
-                points = points + queue.get_nowait()
+            self._busy = True
             try:
+                if (wait := last + self._interval_s - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
+                last = time.monotonic()
+                while not queue.empty() and len(points) < MERGE_UP_TO:
+                    points = points + queue.get_nowait()
                 await self._writer.write(points, time.time_ns() // 1000)
             except RedisUnavailable as exc:  # the writer noted the loss
                 self._on_error("unavailable", exc)
             else:
                 self._on_written()
+            finally:
+                self._busy = False

@@ -1,20 +1,23 @@
 """The database sink: a batch in, committed rows out, idempotently.
 
 One batch is one transaction on one pooled connection:
-  1. binary COPY of the points into a per-connection temporary staging table;
-  2. INSERT INTO telemetry SELECT ... FROM staging ON CONFLICT DO NOTHING, so a
+  1. its points: INSERT INTO telemetry ... FROM unnest(arrays) ON CONFLICT DO
+     NOTHING (``database.write_route = "unnest"``, the default), or a binary
+     COPY into a per-connection temporary staging table followed by INSERT
+     ... SELECT FROM it ON CONFLICT DO NOTHING (``"copy"``); either way a
      redelivered or republished point is stored once (the unique key is
      device_id, metric, time);
-  3. its text values: INSERT INTO telemetry_text ... FROM unnest(arrays) ON
-     CONFLICT DO NOTHING, the same key and idempotency (few per batch, so no
-     staging table);
-  4. the batch's dead letters into rejected_messages;
-  5. the device registry, for devices not updated in the last few seconds
+  2. its text values: INSERT INTO telemetry_text ... FROM unnest(arrays) ON
+     CONFLICT DO NOTHING, the same key and idempotency;
+  3. the batch's dead letters into rejected_messages;
+  4. the device registry, for devices not updated in the last few seconds
      (first_seen, last_seen, site).
-Works the same on a hypertable and on plain partitions. Measured in
-bench/bench_ingest.py: the staging route costs PostgreSQL about twice the CPU
-per row of a plain (not idempotent) COPY; an INSERT ... FROM unnest(arrays)
-would cost a fifth less, but the design is COPY (bench/README.md).
+A batch of points alone (the usual one) goes on the unnest route as one
+statement, registry included: one round trip where the COPY route takes six
+(BEGIN, COPY's two, INSERT, registry, COMMIT). Works the same on a hypertable
+and on plain partitions. The unnest route costs PostgreSQL about a fifth less
+CPU per row than the staging COPY (bench/bench_ingest.py, "copy limit"),
+and a backlog drains faster on it (bench/README.md, "the drain levers").
 
 Errors, by what the caller must do (classified here and only here, by
 SQLSTATE class, never by message text; the API asks ``is_transient`` too):
@@ -60,6 +63,11 @@ INSERT INTO telemetry (time, device_id, metric, value)
 SELECT TIMESTAMPTZ 'epoch' + time_us * INTERVAL '1 microsecond', device_id, metric, value
 FROM {STAGING}
 ON CONFLICT DO NOTHING"""
+_INSERT_UNNEST = """
+INSERT INTO telemetry (time, device_id, metric, value)
+SELECT TIMESTAMPTZ 'epoch' + t * INTERVAL '1 microsecond', d, m, v
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[]) AS u(t, d, m, v)
+ON CONFLICT DO NOTHING"""
 # Text values, few per batch: one statement from arrays (db/migrations/0006).
 _INSERT_TEXT = """
 INSERT INTO telemetry_text (time, device_id, metric, text)
@@ -96,9 +104,8 @@ SET last_seen = excluded.last_seen, status = 'online',
 WHERE d.last_seen IS NULL OR d.last_seen < excluded.last_seen - INTERVAL '5 seconds'
    OR d.status <> 'online' OR d.site_id IS DISTINCT FROM coalesce(excluded.site_id, d.site_id)"""
 
-# The same work as one statement, for writers of a few points at a time (HTTP
-# ingest): one round trip, atomic on its own, where the COPY route takes six
-# (BEGIN, COPY's two, INSERT, registry, COMMIT). Data-modifying CTEs all run.
+# Points and registry as one statement: one round trip, atomic on its own.
+# Data-modifying CTEs all run.
 _ONE_STATEMENT = f"""
 WITH registry AS ({_REGISTRY.strip()}),
 stored AS (
@@ -180,13 +187,14 @@ class TimescaleSink:
     """Writes batches through a small pool. The pool connects lazily, so the
     bridge starts (and waits, unready) while the database is down.
 
-    ``one_statement``: write each batch without dead letters as one INSERT ...
-    FROM unnest statement instead of the COPY route; for small batches, where
-    round trips cost more than rows."""
+    ``one_statement``: the unnest route whatever ``write_route`` says (HTTP
+    ingest, whose batches are small and where round trips cost more than
+    rows)."""
 
     def __init__(self, settings: DatabaseSettings, *, one_statement: bool = False) -> None:
         self._settings = settings
-        self._one_statement = one_statement
+        self._one_statement = one_statement or settings.write_route == "unnest"
+        self._copy = settings.write_route == "copy" and not one_statement
         self._pool: asyncpg.Pool | None = None
         self._registry = RegistryCache()
 
@@ -209,9 +217,9 @@ class TimescaleSink:
         if self._pool is not None:
             await self._pool.close()
 
-    @staticmethod
-    async def _init_connection(conn: asyncpg.Connection) -> None:
-        await conn.execute(_CREATE_STAGING)
+    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+        if self._copy:
+            await conn.execute(_CREATE_STAGING)
 
     def pool_stats(self) -> tuple[int, int]:
         """(connections in use, idle connections)."""
@@ -289,8 +297,8 @@ class TimescaleSink:
                 columns = list(zip(*points, strict=True)) or [(), (), (), ()]
                 written = await conn.fetchval(_ONE_STATEMENT, *registry, *columns)
             else:
-                written, texts_written = await self._copy_route(
-                    conn, points, texts, dead_letters, registry
+                written, texts_written = await self._transaction(
+                    conn, points, texts, dead_letters, registry, copy=self._copy
                 )
                 result.texts_written += texts_written
                 result.texts_duplicate += len(texts) - texts_written
@@ -302,21 +310,26 @@ class TimescaleSink:
             await self._pool.release(conn)
 
     @staticmethod
-    async def _copy_route(
+    async def _transaction(
         conn: asyncpg.Connection,
         points: Sequence[Point],
         texts: Sequence[TextPoint],
         dead_letters: Sequence[DeadLetter],
         registry: tuple[list[str], list[str | None]],
+        *,
+        copy: bool,
     ) -> tuple[int, int]:
-        """The batch in one transaction through the staging table; the points
-        and the text values written. ``registry``: the devices to update and
-        their sites."""
+        """The batch in one transaction; the points and the text values
+        written. ``registry``: the devices to update and their sites. ``copy``:
+        the points through the staging table, else from arrays."""
         written = texts_written = 0
         async with conn.transaction():
-            if points:
+            if points and copy:
                 await conn.copy_records_to_table(STAGING, records=points)
                 status = await conn.execute(_INSERT)
+                written = int(status.rsplit(" ", 1)[1])
+            elif points:
+                status = await conn.execute(_INSERT_UNNEST, *zip(*points, strict=True))
                 written = int(status.rsplit(" ", 1)[1])
             if texts:
                 status = await conn.execute(_INSERT_TEXT, *zip(*texts, strict=True))

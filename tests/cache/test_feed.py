@@ -74,3 +74,26 @@ async def test_a_failed_write_is_reported_and_the_feed_goes_on() -> None:
                 assert reason == "unavailable"
                 assert isinstance(exc, RedisUnavailable)
                 assert "start Redis or fix redis.url" in str(exc)
+
+
+async def test_writes_start_at_most_once_per_interval(redis_url: str) -> None:
+    t = time.time_ns() // 1000
+    writes: asyncio.Queue[None] = asyncio.Queue()
+    async with (
+        CacheWriter(redis_url) as writer,
+        CacheReader(redis_url) as reader,
+    ):
+        feed = CacheFeed(writer, 8, lambda: writes.put_nowait(None), interval_s=0.5)
+        async with running(feed):
+            feed.put([Point(t, "d", "m", 1.0)])  # after a quiet spell: at once
+            await asyncio.wait_for(writes.get(), 10)
+            # Within the interval of that write: both wait for the next one, together.
+            feed.put([Point(t + 1, "d", "m", 2.0)])
+            feed.put([Point(t + 2, "e", "m", 3.0)])
+            await asyncio.sleep(0)  # the feed takes the first of them, and holds it
+            assert not feed.idle
+            await asyncio.wait_for(writes.get(), 10)
+            assert feed.idle
+            assert writes.empty()
+        assert await reader.recent("d", "m", 0, FOREVER) == [(t, "1.0"), (t + 1, "2.0")]
+        assert await reader.latest("e") == {"m": (t + 2, "3.0")}

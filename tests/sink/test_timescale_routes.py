@@ -1,6 +1,8 @@
-"""The database sink's two routes (the bridge's COPY through a staging table,
-HTTP ingest's single statement) store the same rows, register the same
-devices, count the same duplicates and isolate the same poison row."""
+"""The database sink's routes store the same rows, register the same
+devices, count the same duplicates and isolate the same poison row: the
+single INSERT ... FROM unnest statement (the default, and HTTP ingest's), the
+binary COPY through a staging table (database.write_route = "copy"), and,
+for a batch that also carries text values, each inside one transaction."""
 
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ import pytest
 from bridge.batch import Batch
 from bridge.config import DatabaseSettings
 from bridge.sink.timescale import TimescaleSink
-from core.types import Point
+from core.types import Point, TextPoint
 
 S = 1_000_000
 NOW = time.time_ns() // 1000 // S * S
-ROUTES = pytest.mark.parametrize("one_statement", [False, True], ids=["copy", "one_statement"])
+ROUTES = pytest.mark.parametrize("route", ["copy", "unnest"])
 
 
 def batch(points: list[Point], sites: dict[str, str | None]) -> Batch:
@@ -27,15 +29,20 @@ def batch(points: list[Point], sites: dict[str, str | None]) -> Batch:
 
 
 @ROUTES
-async def test_points_registry_and_duplicates(plain_db: str, one_statement: bool) -> None:
+async def test_points_registry_and_duplicates(plain_db: str, route: str) -> None:
     points = [Point(NOW - i * S, f"dev-{i % 3}", "flow_rate", float(i)) for i in range(30)]
     sites: dict[str, str | None] = {"dev-0": "site-a", "dev-1": None, "dev-2": "site-b"}
-    async with TimescaleSink(DatabaseSettings(url=plain_db), one_statement=one_statement) as db:
+    with_text = batch([*points[5:15], Point(NOW + 2 * S, "dev-1", "rpm", 8.0)], {})
+    with_text.texts.append(TextPoint(NOW, "dev-1", "state", "running"))
+    settings = DatabaseSettings(url=plain_db, write_route=route)  # type: ignore[arg-type]
+    async with TimescaleSink(settings) as db:
         first = await db.write(batch(points, sites))
         again = await db.write(batch([*points[:10], Point(NOW + S, "dev-0", "rpm", 7.0)], {}))
+        texts = await db.write(with_text)  # one transaction: points and text
         nothing = await db.write(batch([], {}))
     assert (first.written, first.duplicates) == (30, 0)
     assert (again.written, again.duplicates) == (1, 10)
+    assert (texts.written, texts.duplicates, texts.texts_written) == (1, 10, 1)
     assert (nothing.written, nothing.duplicates) == (0, 0)
     conn = await asyncpg.connect(plain_db)
     try:
@@ -58,6 +65,7 @@ async def test_points_registry_and_duplicates(plain_db: str, one_statement: bool
         await conn.close()
     want = {(p.device_id, p.metric, p.time_us, p.value) for p in points}
     want.add(("dev-0", "rpm", NOW + S, 7.0))
+    want.add(("dev-1", "rpm", NOW + 2 * S, 8.0))
     assert sorted(tuple(r) for r in rows) == sorted(want)
     assert pending >= 1
     assert sorted(tuple(r) for r in devices) == [
@@ -68,7 +76,7 @@ async def test_points_registry_and_duplicates(plain_db: str, one_statement: bool
 
 
 @ROUTES
-async def test_a_poison_row_costs_only_itself(plain_db: str, one_statement: bool) -> None:
+async def test_a_poison_row_costs_only_itself(plain_db: str, route: str) -> None:
     conn = await asyncpg.connect(plain_db)
     try:
         await conn.execute("ALTER TABLE telemetry ADD CONSTRAINT no_666 CHECK (value <> 666)")
@@ -76,7 +84,8 @@ async def test_a_poison_row_costs_only_itself(plain_db: str, one_statement: bool
         await conn.close()
     points = [Point(NOW - i * S, "dev-0", "m", float(i)) for i in range(20)]
     evil = Point(NOW + S, "dev-0", "m", 666.0)
-    async with TimescaleSink(DatabaseSettings(url=plain_db), one_statement=one_statement) as db:
+    settings = DatabaseSettings(url=plain_db, write_route=route)  # type: ignore[arg-type]
+    async with TimescaleSink(settings) as db:
         result = await db.write(batch([*points[:10], evil, *points[10:]], {"dev-0": "s"}))
     assert result.written == 20
     assert [p for p, _ in result.poison] == [evil]
