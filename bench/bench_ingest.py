@@ -889,6 +889,9 @@ def evaluate_stream(evaluator: Evaluator, n_points: int) -> dict[str, Any]:
         took = time.monotonic() - began
     finally:
         evaluator.stop()
+    if done < n_points:
+        tail = evaluator.log.read_text(errors="replace").splitlines()[-15:]
+        print("  the evaluator did not catch up; its log ends:\n    " + "\n    ".join(tail))
     return {
         "points_evaluated": int(done),
         "caught_up": done >= n_points,
