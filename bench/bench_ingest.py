@@ -470,7 +470,7 @@ PROFILE_RULES = [  # the first rule matching any frame of a sample wins
     ("database (COPY + INSERT, asyncpg)", ("sink/timescale.py", "(asyncpg/", "bridge/commit.py")),
     (
         "decode (router + codec)",
-        ("core/codec/", "core/rules.py", "core/topics.py", "bridge/router.py"),
+        ("core/codec/", "core/rules/", "core/topics.py", "bridge/router.py"),
     ),
     ("batching", ("bridge/batch.py", "Intake._closed (")),
     ("Intake.on_message itself", ("Intake.on_message (",)),

@@ -9,7 +9,8 @@ is a 503, never a 500; Redis being down is not an error at all: reads fall
 back to the database and say so in ``X-Cache``.
 
 The cache is read through a CacheReader; HTTP ingest writes to it through a
-CacheWriter of its own (behind bridge.api.ingest's feed).
+CacheWriter of its own (behind bridge.api.ingest's feed). What a submit does
+is bridge.api.submit's; Api opens what it writes through.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import asyncpg
 
 from bridge.api import answers, store
 from bridge.api.answers import Json
-from bridge.api.ingest import BadBody, IngestWriter, Unavailable, parse_body, refusal
+from bridge.api.ingest import IngestWriter
 from bridge.api.keys import ApiKey, KeyChecker
 from bridge.api.metrics import ApiMetrics
 from bridge.api.params import DAY_US, check_id, check_metrics, page_size, time_range
@@ -33,6 +34,7 @@ from bridge.api.publish import BrokerIngest
 from bridge.api.replica import ReplicaGate
 from bridge.api.series import SeriesQuery, SeriesReader, SeriesResult, Step, TooManyPoints
 from bridge.api.store import Mode, Selection, to_us
+from bridge.api.submit import Submissions
 from bridge.api.summary import summarize
 from bridge.cache.reader import CacheReader
 from bridge.cache.writer import CacheWriter
@@ -57,8 +59,8 @@ class Api:
         self._mode: Mode | None = None
         self._stack = contextlib.AsyncExitStack()
         self._cache: CacheReader | None = None
-        self._ingest: IngestWriter | None = None
         self._broker: BrokerIngest | None = None
+        self._submissions: Submissions | None = None
         self._keys: KeyChecker | None = None
         self._series: SeriesReader | None = None
         self._replica: ReplicaGate | None = None
@@ -86,7 +88,7 @@ class Api:
             )
         # HTTP submits are a few points each: one statement, not COPY's six round trips.
         db = await self._stack.enter_async_context(TimescaleSink(s.database, one_statement=True))
-        self._ingest = await self._stack.enter_async_context(
+        ingest = await self._stack.enter_async_context(
             IngestWriter(db, cache_writer, self.metrics.commit)
         )
         if s.api.ingest_via == "broker":
@@ -103,6 +105,9 @@ class Api:
                     reconnect_s=(s.mqtt.reconnect_min_s, s.mqtt.reconnect_max_s),
                 )
             )
+        self._submissions = Submissions(
+            s.limits, s.api.ingest_timeout_s, self.metrics, ingest, self._broker
+        )
         self._keys = KeyChecker(self._pool, s.api.key_cache_s)
         return self
 
@@ -337,47 +342,8 @@ class Api:
         return answers.summary(start_us, end_us, found)
 
     async def submit(self, body: bytes, *, batch: bool) -> Json:
-        try:
-            parsed = parse_body(body, self.settings.limits, batch, time.time_ns() // 1000)
-        except BadBody as exc:
-            self.metrics.points_rejected.labels(exc.reason).inc()
-            title = "Payload Too Large" if exc.status == 413 else "Bad Request"
-            raise ApiProblem(exc.status, title, exc.detail, extra={"reason": exc.reason}) from None
-        if parsed.problems:
-            for p in parsed.problems:
-                self.metrics.points_rejected.labels(p.reason).inc()
-            raise ApiProblem(
-                422,
-                "Invalid Readings",
-                f"{len(parsed.problems)} problem(s); nothing was stored. Fix them and send again.",
-                extra={
-                    "errors": [
-                        {
-                            "reading": p.reading,
-                            "metric": p.metric,
-                            "reason": p.reason,
-                            "detail": p.detail,
-                        }
-                        for p in parsed.problems
-                    ]
-                },
-            )
-        assert self._ingest is not None
-        points = parsed.points
-        if self._broker is not None:
-            points = await self._broker.publish(points, parsed.sites)
-            self.metrics.points_published.inc(len(parsed.points) - len(points))
-        try:
-            refused = await self._ingest.submit(
-                points, parsed.sites, self.settings.api.ingest_timeout_s
-            )
-        except Unavailable as exc:
-            raise ApiProblem(503, "Not Stored", str(exc), headers={"Retry-After": "5"}) from None
-        accepted = len(parsed.points) - len(refused)
-        self.metrics.points_submitted.inc(accepted)
-        # Any point resting on the broker's PUBACK makes the answer say so: the weaker promise.
-        durable = "committed" if len(points) == len(parsed.points) else "broker"
-        return {"accepted": accepted, "durable": durable} | refusal(refused)
+        assert self._submissions is not None, "use Api inside 'async with'"
+        return await self._submissions.submit(body, batch=batch)
 
     # ------------------------------------------------------------ health
     async def ready(self) -> tuple[bool, Json]:

@@ -268,7 +268,11 @@ def field(draw: st.DrawFn) -> Field:
 
 @st.composite
 def line(draw: st.DrawFn) -> tuple[str, dict[str, str], list[Field], int | None]:
-    measurement = draw(st.one_of(NAME, ESCAPY).filter(lambda s: not s.lstrip().startswith("#")))
+    # Not all whitespace: a tab is written unescaped, and a line that is blank up
+    # to its first field key is read as that key's line (a comment, for "#").
+    measurement = draw(
+        st.one_of(NAME, ESCAPY).filter(lambda s: not s.lstrip().startswith("#") and not s.isspace())
+    )
     plain_key = KEY.filter(lambda k: k not in ("device", "site"))
     tags = draw(st.dictionaries(plain_key, st.one_of(NAME, ESCAPY), max_size=3))
     if draw(st.booleans()):

@@ -11,7 +11,7 @@ import pytest
 from core import rules as v
 from core.codec import CodecError, DecodeContext
 from core.limits import Limits
-from core.rules import Rejected, TimeWindow
+from core.rules import Rejected, TimeWindow, names
 
 RECEIVED = 1_795_773_600_000_000  # 2026-11-27T10:00:00Z
 LIMITS = Limits()
@@ -65,12 +65,12 @@ def test_metric_length_limit_is_checked_even_when_the_name_is_cached() -> None:
 
 
 def test_metric_name_cache_stays_bounded_and_correct() -> None:
-    for i in range(v._KNOWN_NAMES_MAX * 2 + 10):
+    for i in range(names._KNOWN_NAMES_MAX * 2 + 10):
         assert v.metric_name(f"m{i}", 64) == f"m{i}"
-        assert len(v._known_names) <= v._KNOWN_NAMES_MAX
+        assert len(names._known_names) <= names._KNOWN_NAMES_MAX
     # invalid names are never cached
     rejected(v.metric_name, "bad name", 64)
-    assert "bad name" not in v._known_names
+    assert "bad name" not in names._known_names
     assert v.metric_name("m0", 64) == "m0"
 
 
