@@ -20,7 +20,6 @@ import uvloop
 
 from bridge import __version__
 from bridge.alarms.cli import add_alarm_commands, run_alarms
-from bridge.alarms.feed import AlarmFeed
 from bridge.api.cli import add_api_commands, run_api, run_apikey
 from bridge.broker.cli import add_broker_commands, run_broker_command
 from bridge.config import MqttSettings, Settings, load_settings, mask_url, masked_dump
@@ -308,6 +307,8 @@ async def _worker(
     if not settings.alarms.enabled or retire:
         await worker.run(retire=retire, idle_s=idle_s)
         return
+    from bridge.alarms.feed import AlarmFeed  # noqa: PLC0415 - loaded only when alarms are on
+
     async with AlarmFeed(settings, worker.metrics.registry) as feed:
         worker.after_commit.append(feed.put)
         sending = asyncio.create_task(feed.run(), name="alarm-feed")

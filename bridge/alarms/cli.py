@@ -14,9 +14,6 @@ from typing import Any, TypeVar
 import asyncpg
 import uvloop
 
-from bridge.alarms import store
-from bridge.alarms.rules import RuleError, load_seed
-from bridge.alarms.service import Evaluator
 from bridge.config import Settings
 from bridge.db.connect import connect, where
 from bridge.errors import BridgeError
@@ -90,6 +87,10 @@ def add_alarm_commands(commands: Any) -> None:
 
 
 def run_alarms(args: argparse.Namespace, settings: Settings) -> int:
+    # The rules and the evaluator load only here: `bridge run` imports this
+    # module for its parser, and its start-up counts in a backlog's drain.
+    from bridge.alarms.rules import load_seed  # noqa: PLC0415
+
     action = args.alarms_command
     if action == "check":
         rules = load_seed(args.file)
@@ -107,10 +108,15 @@ async def _evaluate(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from bridge.alarms.service import Evaluator  # noqa: PLC0415 - see run_alarms
+
     await Evaluator(settings).run(stop)
 
 
 async def _manage(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    from bridge.alarms import store  # noqa: PLC0415 - see run_alarms
+    from bridge.alarms.rules import RuleError, load_seed  # noqa: PLC0415
+
     action = args.alarms_command
     if action == "seed":
         rules = load_seed(args.file)
