@@ -206,6 +206,7 @@ class Worker:
                 self.metrics.redis_writes.inc,
                 self._cache_missed,
                 interval_s=s.redis.write_interval_ms / 1000,
+                backlog=lambda: self.batches.qsize() > 0,
             )
             committer = Committer(
                 db, self.metrics, cache=self._feed.put if s.redis.enabled else None

@@ -7,13 +7,15 @@ readers take those times from the database. Batches that queued up behind a
 slow write go out together, in one call: one EVALSHA costs little per point,
 so catching up beats skipping.
 
-Writes start at most once per ``interval_s``: a batch that comes after a
-quiet spell goes out at once, and under load the batches of one interval go
-out together. The script's cost is mostly per series and call (trim, TTL,
-the device's latest hash), not per point, so a call that carries several
-points of each series costs Redis less per point, and leaves the cores to
-the database while a backlog drains (bench/README.md, "the drain levers").
-The interval bounds what it adds to the time to the cache.
+While ``backlog()`` says batches are waiting for the database (a backlog
+draining, or a database that is the bottleneck), writes start at most once
+per ``interval_s`` and the batches of one interval go out together; otherwise
+each batch goes out as soon as it comes. The script's cost is mostly per
+series and call (trim, TTL, the device's latest hash), not per point, so a
+call that carries several points of each series costs Redis less per point
+and leaves the cores to the database (bench/README.md, "the drain levers").
+Live traffic that the database keeps up with pays no delay; under a backlog
+a point reaches the cache at most ``interval_s`` later than otherwise.
 """
 
 from __future__ import annotations
@@ -38,14 +40,16 @@ class CacheFeed:
         on_error: Callable[[str, RedisUnavailable | None], None] = lambda reason, exc: None,
         *,
         interval_s: float = 0.0,
+        backlog: Callable[[], bool] = lambda: True,
     ) -> None:
         """``on_error(reason, exc)`` hears of every batch the cache misses:
         reason "backlog" (skipped, exc None) or "unavailable" (Redis failed).
         ``interval_s``: the least time from the start of one write to the
-        start of the next."""
+        start of the next while ``backlog()`` is true."""
         self._writer = writer
         self._queue: asyncio.Queue[list[Point]] = asyncio.Queue(max_pending)
         self._interval_s = interval_s
+        self._backlog = backlog
         self._busy = False  # holding points taken from the queue
         self._on_written = on_written
         self._on_error = on_error
@@ -71,7 +75,8 @@ class CacheFeed:
             points = await queue.get()
             self._busy = True
             try:
-                if (wait := last + self._interval_s - time.monotonic()) > 0:
+                wait = last + self._interval_s - time.monotonic()
+                if wait > 0 and self._backlog():
                     await asyncio.sleep(wait)
                 last = time.monotonic()
                 while not queue.empty() and len(points) < MERGE_UP_TO:

@@ -104,9 +104,9 @@ class RedisSettings(Section):
         100,
         ge=0,
         le=10_000,
-        description="Cache writes start at most this often; the batches committed meanwhile "
-        "go out together, which costs Redis less per point under load (0: one write per "
-        "batch, as soon as it is committed).",
+        description="While batches wait for the database (a backlog draining), cache writes "
+        "start at most this often and the batches committed meanwhile go out together, "
+        "which costs Redis less per point (0: always one write per batch, at once).",
     )
 
 

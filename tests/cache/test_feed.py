@@ -76,14 +76,17 @@ async def test_a_failed_write_is_reported_and_the_feed_goes_on() -> None:
                 assert "start Redis or fix redis.url" in str(exc)
 
 
-async def test_writes_start_at_most_once_per_interval(redis_url: str) -> None:
+async def test_under_a_backlog_writes_start_at_most_once_per_interval(redis_url: str) -> None:
     t = time.time_ns() // 1000
     writes: asyncio.Queue[None] = asyncio.Queue()
     async with (
         CacheWriter(redis_url) as writer,
         CacheReader(redis_url) as reader,
     ):
-        feed = CacheFeed(writer, 8, lambda: writes.put_nowait(None), interval_s=0.5)
+        backlog = True
+        feed = CacheFeed(
+            writer, 8, lambda: writes.put_nowait(None), interval_s=3.0, backlog=lambda: backlog
+        )
         async with running(feed):
             feed.put([Point(t, "d", "m", 1.0)])  # after a quiet spell: at once
             await asyncio.wait_for(writes.get(), 10)
@@ -95,5 +98,16 @@ async def test_writes_start_at_most_once_per_interval(redis_url: str) -> None:
             await asyncio.wait_for(writes.get(), 10)
             assert feed.idle
             assert writes.empty()
-        assert await reader.recent("d", "m", 0, FOREVER) == [(t, "1.0"), (t + 1, "2.0")]
+            # Nothing waits for the database: each batch goes out as it comes.
+            backlog = False
+            feed.put([Point(t + 3, "d", "m", 4.0)])
+            await asyncio.wait_for(writes.get(), 1.5)  # well before the interval is up
+            feed.put([Point(t + 4, "d", "m", 5.0)])
+            await asyncio.wait_for(writes.get(), 1.5)
+        assert await reader.recent("d", "m", 0, FOREVER) == [
+            (t, "1.0"),
+            (t + 1, "2.0"),
+            (t + 3, "4.0"),
+            (t + 4, "5.0"),
+        ]
         assert await reader.latest("e") == {"m": (t + 2, "3.0")}
