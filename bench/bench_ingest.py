@@ -158,7 +158,7 @@ class Bridge:
         self.ports = [HTTP_PORT + i for i in range(workers)]
         self.config = svc.tmp / f"bridge-{phase}.toml"
         self.log_path = svc.tmp / f"bridge-{phase}.log"
-        # Defaults everywhere else (batch 1000 points / 200 ms, pool_size 2,
+        # Defaults everywhere else (batch 1000 points / 200 ms, pool_size 4,
         # receive_maximum 5000) unless --set changes them. Session expiry 0
         # (except to queue a backlog), so a stopped phase leaves no session
         # behind collecting copies of the next phases' messages.
@@ -1486,7 +1486,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             "quick": args.quick,
             "machine": info,
             "database_mode": modes[0],
-            "bridge_config": "defaults (batch 1000 points / 200 ms, pool_size 2, "
+            "bridge_config": "defaults (batch 1000 points / 200 ms, pool_size 4, "
             "receive_maximum 5000), session_expiry_s 0",
             "bridge_overrides": _options["set"],
             "copy_limit": copy,

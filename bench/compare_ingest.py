@@ -5,7 +5,7 @@ drain of a queued backlog, latency at a fixed rate) run with the bridge of
 two checkouts in turn, on the same private services, round after round, so
 that both see the same machine at nearly the same time:
 
-    .venv/bin/python bench/compare_ingest.py --before ../old-checkout [--rounds 2] [--quick]
+    .venv/bin/python bench/compare_ingest.py --before ../old-checkout [--rounds 2] [--quick] [--phases drain]
 
 ``--before`` is another checkout of this repository with its own ``.venv``
 (``git worktree add ../old-checkout <commit> && (cd ../old-checkout &&
@@ -43,25 +43,40 @@ def commit_of(tree: Path) -> str:
     return out.stdout.strip()[:100]
 
 
-def one_round(svc: Services, sizes: bi.Sizes) -> dict[str, float]:
-    batch = bi.throughput(svc, "batch", "batch", sizes.batch_messages, sizes.batch_devices)
-    single = bi.throughput(svc, "single_w1", "single", sizes.single_messages, sizes.single_devices)
-    drained = bi.drain(svc, sizes.single_messages, sizes.single_devices)
-    lat = bi.latency(svc, LATENCY_RATE, sizes)  # the rate is per point; both get the same
-    return {
-        "batch_points_per_s": batch["points_per_s"],
-        "batch_bridge_cpu_us_per_message": batch["cpu_us_per_message"].get("bridge", 0.0),
-        "single_msgs_per_s": single["msgs_per_s"],
-        "single_bridge_cpu_us_per_message": single["cpu_us_per_message"].get("bridge", 0.0),
-        "drain_msgs_per_s": drained["msgs_per_s"],
-        "drain_from_start_msgs_per_s": drained["from_process_start_msgs_per_s"],
-        "drain_bridge_cpu_us_per_message": drained["cpu_us_per_message"].get("bridge", 0.0),
-        "drain_redis_cpu_us_per_message": drained["cpu_us_per_message"].get("redis", 0.0),
-        "drain_postgres_cpu_us_per_message": drained["cpu_us_per_message"].get("postgres", 0.0),
-        "p99_committed_ms": lat["committed"]["p99"],
-        "p99_redis_ms": lat["redis"]["p99"],
-        "rss_peak_mb": max(batch["rss_peak_mb"], single["rss_peak_mb"], drained["rss_peak_mb"]),
-    }
+PHASES = ("batch", "single", "drain", "latency")
+
+
+def one_round(svc: Services, sizes: bi.Sizes, phases: tuple[str, ...] = PHASES) -> dict[str, float]:
+    out: dict[str, float] = {}
+    rss = 0.0
+    if "batch" in phases:
+        batch = bi.throughput(svc, "batch", "batch", sizes.batch_messages, sizes.batch_devices)
+        out["batch_points_per_s"] = batch["points_per_s"]
+        out["batch_bridge_cpu_us_per_message"] = batch["cpu_us_per_message"].get("bridge", 0.0)
+        rss = max(rss, batch["rss_peak_mb"])
+    if "single" in phases:
+        single = bi.throughput(
+            svc, "single_w1", "single", sizes.single_messages, sizes.single_devices
+        )
+        out["single_msgs_per_s"] = single["msgs_per_s"]
+        out["single_bridge_cpu_us_per_message"] = single["cpu_us_per_message"].get("bridge", 0.0)
+        rss = max(rss, single["rss_peak_mb"])
+    if "drain" in phases:
+        drained = bi.drain(svc, sizes.single_messages, sizes.single_devices)
+        cpu = drained["cpu_us_per_message"]
+        out["drain_msgs_per_s"] = drained["msgs_per_s"]
+        out["drain_from_start_msgs_per_s"] = drained["from_process_start_msgs_per_s"]
+        out["drain_bridge_cpu_us_per_message"] = cpu.get("bridge", 0.0)
+        out["drain_redis_cpu_us_per_message"] = cpu.get("redis", 0.0)
+        out["drain_postgres_cpu_us_per_message"] = cpu.get("postgres", 0.0)
+        rss = max(rss, drained["rss_peak_mb"])
+    if "latency" in phases:
+        lat = bi.latency(svc, LATENCY_RATE, sizes)  # the rate is per point; both get the same
+        out["p99_committed_ms"] = lat["committed"]["p99"]
+        out["p99_redis_ms"] = lat["redis"]["p99"]
+    if rss:
+        out["rss_peak_mb"] = rss
+    return out
 
 
 def main() -> None:
@@ -69,7 +84,16 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True, help="the other checkout")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="bench_ingest's small sizes")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated, of {', '.join(PHASES)} (default all); a subset writes "
+        "compare_ingest-partial.json",
+    )
     args = parser.parse_args()
+    phases = tuple(p for p in args.phases.split(",") if p)
+    if not phases or set(phases) - set(PHASES):
+        parser.error(f"--phases: choose among {', '.join(PHASES)}")
     before = args.before.resolve()
     if not (before / ".venv" / "bin" / "python").exists():
         sys.exit(f"{before}/.venv is missing: run scripts/venv.sh in that checkout first")
@@ -90,7 +114,7 @@ def main() -> None:
             for name in order:
                 bi._options["bridge_root"] = svc.bridge_root = trees[name]
                 print(f"round {n + 1}/{args.rounds}: {name} ...", flush=True)
-                figures = one_round(svc, sizes)
+                figures = one_round(svc, sizes, phases)
                 runs[name].append(figures)
                 print("  " + ", ".join(f"{k} {v:,}" for k, v in figures.items()), flush=True)
         info = bi.machine(svc, "plain" if not svc.timescaledb else "timescaledb")
@@ -117,13 +141,15 @@ def main() -> None:
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": info,
         "quick": args.quick,
+        "phases": list(phases),
         "before": {"commit": commit_of(before), "runs": runs["before"]},
         "after": {"commit": commit_of(ROOT), "runs": runs["after"]},
         "ratio_after_to_before": ratios,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    out = RESULTS if set(phases) == set(PHASES) else RESULTS.with_stem("compare_ingest-partial")
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
