@@ -53,6 +53,7 @@ from bridge.source.session import Session
 from bridge.sparkplug.role import SparkplugRole
 from bridge.telemetry import Metrics
 from core import http
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger("bridge.pipeline")
 
@@ -246,9 +247,7 @@ class Worker:
                         raise RuntimeError(f"task {task.get_name()} ended: {error!r}")
                 await self._finish(end_session=retire)
             finally:
-                for t in (main, *tasks):
-                    t.cancel()
-                await asyncio.gather(main, *tasks, return_exceptions=True)
+                await cancel_and_wait([main, *tasks])
                 if server is not None:
                     server.close()
 

@@ -49,6 +49,7 @@ from bridge.alarms.rules import AnyRule
 from bridge.config import Settings
 from bridge.source.session import Session
 from core import http
+from core.tasks import cancel_and_wait
 from core.types import Point
 
 log = logging.getLogger("bridge.alarms")
@@ -112,9 +113,7 @@ class Evaluator:
                                 f"task {task.get_name()} ended: {task.exception()!r}"
                             )
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
             await session.close()
             await client.aclose()
             await pool.close()

@@ -54,6 +54,7 @@ from core.rules import (
     point_time_us,
     point_value,
 )
+from core.tasks import cancel_and_wait
 from core.types import DeadLetter, Point
 
 log = logging.getLogger("bridge.api.ingest")
@@ -236,16 +237,7 @@ class IngestWriter:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        # Cancelled again until done: Python 3.11's asyncio.wait_for (inside
-        # the database and Redis clients) can swallow a cancellation that
-        # arrives as its operation completes, and the task then waits for
-        # work for ever (a clean-clone CI run hung here for 300 s).
-        pending = list(self._tasks)
-        while pending:
-            for task in pending:
-                task.cancel()
-            _, still = await asyncio.wait(pending, timeout=1.0)
-            pending = list(still)
+        await cancel_and_wait(self._tasks)
         for task in self._tasks:
             if not task.cancelled() and task.exception() is not None:
                 log.error("ingest task %s had failed: %r", task.get_name(), task.exception())

@@ -54,6 +54,7 @@ from bridge.sparkplug.store import load_births, save
 from bridge.telemetry import Metrics
 from core.sparkplug import topic as spt
 from core.sparkplug.encode import rebirth_command
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger("bridge.sparkplug")
 
@@ -155,10 +156,9 @@ class SparkplugRole:
         try:
             await self._write_changes(conn, stop, tasks)
         finally:
-            lead_stop.set()
-            for task in tasks[1:]:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            lead_stop.set()  # the session ends on it (see run); the others are cancelled
+            await cancel_and_wait(tasks[1:])
+            await asyncio.gather(tasks[0], return_exceptions=True)
             if not stop.is_set():  # stepping down: let the next leader have the topics
                 if self._state_online:
                     await self._publish_state(online=False)
