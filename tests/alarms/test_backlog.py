@@ -42,7 +42,7 @@ async def _go(stack: Stack, db_url: str, redis_url: str) -> list[float]:
     settings = Settings(  # type: ignore[call-arg]
         database=DatabaseSettings(url=db_url),  # type: ignore[call-arg]
         redis=RedisSettings(url=redis_url, prefix=prefix),  # type: ignore[call-arg]
-        mqtt=MqttSettings(port=stack.mqtt_port, client_id=f"eval-{prefix}"),  # type: ignore[call-arg]
+        mqtt=MqttSettings(port=stack.mqtt_port, client_id=f"eval-{prefix[:-1]}"),  # type: ignore[call-arg]
         http=HttpSettings(port=0),  # type: ignore[call-arg]
         alarms=AlarmSettings(enabled=True, http_port=0, reorder_s=0.1),  # type: ignore[call-arg]
     )
