@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import bench_ingest as bi
-from compare_ingest import one_round
+from compare_ingest import one_round, print_ratios, ratios_of
 from services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,23 +78,9 @@ def main() -> None:
     finally:
         svc.stop()
     reference = names[0]
-    ratios: dict[str, dict[str, dict[str, float]]] = {}
-    for name in names[1:]:
-        ratios[name] = {}
-        for key in runs[name][0]:
-            pairs = [
-                a[key] / b[key] for a, b in zip(runs[name], runs[reference], strict=True) if b[key]
-            ]
-            if pairs:
-                ratios[name][key] = {
-                    "mean": round(statistics.fmean(pairs), 3),
-                    "min": round(min(pairs), 3),
-                    "max": round(max(pairs), 3),
-                }
+    ratios = {name: ratios_of(runs[name], runs[reference]) for name in names[1:]}
     for name, figures in ratios.items():
-        print(f"{name} / {reference} (mean, range over rounds):")
-        for key, q in figures.items():
-            print(f"  {key:36} {q['mean']:.3f}  ({q['min']:.3f} - {q['max']:.3f})")
+        print_ratios(f"{name} / {reference}", figures)
     results: dict[str, Any] = {
         "what": "bench_ingest phases under several bridge settings, interleaved",
         "note": f"{info['nproc']} cores shared by every component (broker, database, Redis, "

@@ -79,6 +79,28 @@ def one_round(svc: Services, sizes: bi.Sizes, phases: tuple[str, ...] = PHASES) 
     return out
 
 
+def ratios_of(
+    runs: list[dict[str, float]], reference: list[dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """Per figure, the round-by-round ratio of runs to reference: mean, min, max."""
+    out: dict[str, dict[str, float]] = {}
+    for key in runs[0]:
+        pairs = [a[key] / b[key] for a, b in zip(runs, reference, strict=True) if b[key]]
+        if pairs:
+            out[key] = {
+                "mean": round(statistics.fmean(pairs), 3),
+                "min": round(min(pairs), 3),
+                "max": round(max(pairs), 3),
+            }
+    return out
+
+
+def print_ratios(title: str, ratios: dict[str, dict[str, float]]) -> None:
+    print(f"{title} (mean, range over rounds):")
+    for key, r in ratios.items():
+        print(f"  {key:36} {r['mean']:.3f}  ({r['min']:.3f} - {r['max']:.3f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="the other checkout")
@@ -120,20 +142,8 @@ def main() -> None:
         info = bi.machine(svc, "plain" if not svc.timescaledb else "timescaledb")
     finally:
         svc.stop()
-    ratios: dict[str, dict[str, float]] = {}
-    for key in runs["after"][0]:
-        pairs = [
-            a[key] / b[key] for a, b in zip(runs["after"], runs["before"], strict=True) if b[key]
-        ]
-        if pairs:
-            ratios[key] = {
-                "mean": round(statistics.fmean(pairs), 3),
-                "min": round(min(pairs), 3),
-                "max": round(max(pairs), 3),
-            }
-    print("after / before (mean, range over rounds):")
-    for key, r in ratios.items():
-        print(f"  {key:36} {r['mean']:.3f}  ({r['min']:.3f} - {r['max']:.3f})")
+    ratios = ratios_of(runs["after"], runs["before"])
+    print_ratios("after / before", ratios)
     results: dict[str, Any] = {
         "what": "bench_ingest phases with the bridge of two checkouts, interleaved",
         "note": f"{info['nproc']} cores shared by every component (broker, database, Redis, "
