@@ -58,7 +58,7 @@ def test_the_bench_writes_the_constants_from_its_results(tmp_path: Path) -> None
     a = written["bridge_cpu_us_per_message"]["value"]
     b = written["bridge_cpu_us_per_point"]["value"]
     assert a + 3 * b == pytest.approx(single, abs=0.01)
-    assert a + 300 * b == pytest.approx(batch, abs=0.1)
+    assert a + 300 * b == pytest.approx(batch, abs=0.2)  # b is rounded to 0.001, times 300
     assert written["postgres_cpu_us_per_row"]["kind"] == "measured"
     storage = json.loads((ROOT / "bench/results/storage.json").read_text())
     assert written["disk_bytes_per_point"]["value"] == storage["disk"]["bytes_per_point"]
