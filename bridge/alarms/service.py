@@ -87,7 +87,6 @@ class Evaluator:
         self._devices: dict[str, tuple[str | None, str | None]] = {}  # id -> (site, type)
         self._pending: list[Transition] = []
         self._held: list[tuple[float, str, list[list[Any]]]] = []  # (read at, id, rows)
-        self._held_points = 0
         self._read_id = "0-0"  # read up to (held or judged); last_id: judged up to
         self._saved_id = "0-0"  # the checkpoint as committed
         self._flushed = 0.0
@@ -183,7 +182,7 @@ class Evaluator:
             self._devices.clear()
             self._rules_read = time.monotonic()
         reply: Any = []
-        if self._held_points < MAX_HELD_POINTS:
+        if sum(len(rows) for _, _, rows in self._held) < MAX_HELD_POINTS:
             try:
                 block = a.reorder_s if self._held else a.tick_s
                 reply = await client.xread(
@@ -198,9 +197,7 @@ class Evaluator:
         for _, entries in reply:
             for entry_id, fields in entries:
                 self._read_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                rows = orjson.loads(fields[b"p"])
-                self._held.append((now, self._read_id, rows))
-                self._held_points += len(rows)
+                self._held.append((now, self._read_id, orjson.loads(fields[b"p"])))
         due = judged = 0
         while (
             due < len(self._held)
@@ -215,7 +212,6 @@ class Evaluator:
             await self._observe(conn, rows)
             self.last_id = self._held[due - 1][1]
             del self._held[:due]
-            self._held_points -= judged
         self._pending += self.engine.tick(int(self.clock() * US))
         if self._pending or time.monotonic() - self._flushed >= a.flush_s:
             await self._flush(conn)

@@ -63,11 +63,6 @@ INSERT INTO telemetry (time, device_id, metric, value)
 SELECT TIMESTAMPTZ 'epoch' + time_us * INTERVAL '1 microsecond', device_id, metric, value
 FROM {STAGING}
 ON CONFLICT DO NOTHING"""
-_INSERT_UNNEST = """
-INSERT INTO telemetry (time, device_id, metric, value)
-SELECT TIMESTAMPTZ 'epoch' + t * INTERVAL '1 microsecond', d, m, v
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[]) AS u(t, d, m, v)
-ON CONFLICT DO NOTHING"""
 # Text values, few per batch: one statement from arrays (db/migrations/0006).
 _INSERT_TEXT = """
 INSERT INTO telemetry_text (time, device_id, metric, text)
@@ -193,7 +188,6 @@ class TimescaleSink:
 
     def __init__(self, settings: DatabaseSettings, *, one_statement: bool = False) -> None:
         self._settings = settings
-        self._one_statement = one_statement or settings.write_route == "unnest"
         self._copy = settings.write_route == "copy" and not one_statement
         self._pool: asyncpg.Pool | None = None
         self._registry = RegistryCache()
@@ -293,9 +287,8 @@ class TimescaleSink:
             stale = self._registry.stale(sites)
             ids = sorted(stale)  # a fixed lock order: no deadlocks between workers
             registry = (ids, [stale[i] for i in ids])
-            if self._one_statement and not dead_letters and not texts:
-                columns = list(zip(*points, strict=True)) or [(), (), (), ()]
-                written = await conn.fetchval(_ONE_STATEMENT, *registry, *columns)
+            if not self._copy and not dead_letters and not texts:
+                written = await conn.fetchval(_ONE_STATEMENT, *registry, *_columns(points))
             else:
                 written, texts_written = await self._transaction(
                     conn, points, texts, dead_letters, registry, copy=self._copy
@@ -321,22 +314,22 @@ class TimescaleSink:
     ) -> tuple[int, int]:
         """The batch in one transaction; the points and the text values
         written. ``registry``: the devices to update and their sites. ``copy``:
-        the points through the staging table, else from arrays."""
+        the points through the staging table, else from arrays with the
+        registry (the one statement)."""
         written = texts_written = 0
         async with conn.transaction():
-            if points and copy:
+            if copy and points:
                 await conn.copy_records_to_table(STAGING, records=points)
                 status = await conn.execute(_INSERT)
                 written = int(status.rsplit(" ", 1)[1])
-            elif points:
-                status = await conn.execute(_INSERT_UNNEST, *zip(*points, strict=True))
-                written = int(status.rsplit(" ", 1)[1])
+            elif not copy and (points or registry[0]):
+                written = await conn.fetchval(_ONE_STATEMENT, *registry, *_columns(points))
             if texts:
                 status = await conn.execute(_INSERT_TEXT, *zip(*texts, strict=True))
                 texts_written = int(status.rsplit(" ", 1)[1])
             if dead_letters:
                 await conn.execute(_DEAD_LETTER, *_dead_letter_columns(dead_letters))
-            if registry[0]:
+            if copy and registry[0]:
                 await conn.execute(_REGISTRY, *registry)
         return written, texts_written
 
@@ -353,6 +346,11 @@ class TimescaleSink:
 
 def _sqlstate(exc: BaseException) -> str:
     return getattr(exc, "sqlstate", None) or "?"
+
+
+def _columns(points: Sequence[Point]) -> list[tuple[object, ...]]:
+    """The points as the one statement's four arrays (empty ones for none)."""
+    return list(zip(*points, strict=True)) or [(), (), (), ()]
 
 
 def _dead_letter_columns(rows: Sequence[DeadLetter]) -> tuple[list[object], ...]:
