@@ -9,11 +9,11 @@ of the ratios:
 
     .venv/bin/python bench/bench_levers.py \\
         --variant "old:database.write_route=copy,redis.write_interval_ms=0" \\
-        --variant "unnest:redis.write_interval_ms=0" --variant "defaults:" [--rounds 2] [--quick]
+        --variant "unnest:redis.write_interval_ms=0" --variant "defaults:" [--rounds 2] [--quick] [--phases drain,single]
 
 Prints each figure per round and each variant's ratio to the first with its
-range; writes bench/results/levers.json (``--quick``: levers-quick.json, not
-kept). bench/README.md ("the drain levers") says what was chosen and why.
+range; writes bench/results/levers.json (``--quick``: levers-quick.json, and
+a run of fewer phases levers-partial.json, not kept). bench/README.md ("the drain levers") says what was chosen and why.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_ingest as bi
-from compare_ingest import one_round, print_ratios, ratios_of
+from compare_ingest import PHASES, one_round, print_ratios, ratios_of
 from services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,11 +50,15 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="bench_ingest's small sizes")
+    parser.add_argument("--phases", default=",".join(PHASES), help="phases, a,b,...")
     args = parser.parse_args()
     variants = dict(parse_variant(v) for v in args.variant)
     if len(variants) < 2:
         parser.error("give at least two variants with different names")
     sizes = bi.QUICK if args.quick else bi.FULL
+    phases = tuple(p for p in args.phases.split(",") if p)
+    if unknown := set(phases) - set(PHASES):
+        parser.error(f"unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
 
     def on_term(*_: object) -> None:
         raise KeyboardInterrupt
@@ -71,7 +75,7 @@ def main() -> None:
             for name in order:
                 bi._options["set"] = variants[name]
                 print(f"round {r + 1}/{args.rounds}: {name} {variants[name]} ...", flush=True)
-                figures = one_round(svc, sizes)
+                figures = one_round(svc, sizes, phases)
                 runs[name].append(figures)
                 print("  " + ", ".join(f"{k} {v:,}" for k, v in figures.items()), flush=True)
         info = bi.machine(svc, "plain" if not svc.timescaledb else "timescaledb")
@@ -93,7 +97,13 @@ def main() -> None:
         "ratio_to_first": ratios,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
-    out = ROOT / "bench" / "results" / ("levers-quick.json" if args.quick else "levers.json")
+    out = ROOT / "bench" / "results" / (
+        "levers-quick.json"
+        if args.quick
+        else "levers.json"
+        if phases == PHASES
+        else "levers-partial.json"
+    )
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -208,6 +208,7 @@ class Worker:
                 self._cache_missed,
                 interval_s=s.redis.write_interval_ms / 1000,
                 backlog=lambda: self.batches.qsize() > 0,
+                window_in_backlog=s.redis.window_in_backlog,
             )
             committer = Committer(
                 db, self.metrics, cache=self._feed.put if s.redis.enabled else None

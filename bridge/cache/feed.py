@@ -16,6 +16,12 @@ call that carries several points of each series costs Redis less per point
 and leaves the cores to the database (bench/README.md, "the drain levers").
 Live traffic that the database keeps up with pays no delay; under a backlog
 a point reaches the cache at most ``interval_s`` later than otherwise.
+
+With ``window_in_backlog`` off, a write made under a backlog carries only the
+latest value of each series (and its device): the recent window, three
+commands per series and call, is most of the script's cost, and during a
+drain it competes with the database for the same cores. complete_since moves
+past the points left out, so readers take those times from the database.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class CacheFeed:
         *,
         interval_s: float = 0.0,
         backlog: Callable[[], bool] = lambda: True,
+        window_in_backlog: bool = True,
     ) -> None:
         """``on_error(reason, exc)`` hears of every batch the cache misses:
         reason "backlog" (skipped, exc None) or "unavailable" (Redis failed).
@@ -50,6 +57,7 @@ class CacheFeed:
         self._queue: asyncio.Queue[list[Point]] = asyncio.Queue(max_pending)
         self._interval_s = interval_s
         self._backlog = backlog
+        self._window_in_backlog = window_in_backlog
         self._busy = False  # holding points taken from the queue
         self._on_written = on_written
         self._on_error = on_error
@@ -75,13 +83,15 @@ class CacheFeed:
             points = await queue.get()
             self._busy = True
             try:
+                backlog = self._backlog()
                 wait = last + self._interval_s - time.monotonic()
-                if wait > 0 and self._backlog():
+                if wait > 0 and backlog:
                     await asyncio.sleep(wait)
                 last = time.monotonic()
                 while not queue.empty() and len(points) < MERGE_UP_TO:
                     points = points + queue.get_nowait()
-                await self._writer.write(points, time.time_ns() // 1000)
+                window = self._window_in_backlog or not backlog
+                await self._writer.write(points, time.time_ns() // 1000, window=window)
             except RedisUnavailable as exc:  # the writer noted the loss
                 self._on_error("unavailable", exc)
             else:

@@ -19,7 +19,7 @@ Invariants, each holding after every ``write`` (keys as in bridge.cache.keys):
 - complete_since: every point committed to the database with a time at or
   after it is in the cache (once its writer's write has run). Writers push it
   forward, never back: past the points of a write that failed or was skipped
-  (``note_lost``), past whatever a writer that just started may have left
+  (``note_lost``) or left out of the window (``write(..., window=False)``), past whatever a writer that just started may have left
   unwritten before it (its start plus ``future_skew_s``), and, when the key
   is missing because Redis lost its data, past anything that data held
   (``now_us + future_skew_s``). bridge.cache.reader says what readers do
@@ -77,9 +77,15 @@ a script runs, and a point costs it up to ~7 us (one point per series per
 batch, bench/bench_redis.py), so a call holds it for at most ~70 ms."""
 
 
-def _group(points: Sequence[Point]) -> list[str | int]:
+_NO_WINDOW = 2**62
+"""A window cutoff later than any point: the script then adds nothing to the
+recent keys (and trims none), and updates only latest values and devices."""
+
+
+def _group(points: Sequence[Point], latest_only: bool = False) -> list[str | int]:
     """The batch as the flat array the script reads. At an equal time within
-    one device and metric, the later point replaces the earlier."""
+    one device and metric, the later point replaces the earlier.
+    ``latest_only``: each series carries only its point of greatest time."""
     by_device: dict[str, dict[str, dict[int, float]]] = {}
     for time_us, device_id, metric, value in points:
         metrics = by_device.get(device_id)
@@ -98,6 +104,9 @@ def _group(points: Sequence[Point]) -> list[str | int]:
         append(len(metrics))
         out.extend(metrics)
         for series in metrics.values():
+            if latest_only and len(series) > 1:
+                newest = max(series)
+                series = {newest: series[newest]}
             append(len(series))
             for time_us, value in series.items():
                 append(str(time_us))
@@ -146,17 +155,20 @@ class CacheWriter(CacheClient):
         self._script = LUA.replace("__DECODE__", encoding.lua_decode)
         self._sha = hashlib.sha1(self._script.encode(), usedforsecurity=False).hexdigest()
 
-    async def write(self, points: Sequence[Point], now_us: int) -> None:
+    async def write(self, points: Sequence[Point], now_us: int, *, window: bool = True) -> None:
         """Apply a committed batch: one EVALSHA (per ``MAX_POINTS_PER_CALL``
-        points). Raises RedisUnavailable; never takes much longer than
-        ``timeout_s`` in all."""
+        points). ``window=False`` writes the latest values and devices only
+        and moves complete_since past the batch, in the same call. Raises
+        RedisUnavailable; never takes much longer than ``timeout_s`` in all."""
         if not points:
             return
         window_us = self.window_s * 1_000_000
+        if not window:
+            self.note_lost(points)
         claim = self._lost_upto_us
         head = [
             self.prefix,
-            str(now_us - window_us),
+            str(now_us - window_us if window else _NO_WINDOW),
             str(2 * self.window_s * 1000),
             str(now_us - 2 * window_us),
             str(claim),
@@ -165,7 +177,8 @@ class CacheWriter(CacheClient):
         try:
             async with self._guard("write to"):
                 for start in range(0, len(points), MAX_POINTS_PER_CALL):
-                    args = head + self._pack(_group(points[start : start + MAX_POINTS_PER_CALL]))
+                    part = points[start : start + MAX_POINTS_PER_CALL]
+                    args = head + self._pack(_group(part, latest_only=not window))
                     await self._evalsha(args)
         except RedisUnavailable:
             self.note_lost(points)

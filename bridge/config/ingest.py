@@ -108,6 +108,12 @@ class RedisSettings(Section):
         "start at most this often and the batches committed meanwhile go out together, "
         "which costs Redis less per point (0: always one write per batch, at once).",
     )
+    window_in_backlog: bool = Field(
+        False,
+        description="Also write the recent window while batches wait for the database. Off: "
+        "only latest values and devices are written then, which leaves the cores to the "
+        "database; the API reads those times from the database instead.",
+    )
 
 
 class TlsSettings(Section):

@@ -117,3 +117,42 @@ async def test_without_a_backlog_each_batch_goes_out_at_once(redis_url: str) -> 
                 feed.put([Point(t + k, "d", "m", float(k))])
                 await asyncio.wait_for(writes.get(), 30)
         assert [ts for ts, _ in await reader.recent("d", "m", 0, FOREVER)] == [t, t + 1, t + 2]
+
+
+async def test_under_a_backlog_without_the_window_only_latest_values_are_written(
+    redis_url: str,
+) -> None:
+    # Ahead of the writer's own claim (its start plus the skew), so the marker shows the move.
+    t = time.time_ns() // 1000 + 3600 * S
+    backlog = [True]
+    writes: asyncio.Queue[None] = asyncio.Queue()
+    async with (
+        CacheWriter(redis_url, future_skew_s=0) as writer,
+        CacheReader(redis_url) as reader,
+    ):
+        feed = CacheFeed(
+            writer,
+            8,
+            lambda: writes.put_nowait(None),
+            backlog=lambda: backlog[0],
+            window_in_backlog=False,
+        )
+        async with running(feed):
+            feed.put([Point(t + 2 * S, "d", "m", 2.0), Point(t, "d", "m", 1.0)])
+            feed.put([Point(t + S, "e", "m", 3.0)])
+            await asyncio.wait_for(writes.get(), 10)
+            if not feed.idle:  # the second batch went out on its own
+                await asyncio.wait_for(writes.get(), 10)
+            assert await reader.latest("d") == {"m": (t + 2 * S, "2.0")}
+            assert await reader.latest("e") == {"m": (t + S, "3.0")}
+            assert set(await reader.devices()) == {"d", "e"}
+            assert await reader.recent("d", "m", 0, FOREVER) == []
+            # Readers take everything up to the newest point left out from the database.
+            assert await reader.complete_since() == t + 2 * S + 1
+            # The backlog gone, the window is written again.
+            backlog[0] = False
+            feed.put([Point(t + 3 * S, "d", "m", 4.0)])
+            await asyncio.wait_for(writes.get(), 10)
+        assert await reader.recent("d", "m", 0, FOREVER) == [(t + 3 * S, "4.0")]
+        assert await reader.latest("d") == {"m": (t + 3 * S, "4.0")}
+        assert await reader.complete_since() == t + 2 * S + 1
