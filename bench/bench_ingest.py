@@ -16,6 +16,9 @@ database, and measures side by side:
 - sparkplug:  the same points as Sparkplug B NDATA of 100 metrics by alias
               (after an NBIRTH per node), through the Sparkplug role, and its
               ratio to batch (``ratio_sparkplug_to_batch``, target 0.80);
+              these three run 3 rounds taking turns, each ratio taken against
+              its own round's batch (``formats_interleaved``; the run of
+              median rate is the one reported per format);
 - single:     the same for single-reading messages (1 worker, and 2 workers
               when 1 is CPU-bound), plus the drain rate of a queued backlog;
 - latency:    publish-to-committed and publish-to-Redis, per message, at half
@@ -33,10 +36,11 @@ PUBLISH packets on a plain socket, QoS 1, a window of 5000 unacked messages). Ev
 CPU each one used is reported next to every figure.
 
     .venv/bin/python bench/bench_ingest.py [--quick] [--soak SECONDS] [--profile] [--alarms-only]
-    .venv/bin/python bench/bench_ingest.py --quick --formats   # batch, line protocol, Sparkplug only
+    .venv/bin/python bench/bench_ingest.py --quick --formats [--rounds 3]   # the formats only
 
-Prints the machine and a table with the targets; writes bench/results/ingest.json
-(not with --formats, which only prints).
+Every throughput phase starts right after a CHECKPOINT. Prints the machine and
+a table with the targets; writes bench/results/ingest.json (not with
+--formats, which only prints).
 """
 
 from __future__ import annotations
@@ -810,6 +814,7 @@ def throughput(  # noqa: PLR0915 - one phase, start to end
             "redis": [svc.procs["redis"].pid],
             "publisher": [publisher.pid],
         }
+        asyncio.run(svc.checkpoint())
         waited = wait_quiet()
         prof = Profiler(pids[0], phase, svc.tmp) if profile else None
         meter = CpuMeter(components, svc.postmaster)
@@ -1379,7 +1384,13 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
     parser.add_argument(
         "--formats",
         action="store_true",
-        help="only batch, line_protocol and sparkplug, and their ratios; prints, writes nothing",
+        help="only batch, line_protocol and sparkplug, interleaved, and their ratios; "
+        "prints, writes nothing",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help=f"rounds of the formats, taking turns (default {FORMAT_ROUNDS})",
     )
     args = parser.parse_args()
     _options["profile_out"] = args.profile_out
@@ -1395,7 +1406,7 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
     try:
         svc.start()
         if args.formats:
-            formats(svc, sizes, args.profile)
+            formats(svc, sizes, args.profile, args.rounds or FORMAT_ROUNDS)
             return
         if args.alarms_only:
             print(json.dumps(alarm_phases(svc, sizes), indent=2, default=str))
@@ -1417,30 +1428,9 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             f"{copy['unnest_points_per_s']:,}; PostgreSQL µs/row "
             + ", ".join(f"{k} {v}" for k, v in copy["postgres_cpu_us_per_row"].items())
         )
-        batch = throughput(
-            svc, "batch", "batch", sizes.batch_messages, sizes.batch_devices, profile=args.profile
-        )
-        print_phase("batch", batch)
-        # The same points and series as the batch phase, as Sparkplug NDATA
-        # of 100 metrics.
-        sparkplug = throughput(
-            svc,
-            "sparkplug",
-            "sparkplug",
-            sizes.batch_messages * 3,
-            sparkplug_nodes(sizes),
-            profile=args.profile,
-        )
-        print_phase("Sparkplug NDATA, 100 metrics/message", sparkplug)
-        lines = throughput(
-            svc,
-            "line_protocol",
-            "line_protocol",
-            sizes.batch_messages,
-            sizes.batch_devices,
-            profile=args.profile,
-        )
-        print_phase("line protocol (same readings)", lines)
+        rounds = format_rounds(svc, sizes, FORMAT_ROUNDS, args.profile)
+        batch, sparkplug, lines = (median_run(rounds[k]) for k in FORMATS)
+        interleaved = format_summary(rounds)
         singles = {
             "workers_1": throughput(
                 svc,
@@ -1492,9 +1482,10 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
             "copy_limit": copy,
             "batch": batch,
             "sparkplug": sparkplug,
-            "ratio_sparkplug_to_batch": round(sparkplug["points_per_s"] / batch["points_per_s"], 3),
             "line_protocol": lines,
-            "ratio_line_protocol_to_batch": round(lines["points_per_s"] / batch["points_per_s"], 3),
+            "formats_interleaved": interleaved,
+            "ratio_sparkplug_to_batch": interleaved["sparkplug"]["ratio"],
+            "ratio_line_protocol_to_batch": interleaved["line_protocol"]["ratio"],
             "single": {
                 "points_per_s": best["points_per_s"],
                 "msgs_per_s": best["msgs_per_s"],
@@ -1545,24 +1536,72 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
         svc.stop()
 
 
-def formats(svc: Services, sizes: Sizes, profile: bool) -> None:
-    """The payload formats alone, same points, same run: seed_json batches,
-    line protocol and Sparkplug NDATA (three 100-metric messages for each
-    300-point batch), and the ratio of their points/s to batch's."""
-    shapes = {  # (messages, devices): the same points and series in each
+FORMATS = ("batch", "sparkplug", "line_protocol")
+FORMAT_ROUNDS = 3
+"""The formats' ratios are taken round by round, each against the batch phase
+of its own round, the order rotating: this host's speed drifts by 10-30%
+over half an hour with nothing else running, so two phases run once, one
+after the other, can differ by the drift alone."""
+
+
+def format_rounds(
+    svc: Services, sizes: Sizes, rounds: int, profile: bool = False
+) -> dict[str, list[dict[str, Any]]]:
+    """seed_json batches, Sparkplug NDATA (three 100-metric messages for each
+    300-point seed message: the same points in as many series) and line
+    protocol (the same readings), ``rounds`` times, the order rotating."""
+    shapes = {  # (messages, devices)
         "batch": (sizes.batch_messages, sizes.batch_devices),
-        "line_protocol": (sizes.batch_messages, sizes.batch_devices),
         "sparkplug": (sizes.batch_messages * 3, sparkplug_nodes(sizes)),
+        "line_protocol": (sizes.batch_messages, sizes.batch_devices),
     }
-    runs = {
-        kind: throughput(svc, kind, kind, n, devices, profile=profile)
-        for kind, (n, devices) in shapes.items()
+    titles = {
+        "batch": "batch",
+        "sparkplug": "Sparkplug NDATA, 100 metrics/message",
+        "line_protocol": "line protocol (same readings)",
     }
-    for kind, res in runs.items():
-        print_phase(kind, res)
-    for kind in ("line_protocol", "sparkplug"):
-        ratio = runs[kind]["points_per_s"] / runs["batch"]["points_per_s"]
-        print(f"  {kind} / batch (seed_json): {ratio:.2f}")
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in FORMATS}
+    for r in range(rounds):
+        for kind in FORMATS[r % 3 :] + FORMATS[: r % 3]:
+            n, devices = shapes[kind]
+            res = throughput(svc, kind, kind, n, devices, profile=profile)
+            out[kind].append(res)
+            print_phase(f"{titles[kind]} (round {r + 1}/{rounds})", res)
+    return out
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median points/s (the lower middle of an even count)."""
+    ordered = sorted(runs, key=lambda res: res["points_per_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def format_summary(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per format: points/s per round, and its ratio to the same round's
+    batch (mean and range)."""
+    base = [res["points_per_s"] for res in rounds["batch"]]
+    out: dict[str, Any] = {"batch": {"points_per_s": base}}
+    for kind in FORMATS[1:]:
+        rates = [res["points_per_s"] for res in rounds[kind]]
+        ratios = [rate / b for rate, b in zip(rates, base, strict=True)]
+        out[kind] = {
+            "points_per_s": rates,
+            "ratio_per_round": [round(x, 3) for x in ratios],
+            "ratio": round(statistics.mean(ratios), 3),
+            "range": [round(min(ratios), 3), round(max(ratios), 3)],
+        }
+    return out
+
+
+def formats(svc: Services, sizes: Sizes, profile: bool, rounds: int) -> None:
+    """The formats alone, interleaved; prints their ratios to batch."""
+    summary = format_summary(format_rounds(svc, sizes, rounds, profile))
+    for kind in FORMATS[1:]:
+        f = summary[kind]
+        print(
+            f"  {kind} / batch (seed_json): {f['ratio']:.2f} "
+            f"(rounds {', '.join(f'{x:.2f}' for x in f['ratio_per_round'])})"
+        )
 
 
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:

@@ -97,13 +97,8 @@ def main() -> None:
         "ratio_to_first": ratios,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
-    out = ROOT / "bench" / "results" / (
-        "levers-quick.json"
-        if args.quick
-        else "levers.json"
-        if phases == PHASES
-        else "levers-partial.json"
-    )
+    name = "levers.json" if phases == PHASES else "levers-partial.json"
+    out = ROOT / "bench" / "results" / ("levers-quick.json" if args.quick else name)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -344,6 +344,15 @@ class Services:
         finally:
             await conn.close()
 
+    async def checkpoint(self) -> None:
+        """CHECKPOINT: a phase that starts right after one meets no timed
+        checkpoint (every 5 min) and its full-page writes halfway through."""
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute("CHECKPOINT")
+        finally:
+            await conn.close()
+
     async def create_db(self, name: str) -> str:
         """A fresh database owned by `bridge`, migrated with `bridge db migrate`."""
         conn = await asyncpg.connect(self.admin_url)

@@ -30,6 +30,19 @@ class Batch:
     sites: dict[str, str | None] = field(default_factory=dict)  # device_id -> site_id
 
 
+def merged(batches: list[Batch]) -> Batch:
+    """One batch holding everything of ``batches``, to be committed at once."""
+    out = Batch(opened=min(b.opened for b in batches))
+    for b in batches:
+        out.points.extend(b.points)
+        out.texts.extend(b.texts)
+        out.uncached.update(b.uncached)
+        out.tickets.extend(b.tickets)
+        out.dead_letters.extend(b.dead_letters)
+        out.sites.update(b.sites)
+    return out
+
+
 class Batcher:
     """Collects messages into batches; hands each closed batch to ``on_close``.
 

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.backoff import Backoff
-from bridge.batch import Batch
+from bridge.batch import Batch, merged
 from bridge.errors import TransientDbError
 from bridge.router import db_rejected
 from bridge.sink.timescale import TimescaleSink, WriteResult
@@ -71,7 +71,8 @@ class Committer:
 
     ``cache`` gets the points of each committed batch, less the refused ones;
     it must not wait (a CacheFeed's ``put``). ``db_ok`` is the outcome of the
-    last write: True after a commit, False after a transient error."""
+    last write: True after a commit, False after a transient error.
+    ``backlogged``: the last batch a writer took found others waiting."""
 
     def __init__(
         self,
@@ -80,12 +81,17 @@ class Committer:
         *,
         retry: bool = True,
         cache: Callable[[list[Point]], None] | None = None,
+        max_merged_points: int = 0,
     ) -> None:
         self._sink = sink
+        self._max_merged_points = max_merged_points
         self._metrics = metrics
         self._retry = retry
         self._cache = cache
         self.db_ok = False
+        # The last batch a writer took had others waiting behind it (merged or
+        # not): the database is behind, though the queue may be empty now.
+        self.backlogged = False
 
     async def commit(self, batch: Batch) -> CommitResult:
         """Commits the batch. Retry off: raises TransientDbError."""
@@ -118,9 +124,24 @@ class Committer:
 
     async def drain(self, batches: asyncio.Queue[Batch | None], settle: Settle) -> None:
         """One writer: commits the queue's batches in turn and settles each,
-        until it takes None. Run one per database connection."""
-        while (batch := await batches.get()) is not None:
-            settle(batch, await self.commit(batch))
+        until it takes None. Run one per database connection. Batches found
+        waiting behind the one taken go into the same commit, up to
+        ``max_merged_points`` points; each is settled with that commit's
+        result (its hooks look up their own points in ``refused``)."""
+        stop = False
+        while not stop and (batch := await batches.get()) is not None:
+            group, size = [batch], len(batch.points)
+            self.backlogged = not batches.empty()
+            while size < self._max_merged_points and not batches.empty():
+                waiting = batches.get_nowait()
+                if waiting is None:  # this writer's stop: after this commit
+                    stop = True
+                    break
+                group.append(waiting)
+                size += len(waiting.points)
+            result = await self.commit(batch if len(group) == 1 else merged(group))
+            for each in group:
+                settle(each, result)
 
     async def ready(self) -> bool:
         """The database takes writes: the last one went in, or it answers now."""

@@ -207,11 +207,14 @@ class Worker:
                 self.metrics.redis_writes.inc,
                 self._cache_missed,
                 interval_s=s.redis.write_interval_ms / 1000,
-                backlog=lambda: self.batches.qsize() > 0,
+                backlog=lambda: self.batches.qsize() > 0 or committer.backlogged,
                 window_in_backlog=s.redis.window_in_backlog,
             )
             committer = Committer(
-                db, self.metrics, cache=self._feed.put if s.redis.enabled else None
+                db,
+                self.metrics,
+                cache=self._feed.put if s.redis.enabled else None,
+                max_merged_points=s.batch.max_merged_points,
             )
             self.health.committer, self.health.sink = committer, db
             tasks = [

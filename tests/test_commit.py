@@ -17,7 +17,7 @@ from bridge.errors import DatabaseUnavailable, TransientDbError
 from bridge.router import MAX_DL_DETAIL, db_rejected
 from bridge.sink.timescale import TimescaleSink, is_poison, is_transient
 from bridge.telemetry import Metrics
-from core.types import Point
+from core.types import Point, TextPoint
 
 S = 1_000_000
 NOW = time.time_ns() // 1000 // S * S
@@ -133,3 +133,49 @@ async def test_historical_points_are_stored_but_not_cached(plain_db: str) -> Non
         result = await committer.commit(batch)
     assert (result.written, result.duplicates) == (3, 0)
     assert cached == [live]
+
+
+async def test_waiting_batches_are_committed_together_and_each_is_settled(plain_db: str) -> None:
+    """A writer that finds batches waiting commits them in one statement, up
+    to max_merged_points, settles every one of them, and stops at its None
+    after that commit; what is left waits for the next writer."""
+    batches: asyncio.Queue[Batch | None] = asyncio.Queue()
+    sent = [
+        Batch(
+            points=[Point(NOW - k * S, f"dev-{b}", "flow", float(k)) for k in range(3)],
+            texts=[TextPoint(NOW, f"dev-{b}", "state", "run")] if b == 1 else [],
+            sites={f"dev-{b}": f"site-{b}"},
+        )
+        for b in range(5)
+    ]
+    for batch in sent[:4]:
+        batches.put_nowait(batch)
+    batches.put_nowait(None)
+    batches.put_nowait(sent[4])  # behind the stop: not this writer's
+    settled: list[tuple[Batch, int]] = []
+    cached: list[list[Point]] = []
+    metrics = Metrics()
+    async with TimescaleSink(DatabaseSettings(url=plain_db)) as db:
+        committer = Committer(db, metrics, cache=cached.append, max_merged_points=9)
+        await asyncio.wait_for(
+            committer.drain(batches, lambda b, r: settled.append((b, r.written))), 30
+        )
+    # 3 points each: batches 0-2 reach the limit together; 3 is taken with the None.
+    assert [(sent.index(b), written) for b, written in settled] == [
+        (0, 9),
+        (1, 9),
+        (2, 9),
+        (3, 3),
+    ]
+    assert sample(metrics, "bridge_batches_total") == 2
+    assert [len(points) for points in cached] == [9, 3]
+    assert batches.get_nowait() is sent[4]
+    conn = await asyncpg.connect(plain_db)
+    try:
+        rows = await conn.fetchval("SELECT count(*) FROM telemetry")
+        texts = await conn.fetchval("SELECT count(*) FROM telemetry_text")
+        devices = await conn.fetch("SELECT device_id, site_id FROM devices ORDER BY 1")
+    finally:
+        await conn.close()
+    assert (rows, texts) == (12, 1)
+    assert [tuple(r) for r in devices] == [(f"dev-{b}", f"site-{b}") for b in range(4)]

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib.resources import files
 from typing import Any, ClassVar, NamedTuple
 
@@ -106,9 +106,12 @@ def _group(points: Sequence[Point], latest_only: bool = False) -> list[str | int
         for series in metrics.values():
             if latest_only and len(series) > 1:
                 newest = max(series)
-                series = {newest: series[newest]}
-            append(len(series))
-            for time_us, value in series.items():
+                items: Iterable[tuple[int, float]] = ((newest, series[newest]),)
+                append(1)
+            else:
+                items = series.items()
+                append(len(series))
+            for time_us, value in items:
                 append(str(time_us))
                 append(value_text(value))
     return out

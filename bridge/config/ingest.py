@@ -231,3 +231,12 @@ class BatchSettings(Section):
     max_delay_ms: int = Field(
         200, ge=1, le=60_000, description="Close a batch this long after its first message."
     )
+    max_merged_points: int = Field(
+        4000,
+        ge=0,
+        le=100_000,
+        description="A writer that finds more closed batches waiting commits them together, "
+        "up to this many points in one statement (a backlog: fewer, larger commits cost the "
+        "database less per point); each batch's messages are acked after that commit. "
+        "0: one batch per commit.",
+    )
