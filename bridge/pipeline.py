@@ -95,6 +95,7 @@ class Worker:
             max_delay_s=settings.batch.max_delay_ms / 1000,
         )
         self._max_queued = settings.batch.max_queued  # then reads pause: backpressure
+        self._busy_in_flight = settings.mqtt.receive_maximum // 2
         self.session = Session(
             settings.mqtt,
             self.client_id,
@@ -130,6 +131,17 @@ class Worker:
             )
         self.metrics.inflight_messages.set_function(lambda: self.tracker.in_flight)
         self.metrics.queued_batches.set_function(self.batches.qsize)
+
+    def _behind(self, committer: Committer) -> bool:
+        """Data waits for this worker: batches wait for a writer, the last
+        batch a writer took had others behind it, or more than half of the
+        broker's window of unacked messages is in here (the broker has more
+        for us than we take). The cache then writes less (bridge.cache.feed)."""
+        return (
+            self.batches.qsize() > 0
+            or committer.backlogged
+            or self.tracker.in_flight > self._busy_in_flight
+        )
 
     def _enqueue(self, batch: Batch) -> None:
         self.batches.put_nowait(batch)
@@ -207,7 +219,7 @@ class Worker:
                 self.metrics.redis_writes.inc,
                 self._cache_missed,
                 interval_s=s.redis.write_interval_ms / 1000,
-                backlog=lambda: self.batches.qsize() > 0 or committer.backlogged,
+                backlog=lambda: self._behind(committer),
                 window_in_backlog=s.redis.window_in_backlog,
             )
             committer = Committer(

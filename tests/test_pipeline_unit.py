@@ -6,6 +6,7 @@ import pytest
 
 from bridge.ack import AckTracker
 from bridge.batch import Batch
+from bridge.commit import Committer
 from bridge.config import Settings
 from bridge.intake import Intake
 from bridge.pipeline import Worker
@@ -117,3 +118,31 @@ async def test_string_values_sites_and_every_bad_line_reach_the_batch() -> None:
     assert letter.detail.startswith("2 point(s) rejected; first: line 2: m.t")
     assert "; then: line 4: m.t" in letter.detail
     assert intake.metrics.registry.get_sample_value("bridge_points_received_total") == 4
+
+
+async def test_the_worker_is_behind_with_batches_waiting_or_half_the_window_in_flight() -> None:
+    """What makes the cache write less (bridge.cache.feed): batches waiting
+    for a writer, a writer that found others behind its batch, or more than
+    half of receive_maximum unacked messages inside the worker."""
+    worker = Worker(Settings.model_validate({"mqtt": {"receive_maximum": 4}}))
+    worker.tracker.new_connection(Connection([]))
+    committer = Committer.__new__(Committer)  # only its flag is read
+    committer.backlogged = False
+    assert not worker._behind(committer)
+    for mid in (1, 2):
+        worker.intake.on_message("telemetry/s/d", b'{"data": {"m": 1}}', mid, 1)
+    assert worker.tracker.in_flight == 2
+    assert not worker._behind(committer)  # half the window: not yet
+    worker.intake.on_message("telemetry/s/d", b'{"data": {"m": 1}}', 3, 1)
+    assert worker._behind(committer)
+    worker.intake.batcher.flush()
+    batch = worker.batches.get_nowait()
+    assert batch is not None
+    assert len(batch.tickets) == 3
+    worker.intake.settle(batch)  # committed: acked, nothing in flight
+    assert not worker._behind(committer)
+    committer.backlogged = True
+    assert worker._behind(committer)
+    committer.backlogged = False
+    worker.batches.put_nowait(Batch())
+    assert worker._behind(committer)

@@ -7,8 +7,10 @@ readers take those times from the database. Batches that queued up behind a
 slow write go out together, in one call: one EVALSHA costs little per point,
 so catching up beats skipping.
 
-While ``backlog()`` says batches are waiting for the database (a backlog
-draining, or a database that is the bottleneck), writes start at most once
+While ``backlog()`` says data waits for the worker (batches waiting for the
+database, or more than half of the broker's window of unacked messages
+inside it: a backlog draining, or a database or machine that is the
+bottleneck; Worker._behind), writes start at most once
 per ``interval_s`` and the batches of one interval go out together; otherwise
 each batch goes out as soon as it comes. The script's cost is mostly per
 series and call (trim, TTL, the device's latest hash), not per point, so a
@@ -20,7 +22,8 @@ a point reaches the cache at most ``interval_s`` later than otherwise.
 With ``window_in_backlog`` off, a write made under a backlog carries only the
 latest value of each series (and its device): the recent window, three
 commands per series and call, is most of the script's cost, and during a
-drain it competes with the database for the same cores. complete_since moves
+drain, or when the machine is saturated, it competes with the database for
+the same cores. complete_since moves
 past the points left out, so readers take those times from the database.
 """
 

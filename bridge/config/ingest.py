@@ -104,13 +104,14 @@ class RedisSettings(Section):
         100,
         ge=0,
         le=10_000,
-        description="While batches wait for the database (a backlog draining), cache writes "
+        description="While data waits for the worker (batches for the database, or more than "
+        "half of receive_maximum messages unacked: a backlog draining), cache writes "
         "start at most this often and the batches committed meanwhile go out together, "
         "which costs Redis less per point (0: always one write per batch, at once).",
     )
     window_in_backlog: bool = Field(
         False,
-        description="Also write the recent window while batches wait for the database. Off: "
+        description="Also write the recent window while data waits for the worker. Off: "
         "only latest values and devices are written then, which leaves the cores to the "
         "database; the API reads those times from the database instead.",
     )

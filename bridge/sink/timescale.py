@@ -14,7 +14,10 @@ One batch is one transaction on one pooled connection:
      (first_seen, last_seen, site).
 A batch of points alone (the usual one) goes on the unnest route as one
 statement, registry included: one round trip where the COPY route takes six
-(BEGIN, COPY's two, INSERT, registry, COMMIT). Works the same on a hypertable
+(BEGIN, COPY's two, INSERT, registry, COMMIT). That statement is first tried
+without ON CONFLICT, which costs the database less per row; a batch holding
+a point already stored fails whole on the unique key and goes again with ON
+CONFLICT DO NOTHING, as do the writes of the next GUARDED_S seconds. Works the same on a hypertable
 and on plain partitions. The unnest route costs PostgreSQL about a fifth less
 CPU per row than the staging COPY (bench/bench_ingest.py, "copy limit"),
 and a backlog drains faster on it (bench/README.md, "the drain levers").
@@ -48,69 +51,15 @@ from bridge.batch import Batch
 from bridge.config import DatabaseSettings
 from bridge.db.connect import where
 from bridge.errors import TransientDbError
+from bridge.sink import sql
 from core.types import DeadLetter, Point, TextPoint
 
 log = logging.getLogger("bridge.sink.timescale")
 
-STAGING = "bridge_staging"
-_CREATE_STAGING = f"""
-CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (
-    time_us bigint NOT NULL, device_id text NOT NULL, metric text NOT NULL,
-    value double precision NOT NULL
-) ON COMMIT DELETE ROWS"""
-_INSERT = f"""
-INSERT INTO telemetry (time, device_id, metric, value)
-SELECT TIMESTAMPTZ 'epoch' + time_us * INTERVAL '1 microsecond', device_id, metric, value
-FROM {STAGING}
-ON CONFLICT DO NOTHING"""
-# Text values, few per batch: one statement from arrays (db/migrations/0006).
-_INSERT_TEXT = """
-INSERT INTO telemetry_text (time, device_id, metric, text)
-SELECT TIMESTAMPTZ 'epoch' + t * INTERVAL '1 microsecond', d, m, x
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(t, d, m, x)
-ON CONFLICT DO NOTHING"""
-# Idempotent under redelivery: the natural key of db/migrations/0005_dead_letter_key.sql.
-_DEAD_LETTER = """
-INSERT INTO rejected_messages
-    (received_at, topic, reason, detail, payload, payload_size, dedup_key)
-SELECT TIMESTAMPTZ 'epoch' + r * INTERVAL '1 microsecond', t, reason, detail, p, size, k.now
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::int[])
-     AS u(r, t, reason, detail, p, size),
-LATERAL (
-    SELECT sha256(what || int8send(CASE WHEN exact THEN r ELSE r / 3600000000 END)) AS now,
-           sha256(what || int8send(CASE WHEN exact THEN r ELSE r / 3600000000 - 1 END)) AS before
-    FROM (SELECT int4send(octet_length(t)) || convert_to(t, 'UTF8')
-                 || int4send(octet_length(reason)) || convert_to(reason, 'UTF8')
-                 || int4send(octet_length(coalesce(detail, '')))
-                 || convert_to(coalesce(detail, ''), 'UTF8')
-                 || int4send(size) || coalesce(p, ''::bytea) AS what,
-                 reason = 'db_rejected' AS exact) AS w
-) AS k
-WHERE NOT EXISTS (SELECT 1 FROM rejected_messages x WHERE x.dedup_key = k.before)
-ON CONFLICT (dedup_key) DO NOTHING"""
-# Touches a device row only when something changed or last_seen is stale, so
-# a busy fleet does not rewrite its registry rows on every batch.
-_REGISTRY = """
-INSERT INTO devices AS d (device_id, site_id, first_seen, last_seen, status)
-SELECT id, site, now(), now(), 'online' FROM unnest($1::text[], $2::text[]) AS u(id, site)
-ON CONFLICT (device_id) DO UPDATE
-SET last_seen = excluded.last_seen, status = 'online',
-    site_id = coalesce(excluded.site_id, d.site_id)
-WHERE d.last_seen IS NULL OR d.last_seen < excluded.last_seen - INTERVAL '5 seconds'
-   OR d.status <> 'online' OR d.site_id IS DISTINCT FROM coalesce(excluded.site_id, d.site_id)"""
-
-# Points and registry as one statement: one round trip, atomic on its own.
-# Data-modifying CTEs all run.
-_ONE_STATEMENT = f"""
-WITH registry AS ({_REGISTRY.strip()}),
-stored AS (
-    INSERT INTO telemetry (time, device_id, metric, value)
-    SELECT TIMESTAMPTZ 'epoch' + t * INTERVAL '1 microsecond', d, m, v
-    FROM unnest($3::bigint[], $4::text[], $5::text[], $6::float8[]) AS u(t, d, m, v)
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-)
-SELECT count(*) FROM stored"""
+GUARDED_S = 10.0
+"""After a batch met a stored point, writes use ON CONFLICT for this long:
+redeliveries come in runs (a restart, a resent backlog), and each failed
+first try costs the database the rows it inserted before the conflict."""
 
 TRANSIENT_CLASSES = frozenset({"08", "53", "57", "40"})
 POISON_CLASSES = frozenset({"22", "23"})
@@ -152,7 +101,7 @@ class RegistryCache:
     fleet costs one registry statement per device every few seconds rather
     than one per batch. Forgetting (a restart) only costs an extra update."""
 
-    REFRESH_S = 5.0  # as the _REGISTRY statement's own threshold
+    REFRESH_S = 5.0  # as the REGISTRY statement's own threshold
     MAX_DEVICES = 100_000
 
     def __init__(self) -> None:
@@ -191,6 +140,7 @@ class TimescaleSink:
         self._copy = settings.write_route == "copy" and not one_statement
         self._pool: asyncpg.Pool | None = None
         self._registry = RegistryCache()
+        self._guarded_until = 0.0  # see GUARDED_S
 
     async def __aenter__(self) -> TimescaleSink:
         self._pool = await asyncpg.create_pool(
@@ -213,7 +163,7 @@ class TimescaleSink:
 
     async def _init_connection(self, conn: asyncpg.Connection) -> None:
         if self._copy:
-            await conn.execute(_CREATE_STAGING)
+            await conn.execute(sql.CREATE_STAGING)
 
     def pool_stats(self) -> tuple[int, int]:
         """(connections in use, idle connections)."""
@@ -288,7 +238,7 @@ class TimescaleSink:
             ids = sorted(stale)  # a fixed lock order: no deadlocks between workers
             registry = (ids, [stale[i] for i in ids])
             if not self._copy and not dead_letters and not texts:
-                written = await conn.fetchval(_ONE_STATEMENT, *registry, *_columns(points))
+                written = await self._one_statement(conn, registry, points)
             else:
                 written, texts_written = await self._transaction(
                     conn, points, texts, dead_letters, registry, copy=self._copy
@@ -301,6 +251,24 @@ class TimescaleSink:
             result.duplicates += len(points) - written
         finally:
             await self._pool.release(conn)
+
+    async def _one_statement(
+        self,
+        conn: asyncpg.Connection,
+        registry: tuple[list[str], list[str | None]],
+        points: Sequence[Point],
+    ) -> int:
+        """Points and registry in one statement; the rows written."""
+        columns = _columns(points)
+        if time.monotonic() >= self._guarded_until:
+            try:
+                status: str = await conn.execute(sql.ONE_STATEMENT_FIRST_TIME, *registry, *columns)
+            except asyncpg.UniqueViolationError:
+                self._guarded_until = time.monotonic() + GUARDED_S
+            else:
+                return int(status.rsplit(" ", 1)[1])  # "INSERT 0 <rows>"
+        written: int = await conn.fetchval(sql.ONE_STATEMENT, *registry, *columns)
+        return written
 
     @staticmethod
     async def _transaction(
@@ -319,18 +287,18 @@ class TimescaleSink:
         written = texts_written = 0
         async with conn.transaction():
             if copy and points:
-                await conn.copy_records_to_table(STAGING, records=points)
-                status = await conn.execute(_INSERT)
+                await conn.copy_records_to_table(sql.STAGING, records=points)
+                status = await conn.execute(sql.INSERT)
                 written = int(status.rsplit(" ", 1)[1])
             elif not copy and (points or registry[0]):
-                written = await conn.fetchval(_ONE_STATEMENT, *registry, *_columns(points))
+                written = await conn.fetchval(sql.ONE_STATEMENT, *registry, *_columns(points))
             if texts:
-                status = await conn.execute(_INSERT_TEXT, *zip(*texts, strict=True))
+                status = await conn.execute(sql.INSERT_TEXT, *zip(*texts, strict=True))
                 texts_written = int(status.rsplit(" ", 1)[1])
             if dead_letters:
-                await conn.execute(_DEAD_LETTER, *_dead_letter_columns(dead_letters))
+                await conn.execute(sql.DEAD_LETTER, *_dead_letter_columns(dead_letters))
             if copy and registry[0]:
-                await conn.execute(_REGISTRY, *registry)
+                await conn.execute(sql.REGISTRY, *registry)
         return written, texts_written
 
     def _transient(self, exc: BaseException) -> TransientDbError:

@@ -13,6 +13,7 @@ import pytest
 
 from bridge.batch import Batch
 from bridge.config import DatabaseSettings
+from bridge.sink import timescale
 from bridge.sink.timescale import TimescaleSink
 from core.types import Point, TextPoint
 
@@ -96,3 +97,42 @@ async def test_a_poison_row_costs_only_itself(plain_db: str, route: str) -> None
         assert await conn.fetchval("SELECT site_id FROM devices WHERE device_id = 'dev-0'") == "s"
     finally:
         await conn.close()
+
+
+async def test_a_batch_meeting_stored_points_goes_again_with_on_conflict(
+    plain_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one statement is tried first without ON CONFLICT; a batch that
+    meets a stored point (or holds one twice) fails whole on the unique key
+    and is written again with it: every new point stored once, the others
+    counted as duplicates, nothing dead-lettered."""
+    monkeypatch.setattr(timescale, "GUARDED_S", 0.0)  # every batch tries the cheap way first
+    points = [Point(NOW - i * S, "dev", "flow_rate", float(i)) for i in range(15)]
+    async with TimescaleSink(DatabaseSettings(url=plain_db)) as db:
+        first = await db.write(batch(points[:10], {"dev": "site"}))
+        twice = await db.write(batch([points[10], points[10]], {}))
+        mixed = await db.write(batch(points[5:15], {}))
+    assert (first.written, first.duplicates, first.poison) == (10, 0, [])
+    assert (twice.written, twice.duplicates, twice.poison) == (1, 1, [])
+    assert (mixed.written, mixed.duplicates, mixed.poison) == (4, 6, [])
+    conn = await asyncpg.connect(plain_db)
+    try:
+        stored = await conn.fetchval("SELECT count(DISTINCT time) FROM telemetry")
+        rows = await conn.fetchval("SELECT count(*) FROM telemetry")
+        letters = await conn.fetchval("SELECT count(*) FROM rejected_messages")
+        site = await conn.fetchval("SELECT site_id FROM devices WHERE device_id = 'dev'")
+    finally:
+        await conn.close()
+    assert (stored, rows, letters, site) == (15, 15, 0, "site")
+
+
+async def test_after_a_conflict_batches_use_on_conflict_for_a_while(plain_db: str) -> None:
+    points = [Point(NOW - i * S, "dev", "flow_rate", float(i)) for i in range(4)]
+    async with TimescaleSink(DatabaseSettings(url=plain_db)) as db:
+        await db.write(batch(points[:2], {}))
+        assert db._guarded_until == 0.0  # nothing met a stored point
+        again = await db.write(batch(points[1:3], {}))
+        assert (again.written, again.duplicates) == (1, 1)
+        assert db._guarded_until > time.monotonic() + timescale.GUARDED_S - 5
+        new = await db.write(batch(points[3:], {}))
+    assert (new.written, new.duplicates) == (1, 0)
