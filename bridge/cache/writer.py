@@ -19,8 +19,9 @@ Invariants, each holding after every ``write`` (keys as in bridge.cache.keys):
 - complete_since: every point committed to the database with a time at or
   after it is in the cache (once its writer's write has run). Writers push it
   forward, never back: past the points of a write that failed or was skipped
-  (``note_lost``) or left out of the window (``write(..., window=False)``), past whatever a writer that just started may have left
-  unwritten before it (its start plus ``future_skew_s``), and, when the key
+  (``note_lost``) or left out of the window (``write(..., window=False)``),
+  past whatever a writer that just started may have left unwritten before
+  it (its start plus ``future_skew_s``), and, when the key
   is missing because Redis lost its data, past anything that data held
   (``now_us + future_skew_s``). bridge.cache.reader says what readers do
   with it.
