@@ -16,9 +16,10 @@ database, and measures side by side:
 - sparkplug:  the same points as Sparkplug B NDATA of 100 metrics by alias
               (after an NBIRTH per node), through the Sparkplug role, and its
               ratio to batch (``ratio_sparkplug_to_batch``, target 0.80);
-              these three run 3 rounds taking turns, each ratio taken against
-              its own round's batch (``formats_interleaved``; the run of
-              median rate is the one reported per format);
+              these three run 4 rounds with batch in the middle of each,
+              each ratio taken against its own round's batch and the median
+              round's reported (``formats_interleaved``; the run of median
+              rate is the one reported per format);
 - single:     the same for single-reading messages (1 worker, and 2 workers
               when 1 is CPU-bound), plus the drain rate of a queued backlog;
 - latency:    publish-to-committed and publish-to-Redis, per message, at half
@@ -36,7 +37,7 @@ PUBLISH packets on a plain socket, QoS 1, a window of 5000 unacked messages). Ev
 CPU each one used is reported next to every figure.
 
     .venv/bin/python bench/bench_ingest.py [--quick] [--soak SECONDS] [--profile] [--alarms-only]
-    .venv/bin/python bench/bench_ingest.py --quick --formats [--rounds 3]   # the formats only
+    .venv/bin/python bench/bench_ingest.py --quick --formats [--rounds 4]   # the formats only
 
 Every throughput phase starts right after a CHECKPOINT. Prints the machine and
 a table with the targets; writes bench/results/ingest.json (not with
@@ -1537,11 +1538,20 @@ def main() -> None:  # noqa: PLR0915 - one straight sequence of phases
 
 
 FORMATS = ("batch", "sparkplug", "line_protocol")
-FORMAT_ROUNDS = 3
+FORMAT_ROUNDS = 4
 """The formats' ratios are taken round by round, each against the batch phase
-of its own round, the order rotating: this host's speed drifts by 10-30%
-over half an hour with nothing else running, so two phases run once, one
-after the other, can differ by the drift alone."""
+of its own round, which runs in the middle so that both other formats run
+right beside it, one round before it and the next after it: this host's
+speed drifts by 10-40% within minutes with nothing else running (the same
+phase's CPU per point moves as much), so only phases run side by side
+compare, and one stall in a 15-second phase moves a round's ratio by a
+third: the median round is reported, with every round beside it."""
+
+
+def round_order(r: int) -> tuple[str, ...]:
+    """Sparkplug, batch, line protocol; the next round the other way round."""
+    order = ("sparkplug", "batch", "line_protocol")
+    return order if r % 2 == 0 else order[::-1]
 
 
 def format_rounds(
@@ -1549,7 +1559,7 @@ def format_rounds(
 ) -> dict[str, list[dict[str, Any]]]:
     """seed_json batches, Sparkplug NDATA (three 100-metric messages for each
     300-point seed message: the same points in as many series) and line
-    protocol (the same readings), ``rounds`` times, the order rotating."""
+    protocol (the same readings), ``rounds`` times (``round_order``)."""
     shapes = {  # (messages, devices)
         "batch": (sizes.batch_messages, sizes.batch_devices),
         "sparkplug": (sizes.batch_messages * 3, sparkplug_nodes(sizes)),
@@ -1562,7 +1572,7 @@ def format_rounds(
     }
     out: dict[str, list[dict[str, Any]]] = {k: [] for k in FORMATS}
     for r in range(rounds):
-        for kind in FORMATS[r % 3 :] + FORMATS[: r % 3]:
+        for kind in round_order(r):
             n, devices = shapes[kind]
             res = throughput(svc, kind, kind, n, devices, profile=profile)
             out[kind].append(res)
@@ -1578,7 +1588,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def format_summary(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per format: points/s per round, and its ratio to the same round's
-    batch (mean and range)."""
+    batch (the median round's, and the range)."""
     base = [res["points_per_s"] for res in rounds["batch"]]
     out: dict[str, Any] = {"batch": {"points_per_s": base}}
     for kind in FORMATS[1:]:
@@ -1587,7 +1597,7 @@ def format_summary(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         out[kind] = {
             "points_per_s": rates,
             "ratio_per_round": [round(x, 3) for x in ratios],
-            "ratio": round(statistics.mean(ratios), 3),
+            "ratio": round(statistics.median(ratios), 3),
             "range": [round(min(ratios), 3), round(max(ratios), 3)],
         }
     return out

@@ -44,6 +44,7 @@ def commit_of(tree: Path) -> str:
 
 
 PHASES = ("batch", "single", "drain", "latency")
+OPTIONAL = ("sparkplug",)  # only when named in --phases: Sparkplug NDATA as bench_ingest's formats
 
 
 def one_round(svc: Services, sizes: bi.Sizes, phases: tuple[str, ...] = PHASES) -> dict[str, float]:
@@ -54,6 +55,17 @@ def one_round(svc: Services, sizes: bi.Sizes, phases: tuple[str, ...] = PHASES) 
         out["batch_points_per_s"] = batch["points_per_s"]
         out["batch_bridge_cpu_us_per_message"] = batch["cpu_us_per_message"].get("bridge", 0.0)
         rss = max(rss, batch["rss_peak_mb"])
+    if "sparkplug" in phases:
+        n, nodes = sizes.batch_messages * 3, bi.sparkplug_nodes(sizes)
+        spark = bi.throughput(svc, "sparkplug", "sparkplug", n, nodes)
+        out["sparkplug_points_per_s"] = spark["points_per_s"]
+        out["sparkplug_bridge_cpu_us_per_point"] = (
+            spark["cpu_us_per_message"].get("bridge", 0.0) / 100
+        )
+        out["sparkplug_postgres_cpu_us_per_point"] = (
+            spark["cpu_us_per_message"].get("postgres", 0.0) / 100
+        )
+        rss = max(rss, spark["rss_peak_mb"])
     if "single" in phases:
         single = bi.throughput(
             svc, "single_w1", "single", sizes.single_messages, sizes.single_devices
@@ -109,13 +121,14 @@ def main() -> None:
     parser.add_argument(
         "--phases",
         default=",".join(PHASES),
-        help=f"comma-separated, of {', '.join(PHASES)} (default all); a subset writes "
+        help=f"comma-separated, of {', '.join(PHASES + OPTIONAL)} (default: all but "
+        f"{', '.join(OPTIONAL)}); any other set writes "
         "compare_ingest-partial.json",
     )
     args = parser.parse_args()
     phases = tuple(p for p in args.phases.split(",") if p)
-    if not phases or set(phases) - set(PHASES):
-        parser.error(f"--phases: choose among {', '.join(PHASES)}")
+    if not phases or set(phases) - set(PHASES + OPTIONAL):
+        parser.error(f"--phases: choose among {', '.join(PHASES + OPTIONAL)}")
     before = args.before.resolve()
     if not (before / ".venv" / "bin" / "python").exists():
         sys.exit(f"{before}/.venv is missing: run scripts/venv.sh in that checkout first")
@@ -157,7 +170,9 @@ def main() -> None:
         "ratio_after_to_before": ratios,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
-    out = RESULTS if set(phases) == set(PHASES) else RESULTS.with_stem("compare_ingest-partial")
+    out = (
+        RESULTS if sorted(phases) == sorted(PHASES) else RESULTS.with_stem("compare_ingest-partial")
+    )
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 
