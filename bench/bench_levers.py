@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_ingest as bi
+import compare_ingest
 from compare_ingest import PHASES, one_round, print_ratios, ratios_of
 from services import Services
 
@@ -51,11 +52,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="bench_ingest's small sizes")
     parser.add_argument("--phases", default=",".join(PHASES), help="phases, a,b,...")
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=compare_ingest.LATENCY_RATE,
+        help=f"points/s of the latency phase (default {compare_ingest.LATENCY_RATE:,})",
+    )
     args = parser.parse_args()
     variants = dict(parse_variant(v) for v in args.variant)
     if len(variants) < 2:
         parser.error("give at least two variants with different names")
     sizes = bi.QUICK if args.quick else bi.FULL
+    compare_ingest.LATENCY_RATE = args.latency_rate
     phases = tuple(p for p in args.phases.split(",") if p)
     if unknown := set(phases) - set(PHASES):
         parser.error(f"unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
@@ -93,6 +101,7 @@ def main() -> None:
         "machine": info,
         "quick": args.quick,
         "variants": variants,
+        "latency_rate_points_per_s": args.latency_rate,
         "runs": runs,
         "ratio_to_first": ratios,
         "elapsed_s": round(time.monotonic() - began, 1),

@@ -84,8 +84,10 @@ def one_round(svc: Services, sizes: bi.Sizes, phases: tuple[str, ...] = PHASES) 
         rss = max(rss, drained["rss_peak_mb"])
     if "latency" in phases:
         lat = bi.latency(svc, LATENCY_RATE, sizes)  # the rate is per point; both get the same
-        out["p99_committed_ms"] = lat["committed"]["p99"]
-        out["p99_redis_ms"] = lat["redis"]["p99"]
+        for q in ("p50", "p90", "p99"):
+            out[f"{q}_committed_ms"] = lat["committed"][q]
+            out[f"{q}_redis_ms"] = lat["redis"][q]
+        out["latency_machine_percent"] = lat["cpu_percent_of_one_core"]["machine total"]
     if rss:
         out["rss_peak_mb"] = rss
     return out
