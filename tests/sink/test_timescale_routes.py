@@ -136,3 +136,87 @@ async def test_after_a_conflict_batches_use_on_conflict_for_a_while(plain_db: st
         assert db._guarded_until > time.monotonic() + timescale.GUARDED_S - 5
         new = await db.write(batch(points[3:], {}))
     assert (new.written, new.duplicates) == (1, 0)
+
+
+def test_points_go_in_grouped_by_series_in_arrival_order() -> None:
+    """Sparkplug-shaped: messages of a hundred series each, taking turns over
+    two nodes; the statement's rows come series by series, each series'
+    points in the order they arrived, none lost or added."""
+    points = [
+        Point(NOW + msg * S, f"node-{msg % 2}", f"m{i:02d}", float(msg * 100 + i))
+        for msg in range(6)
+        for i in range(100)
+    ]
+    grouped = timescale._by_series(points)
+    assert sorted(grouped) == sorted(points)
+    series = [(p.device_id, p.metric) for p in grouped]
+    runs = [s for k, s in enumerate(series) if k == 0 or series[k - 1] != s]
+    assert len(runs) == len(set(series)) == 200  # each series in one run
+    for device, metric in set(series):
+        times = [p.time_us for p in grouped if (p.device_id, p.metric) == (device, metric)]
+        assert times == sorted(times)
+        assert len(times) == 3
+    assert grouped[:3] == [points[0], points[200], points[400]]  # node-0 m00: first seen first
+
+
+async def test_an_interleaved_batch_is_stored_whole(plain_db: str) -> None:
+    points = [
+        Point(NOW - msg * S, f"node-{msg % 3}", f"m{i}", float(i))
+        for msg in range(9)
+        for i in range(7)
+    ]
+    async with TimescaleSink(DatabaseSettings(url=plain_db)) as db:
+        result = await db.write(batch(points, {}))
+    conn = await asyncpg.connect(plain_db)
+    try:
+        rows = await conn.fetch("SELECT device_id, metric, time, value FROM telemetry")
+    finally:
+        await conn.close()
+    assert (result.written, result.duplicates, len(rows)) == (63, 0, 63)
+    assert {(r["device_id"], r["metric"], r["value"]) for r in rows} == {
+        (p.device_id, p.metric, p.value) for p in points
+    }
+
+
+@ROUTES
+async def test_registry_leaves_fresh_rows_alone_and_updates_the_rest(
+    plain_db: str, route: str
+) -> None:
+    """A device the worker's cache has forgotten but whose row is fresh costs
+    no write and no row lock (xmax stays 0); a stale row, a new site and an
+    offline device are updated."""
+    settings = DatabaseSettings(url=plain_db, write_route=route)  # type: ignore[arg-type]
+    point = Point(NOW, "fresh", "flow_rate", 1.0)
+    sites: dict[str, str | None] = {"fresh": "s1", "stale": "s1", "moved": "s1", "off": "s1"}
+    async with TimescaleSink(settings) as db:
+        await db.write(batch([point], sites))
+    conn = await asyncpg.connect(plain_db)
+    try:
+        await conn.execute(
+            "UPDATE devices SET last_seen = now() - INTERVAL '1 minute' WHERE device_id = 'stale'"
+        )
+        await conn.execute("UPDATE devices SET status = 'offline' WHERE device_id = 'off'")
+        before = dict(await conn.fetch("SELECT device_id, xmin::text FROM devices"))
+        async with TimescaleSink(settings) as db:  # a new worker: its cache is empty
+            again: dict[str, str | None] = {
+                "fresh": None,
+                "stale": None,
+                "moved": "s2",
+                "off": None,
+            }
+            await db.write(batch([point._replace(time_us=NOW + S)], again))
+        after = {
+            r["device_id"]: r
+            for r in await conn.fetch(
+                "SELECT device_id, xmin::text, xmax::text, site_id, status, "
+                "last_seen > now() - INTERVAL '10 seconds' AS recent FROM devices"
+            )
+        }
+    finally:
+        await conn.close()
+    assert (after["fresh"]["xmin"], after["fresh"]["xmax"]) == (before["fresh"], "0")
+    for device in ("stale", "moved", "off"):
+        assert after[device]["xmin"] != before[device]
+        assert (after[device]["status"], after[device]["recent"]) == ("online", True)
+    assert after["moved"]["site_id"] == "s2"
+    assert after["stale"]["site_id"] == "s1"
