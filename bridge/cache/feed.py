@@ -10,8 +10,8 @@ so catching up beats skipping.
 While ``backlog()`` says data waits for the worker (batches waiting for the
 database, or more than half of the broker's window of unacked messages
 inside it: a backlog draining, or a database or machine that is the
-bottleneck; Worker._behind), writes start at most once
-per ``interval_s`` and the batches of one interval go out together; otherwise
+bottleneck; Worker._behind), writes start at most once per ``interval_s``
+and the batches of one interval go out together; otherwise
 each batch goes out as soon as it comes. The script's cost is mostly per
 series and call (trim, TTL, the device's latest hash), not per point, so a
 call that carries several points of each series costs Redis less per point
@@ -23,8 +23,8 @@ With ``window_in_backlog`` off, a write made under a backlog carries only the
 latest value of each series (and its device): the recent window, three
 commands per series and call, is most of the script's cost, and during a
 drain, or when the machine is saturated, it competes with the database for
-the same cores. complete_since moves
-past the points left out, so readers take those times from the database.
+the same cores. complete_since moves past the points left out, so readers
+take those times from the database.
 """
 
 from __future__ import annotations
