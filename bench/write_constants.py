@@ -51,6 +51,9 @@ def build() -> dict[str, Any]:
     pair = f"ingest.json single ({sp} points/message) and batch ({bp}) runs' cpu_us_per_message"
     bridge_msg, bridge_pt = per_message_and_point(cpu_s["bridge"], sp, cpu_b["bridge"], bp)
     _, redis_pt = per_message_and_point(cpu_s["redis"], sp, cpu_b["redis"], bp)
+    pg_rows = ingest["copy_limit"]["postgres_cpu_us_per_row"]
+    pg_route = "unnest_first_try" if "unnest_first_try" in pg_rows else "unnest"
+    pg_row = pg_rows[pg_route]
     disk = storage["disk"]
     series = storage["redis"]
     return {
@@ -68,9 +71,10 @@ def build() -> dict[str, Any]:
         },
         "constants": {
             "postgres_cpu_us_per_row": constant(
-                ingest["copy_limit"]["postgres_cpu_us_per_row"]["unnest"],
+                pg_row,
                 "measured",
-                "ingest.json copy_limit.postgres_cpu_us_per_row.unnest (the sink's default route, database.write_route)",
+                f"ingest.json copy_limit.postgres_cpu_us_per_row.{pg_route} (the sink's "
+                "statement on its default route, database.write_route)",
                 "us",
             ),
             "bridge_cpu_us_per_message": constant(
