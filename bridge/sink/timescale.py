@@ -10,8 +10,8 @@ One batch is one transaction on one pooled connection:
   2. its text values: INSERT INTO telemetry_text ... FROM unnest(arrays) ON
      CONFLICT DO NOTHING, the same key and idempotency;
   3. the batch's dead letters into rejected_messages;
-  4. the device registry, for devices not updated in the last few seconds
-     (first_seen, last_seen, site).
+  4. the device registry, for devices not updated in the last
+     sql.REGISTRY_REFRESH_S seconds (first_seen, last_seen, site).
 A batch of points alone (the usual one) goes on the unnest route as one
 statement, registry included: one round trip where the COPY route takes six
 (BEGIN, COPY's two, INSERT, registry, COMMIT). That statement is first tried
@@ -101,13 +101,13 @@ def _reason(exc: BaseException) -> str:
 
 class RegistryCache:
     """Which devices this worker updated in the registry lately, so that a busy
-    fleet costs one registry statement per device every few seconds rather
-    than one per batch. Forgetting (a restart, or more devices than it holds)
+    fleet costs one registry update per device every REFRESH_S rather than
+    one per batch. Forgetting (a restart, or more devices than it holds)
     only costs the database an index lookup per device per batch (the
     REGISTRY statement leaves fresh rows alone), so it is kept small: the
     worker's memory does not grow with the fleet (bench_cardinality)."""
 
-    REFRESH_S = 5.0  # as the REGISTRY statement's own threshold
+    REFRESH_S = float(sql.REGISTRY_REFRESH_S)  # as the REGISTRY statement's own threshold
     MAX_DEVICES = 16_384
 
     def __init__(self) -> None:
