@@ -100,40 +100,43 @@ def _reason(exc: BaseException) -> str:
 
 
 class RegistryCache:
-    """Which devices this worker updated in the registry lately, so that a busy
-    fleet costs one registry update per device every REFRESH_S rather than
-    one per batch. Forgetting (a restart, or more devices than it holds)
-    only costs the database an index lookup per device per batch (the
-    REGISTRY statement leaves fresh rows alone), so it is kept small: the
-    worker's memory does not grow with the fleet (bench_cardinality)."""
+    """Which devices this worker updated in the registry in the current
+    period of REFRESH_S seconds, so that a busy fleet costs one registry
+    update per device per period rather than one per batch. At each period's
+    end it forgets them all: a device it forgot costs the database an index
+    lookup, not a write (the REGISTRY statement leaves rows refreshed within
+    REFRESH_S alone), and nothing here has to remember when a device was
+    seen. A device takes about 100 bytes (its id, a dict slot), at most
+    MAX_DEVICES of them; more in one period empties it early."""
 
     REFRESH_S = float(sql.REGISTRY_REFRESH_S)  # as the REGISTRY statement's own threshold
-    MAX_DEVICES = 16_384
+    MAX_DEVICES = 131_072
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[float, str | None]] = {}
+        self._seen: dict[str, str | None] = {}  # device -> its site, this period
+        self._period_began = time.monotonic()
 
     def stale(self, sites: dict[str, str | None]) -> dict[str, str | None]:
         """The devices of ``sites`` that need a registry update now."""
         now = time.monotonic()
+        if now - self._period_began >= self.REFRESH_S:
+            self._seen = {}
+            self._period_began = now
         seen = self._seen
-        out = {}
-        for device, site in sites.items():
-            last = seen.get(device)
-            if last is None or now - last[0] > self.REFRESH_S or (site and site != last[1]):
-                out[device] = site
-        return out
+        return {
+            device: site
+            for device, site in sites.items()
+            if device not in seen or (site is not None and site != seen[device])
+        }
 
     def refreshed(self, sites: dict[str, str | None]) -> None:
         """Called after the commit that updated them."""
-        now = time.monotonic()
-        if len(self._seen) + len(sites) > self.MAX_DEVICES:
-            fresh = now - self.REFRESH_S
-            self._seen = {d: seen for d, seen in self._seen.items() if seen[0] >= fresh}
-            if len(self._seen) + len(sites) > self.MAX_DEVICES:
-                self._seen.clear()
+        seen = self._seen
+        if len(seen) + len(sites) > self.MAX_DEVICES:
+            seen = self._seen = {}
         for device, site in sites.items():
-            self._seen[device] = (now, site)
+            if site is not None or device not in seen:
+                seen[device] = site
 
 
 class TimescaleSink:

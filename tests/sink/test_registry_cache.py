@@ -24,7 +24,7 @@ def test_recently_refreshed_devices_are_skipped_until_stale(
     assert cache.stale({"a": "s1", "b": None}) == {"a": "s1", "b": None}
 
 
-def test_the_cache_holds_at_most_max_devices_and_forgets_stale_ones_first(
+def test_the_cache_forgets_everything_each_period_and_holds_at_most_max_devices(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [1000.0]
@@ -32,13 +32,22 @@ def test_the_cache_holds_at_most_max_devices_and_forgets_stale_ones_first(
     monkeypatch.setattr(RegistryCache, "MAX_DEVICES", 100)
     cache = RegistryCache()
     cache.refreshed({f"old-{i}": None for i in range(60)})
-    now[0] += RegistryCache.REFRESH_S + 0.1
-    cache.refreshed({f"new-{i}": None for i in range(30)})
-    cache.refreshed({f"more-{i}": None for i in range(30)})  # over 100: the stale 60 go
-    assert len(cache._seen) == 60
-    assert cache.stale({"new-0": None, "more-29": None, "old-0": None}) == {"old-0": None}
-    cache.refreshed({f"flood-{i}": None for i in range(90)})  # all fresh, still over: emptied
-    assert len(cache._seen) == 90
+    now[0] += RegistryCache.REFRESH_S / 2
+    cache.refreshed(cache.stale({f"new-{i}": None for i in range(30)}))
+    assert cache.stale({"old-0": None, "new-0": None}) == {}  # both this period
+    now[0] += RegistryCache.REFRESH_S / 2  # the period ends: all forgotten, even new-0
+    assert cache.stale({"old-0": None, "new-0": "s"}) == {"old-0": None, "new-0": "s"}
+    assert cache._seen == {}
+    cache.refreshed({f"flood-{i}": None for i in range(90)})
+    cache.refreshed({"one-more": None, "and-another": None, **{f"x-{i}": None for i in range(9)}})
+    assert set(cache._seen) == {"one-more", "and-another", *(f"x-{i}" for i in range(9))}
     for n in range(0, 1000, 50):  # whatever arrives, it stays bounded
-        cache.refreshed({f"x-{n + i}": None for i in range(50)})
+        cache.refreshed({f"y-{n + i}": None for i in range(50)})
         assert len(cache._seen) <= 100
+
+
+def test_a_device_without_a_site_keeps_the_site_it_was_seen_with() -> None:
+    cache = RegistryCache()
+    cache.refreshed({"a": "s1"})
+    cache.refreshed({"a": None})
+    assert cache.stale({"a": "s1"}) == {}
