@@ -23,7 +23,8 @@ database, and measures side by side:
 - single:     the same for single-reading messages (1 worker, and 2 workers
               when 1 is CPU-bound), plus the drain rate of a queued backlog;
 - latency:    publish-to-committed and publish-to-Redis, per message, at half
-              the measured batch rate;
+              the median batch round's rate, in three 15-second windows spread
+              over the run; the median window is reported (LATENCY_ROUNDS);
 - rss_peak_mb: the bridge worker's peak RSS (VmHWM) over all of it;
 - alarms:     batch ingest over 1000 devices without alarm rules, then with 10
               rules per metric (30, bench/alarm_load.py), in the same run: the
