@@ -18,12 +18,12 @@ statement, registry included: one round trip where the COPY route takes six
 without ON CONFLICT, which costs the database less per row; a batch holding
 a point already stored fails whole on the unique key and goes again with ON
 CONFLICT DO NOTHING, as do the writes of the next GUARDED_S seconds (a
-unique violation is class 23 but never poison: it is caught first). Its
-rows go in series by series (``_by_series``). Works the same on a hypertable
-and on plain partitions. The unnest route costs PostgreSQL about a fifth
-less CPU per row than the staging COPY (bench/bench_ingest.py, "copy
-limit"), and a backlog drains faster on it (bench/README.md, "the drain
-levers").
+unique violation is class 23 but never poison: it is caught first). On
+the unnest route rows go in series by series (``_by_series``). Works the
+same on a hypertable and on plain partitions. The unnest route costs
+PostgreSQL about a fifth less CPU per row than the staging COPY
+(bench/bench_ingest.py, "copy limit"), and a backlog drains faster on it
+(bench/README.md, "the drain levers").
 
 Errors, by what the caller must do (classified here and only here, by
 SQLSTATE class, never by message text; the API asks ``is_transient`` too):
@@ -271,7 +271,7 @@ class TimescaleSink:
         points: Sequence[Point],
     ) -> int:
         """Points and registry in one statement; the rows written."""
-        columns = _columns(_by_series(points))
+        columns = _columns(points)
         if time.monotonic() >= self._guarded_until:
             try:
                 status: str = await conn.execute(sql.ONE_STATEMENT_FIRST_TIME, *registry, *columns)
@@ -349,8 +349,9 @@ def _by_series(points: Sequence[Point]) -> list[Point]:
 
 
 def _columns(points: Sequence[Point]) -> list[tuple[object, ...]]:
-    """The points as the one statement's four arrays (empty ones for none)."""
-    return list(zip(*points, strict=True)) or [(), (), (), ()]
+    """The points as the one statement's four arrays (empty ones for none),
+    series by series."""
+    return list(zip(*_by_series(points), strict=True)) or [(), (), (), ()]
 
 
 def _dead_letter_columns(rows: Sequence[DeadLetter]) -> tuple[list[object], ...]:
