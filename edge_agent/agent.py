@@ -4,7 +4,8 @@
                           │
                           └── /healthz, /metrics (Status)
 
-Everything runs on one event loop (paho's network threads aside). SIGTERM or
+Everything runs on one event loop, except paho's network threads and the
+spool's writes (their commits wait for the disk: edge_agent/spool/writer.py). SIGTERM or
 SIGINT stops the collectors (a Modbus poll under way is finished and
 spooled), forwards what is spooled for up to ``uplink.stop_grace_s``, and
 exits 0; whatever was not acknowledged stays in the spool for the next start.
@@ -27,6 +28,7 @@ from edge_agent.collect.simulator import Simulator
 from edge_agent.config import Settings
 from edge_agent.forward import Forwarder
 from edge_agent.spool import Spool
+from edge_agent.spool.writer import SpoolWriter, finish
 from edge_agent.status import Status
 from edge_agent.telemetry import DeviceHealth, Metrics
 
@@ -36,21 +38,34 @@ STATUS_LOG_INTERVAL_S = 30.0
 
 
 class SpoolSink:
-    """What collectors hand their readings to: the spool, then a word to the forwarder."""
+    """What collectors hand their readings to: the spool (its writer thread),
+    then a word to the forwarder once they are committed."""
 
-    def __init__(self, spool: Spool, forwarder: Forwarder, metrics: Metrics) -> None:
-        self._spool = spool
+    def __init__(self, writer: SpoolWriter, forwarder: Forwarder, metrics: Metrics) -> None:
+        self._writer = writer
+        self._spool = writer.spool
         self._forwarder = forwarder
         self._metrics = metrics
         self._dropped_logged_at = 0.0
 
-    def put(
+    async def put(
         self, source: str, readings: Sequence[Point], state: Mapping[str, int] | None = None
     ) -> None:
-        first_id, dropped = self._spool.append(readings, state)
-        if readings:
-            self._metrics.collected.labels(source=source).inc(len(readings))
-            self._forwarder.spooled(first_id)
+        if not readings and not state:
+            return
+        appended = self._writer.append(readings, state)
+        # Told from the future, so a collector cancelled meanwhile still has its
+        # readings forwarded.
+        appended.add_done_callback(lambda done: self._committed(source, len(readings), done))
+        await finish(appended)
+
+    def _committed(self, source: str, count: int, done: asyncio.Future[tuple[int, int]]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # the collector's put raised it
+        first_id, dropped = done.result()
+        if count:
+            self._metrics.collected.labels(source=source).inc(count)
+            self._forwarder.spooled(first_id, count)
         if dropped:
             self._metrics.dropped.inc(dropped)
             now = time.monotonic()
@@ -104,7 +119,8 @@ async def run(settings: Settings, simulate: bool) -> int:
         spool.depth,
         spool.dropped_total,
     )
-    forwarder = Forwarder(settings.uplink, settings.agent.site_id, spool, metrics)
+    writer = SpoolWriter(spool)
+    forwarder = Forwarder(settings.uplink, settings.agent.site_id, writer, metrics)
     devices: dict[str, DeviceHealth] = {}
     sources = collectors(settings, simulate, metrics, devices)
     if not sources:
@@ -118,7 +134,7 @@ async def run(settings: Settings, simulate: bool) -> int:
             settings.status.host,
             settings.status.port,
         )
-    sink = SpoolSink(spool, forwarder, metrics)
+    sink = SpoolSink(writer, forwarder, metrics)
     collecting_done = asyncio.Event()
     try:
         async with asyncio.TaskGroup() as tasks:
@@ -137,6 +153,7 @@ async def run(settings: Settings, simulate: bool) -> int:
             server.close()
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+        writer.close()
         log.info("stopped; %d readings stay in the spool for the next start", spool.depth)
         spool.close()
     return 0

@@ -60,7 +60,7 @@ from core.receipts import decode_receipt, format_origin, new_epoch, receipt_topi
 from edge_agent.config import UplinkSettings
 from edge_agent.pack import Message, Packer
 from edge_agent.receipts import Waiting, log_mode
-from edge_agent.spool import Spool
+from edge_agent.spool.writer import SpoolWriter
 from edge_agent.telemetry import Metrics, Rate
 from edge_agent.uplink import Uplink, delivered, threadsafe_waker
 
@@ -79,10 +79,12 @@ RECEIPTS_SEEN = "receipts_seen"  # spool state: 1 once the bridge sent this spoo
 
 class Forwarder:
     def __init__(
-        self, settings: UplinkSettings, site_id: str, spool: Spool, metrics: Metrics
+        self, settings: UplinkSettings, site_id: str, writer: SpoolWriter, metrics: Metrics
     ) -> None:
+        spool = writer.spool
         self._settings = settings
         self._spool = spool
+        self._writer = writer
         self._metrics = metrics
         self._packer = Packer(
             settings.topic,
@@ -98,6 +100,7 @@ class Forwarder:
 
         last_id = spool.last_id
         self._live_cursor = last_id
+        self._announced = last_id  # the last id a collector's committed append told of
         # (low exclusive, high inclusive) id ranges, oldest first; all that was
         # spooled before this start is backlog.
         self._backlog: deque[list[int]] = deque([[0, last_id]] if last_id else [])
@@ -127,9 +130,10 @@ class Forwarder:
 
     # --- called by the agent ---------------------------------------------------
 
-    def spooled(self, first_id: int) -> None:
-        """A collector's append committed readings from ``first_id`` on."""
+    def spooled(self, first_id: int, count: int) -> None:
+        """A collector's append committed ``count`` readings from ``first_id`` on."""
         self._appends.append((time.monotonic(), first_id - 1))
+        self._announced = max(self._announced, first_id + count - 1)
         self._wake_event.set()
 
     @property
@@ -295,7 +299,7 @@ class Forwarder:
             self.rate.add(points)
         done.extend(self._take_receipts())
         if done:
-            self._spool.delete(done)
+            self._writer.delete(done)
 
     def _take_receipts(self) -> list[int]:
         """The spool ids the receipts that arrived commit."""
@@ -311,7 +315,7 @@ class Forwarder:
             self._metrics.receipts.inc()
             if not self.receipts_on and self.waiting.names_sent(receipt):
                 self.receipts_on = True
-                self._spool.set_state(RECEIPTS_SEEN, 1)
+                self._writer.set_state(RECEIPTS_SEEN, 1)
                 log.info(
                     "the bridge sends commit receipts: from now on a reading leaves the spool "
                     "only once the database has it"
@@ -346,7 +350,9 @@ class Forwarder:
         cutoff = now - self._settings.live_window_s
         while self._appends and self._appends[0][0] < cutoff:
             self._appends.popleft()
-        floor = self._appends[0][1] if self._appends else self._spool.last_id
+        # Not spool.last_id: the writer thread may have committed an append the
+        # forwarder has not been told of yet, and its readings are live.
+        floor = self._appends[0][1] if self._appends else self._announced
         if floor > self._live_cursor:
             self._backlog.append([self._live_cursor, floor])
             self._live_cursor = floor

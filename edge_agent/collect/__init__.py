@@ -19,10 +19,11 @@ from core.types import Point
 
 
 class Sink(Protocol):
-    def put(
+    async def put(
         self, source: str, readings: Sequence[Point], state: Mapping[str, int] | None = None
     ) -> None:
-        """Commits ``readings`` (and collector ``state``) to the spool, in one transaction."""
+        """Commits ``readings`` (and collector ``state``) to the spool, in one
+        transaction; the commit happens even if the caller is cancelled meanwhile."""
 
     def state(self, key: str) -> int | None:
         """A collector's value saved with an earlier ``put``, or None."""

@@ -63,7 +63,7 @@ class LocalMqtt:
                 readings: list[Point] = []
                 for message in batch:
                     readings.extend(self._decode(message))
-                sink.put(self.name, readings)
+                await sink.put(self.name, readings)
                 for message in batch:
                     client.ack(message.mid, message.qos)
         finally:

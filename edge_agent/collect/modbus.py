@@ -103,7 +103,7 @@ class ModbusPoller:
                     # Stopping. Finish the poll under way (bounded by the request
                     # timeout): what the device has served is not thrown away.
                     with contextlib.suppress(Exception):
-                        sink.put(self.name, await poll)
+                        await sink.put(self.name, await poll)
                     raise
                 except (DeviceError, ModbusException, OSError, TimeoutError) as exc:
                     self._client.close()
@@ -111,7 +111,7 @@ class ModbusPoller:
                     next_poll = time.monotonic() + backoff
                     backoff = min(backoff * 2, device.backoff_max_s)
                     continue
-                sink.put(self.name, readings)
+                await sink.put(self.name, readings)
                 self._answered()
                 backoff = device.poll_interval_s
                 # Keep the schedule; skip polls that a slow answer made us miss.

@@ -29,13 +29,13 @@ transaction), so a device only ever waits on its own socket. On top of that:
   ``edge_modbus_polls_total`` counting what was sent.
 - **Group commit.** The polls that end within ``modbus.commit_interval_s``
   (0.25 s) of each other are spooled in one transaction (source "modbus"),
-  not one each. A spool commit waits for the disk (fsync) with the event loop
-  blocked: profiled with 200 devices at 1 Hz on the busy shared 2-core test
-  machine, one commit a poll kept the loop blocked in SQLite for 13 of 20 s;
-  at a load average of 3, 89 % of polls started within 10 ms with one commit
-  a poll and 99 % with group commit. The cost: a power cut or ``kill -9`` can
-  lose the polls of the last ``commit_interval_s``, as if they had been
-  missed. 0 spools every poll at once.
+  not one each: a commit waits for the disk (fsync, on the spool's writer
+  thread, so the polls go on meanwhile), and 200 devices at 1 Hz would ask
+  for 200 fsyncs a second. Profiled on the busy shared 2-core test machine
+  when commits still ran on the event loop, one commit a poll kept the loop
+  in SQLite for 13 of 20 s. The cost: a power cut or ``kill -9`` can lose the
+  polls of the last ``commit_interval_s``, as if they had been missed. 0
+  spools each batch of polls as soon as the previous commit is done.
 
 Stopping finishes the polls under way (bounded by their timeout) and spools
 what they read, as a single device's poller does.
@@ -154,36 +154,33 @@ class ScheduledPoller(ModbusPoller):
 
 
 class GroupCommit:
-    """Readings of many polls, spooled together at most every ``interval_s``."""
+    """Readings of many polls, spooled together at most every ``interval_s``;
+    with 0, whatever ended while the previous commit waited for the disk."""
 
     def __init__(self, interval_s: float, metrics: Metrics) -> None:
         self._interval_s = interval_s
         self._seconds = metrics.modbus_commit_seconds
         self._pending: list[Point] = []
         self._wake = asyncio.Event()
-        self._sink: Sink | None = None
 
     def add(self, readings: list[Point]) -> None:
         self._pending.extend(readings)
-        if self._interval_s <= 0:
-            self.flush()
-        else:
-            self._wake.set()
+        self._wake.set()
 
-    def flush(self) -> None:
-        if self._pending and self._sink is not None:
+    async def flush(self, sink: Sink) -> None:
+        if self._pending:
             pending, self._pending = self._pending, []
             started = time.perf_counter()
-            self._sink.put(ModbusFleet.name, pending)
+            await sink.put(ModbusFleet.name, pending)
             self._seconds.observe(time.perf_counter() - started)
 
     async def run(self, sink: Sink) -> None:
-        self._sink = sink
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self._interval_s)  # what else ends meanwhile joins
+            if self._interval_s > 0:
+                await asyncio.sleep(self._interval_s)  # what else ends meanwhile joins
             self._wake.clear()
-            self.flush()
+            await self.flush(sink)
 
 
 class ModbusFleet:
@@ -221,4 +218,4 @@ class ModbusFleet:
         finally:
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
-            self._commit.flush()  # what the last polls read
+            await self._commit.flush(sink)  # what the last polls read

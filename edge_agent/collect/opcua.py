@@ -203,7 +203,7 @@ class OpcUaCollector:
 
     # --- values ------------------------------------------------------------------
 
-    def _published(
+    async def _published(
         self, result: ua.PublishResult, targets: dict[int, Target], sink: Sink, lost: asyncio.Event
     ) -> None:
         data = result.NotificationMessage.NotificationData or []
@@ -223,9 +223,9 @@ class OpcUaCollector:
                 )
                 lost.set()
         if values:
-            self._store(values, sink)
+            await self._store(values, sink)
 
-    def _store(self, values: Sequence[tuple[Target, ua.DataValue]], sink: Sink) -> None:
+    async def _store(self, values: Sequence[tuple[Target, ua.DataValue]], sink: Sink) -> None:
         """Spools the readings of ``values`` in one transaction; counts the rest."""
         server = self._server
         readings: list[Point] = []
@@ -256,7 +256,7 @@ class OpcUaCollector:
         for reason, n in skipped.items():
             self._skip(n, reason)
         if readings:
-            sink.put(self.name, readings)
+            await sink.put(self.name, readings)
 
     async def _poll(
         self, requests: SessionRequests, group: OpcUaGroup, targets: list[Target], sink: Sink
@@ -269,7 +269,7 @@ class OpcUaCollector:
         while True:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             jitter.observe(max(0.0, time.monotonic() - due))
-            self._store(await requests.read(targets), sink)
+            await self._store(await requests.read(targets), sink)
             due += interval
             now = time.monotonic()
             if due < now:

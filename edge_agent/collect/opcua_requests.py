@@ -28,7 +28,7 @@ log = logging.getLogger("edge_agent.opcua")
 CHUNK = 1000  # nodes per request when the server sets no limit
 T = TypeVar("T")
 R = TypeVar("R")
-Publish = Callable[[ua.PublishResult], None]
+Publish = Callable[[ua.PublishResult], Awaitable[None]]  # asyncua awaits it before acking
 
 _LIMITS = {
     "read": ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,

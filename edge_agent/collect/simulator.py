@@ -187,5 +187,5 @@ class Simulator:
             for tick in range(next_tick, upto + 1):
                 batch.extend(fleet.readings(tick))
             next_tick = upto + 1
-            sink.put(self.name, batch, {STATE_START: start_us, STATE_NEXT_TICK: next_tick})
+            await sink.put(self.name, batch, {STATE_START: start_us, STATE_NEXT_TICK: next_tick})
             await asyncio.sleep(0)  # let the forwarder run between chunks

@@ -31,7 +31,12 @@ most ``wal_autocheckpoint`` pages, about 4 MB, i.e. the newest ~50,000
 readings). A delete lost that way only means a reading is sent twice, which
 the bridge stores once.
 
-Not thread-safe: one owner (the agent's event loop) calls every method.
+Two connections: the writes (``append``, ``delete``, ``set_state``) go
+through one, and the agent runs them on a thread of their own
+(edge_agent/spool/writer.py), one at a time; the reads go through the other,
+from the event loop. WAL lets a read run while a write waits for its fsync,
+and a read sees only committed rows. ``depth``, ``last_id`` and
+``dropped_total`` are changed by the writes only.
 """
 
 from __future__ import annotations
@@ -72,11 +77,14 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.executescript(_SCHEMA)
+        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._reader.execute("PRAGMA query_only=ON")
         self.depth = int(self._db.execute("SELECT count(*) FROM readings").fetchone()[0])
         self.dropped_total = self.get_state("dropped_total", 0)
         self.last_id = self._max_id()
 
     def close(self) -> None:
+        self._reader.close()
         self._db.close()
 
     def append(
@@ -121,9 +129,9 @@ class Spool:
         """Up to ``limit`` readings with ``after_id < id < below_id``, oldest first."""
         if below_id is None:
             sql = "SELECT * FROM readings WHERE id > ? ORDER BY id LIMIT ?"
-            return self._db.execute(sql, (after_id, limit)).fetchall()
+            return self._reader.execute(sql, (after_id, limit)).fetchall()
         sql = "SELECT * FROM readings WHERE id > ? AND id < ? ORDER BY id LIMIT ?"
-        return self._db.execute(sql, (after_id, below_id, limit)).fetchall()
+        return self._reader.execute(sql, (after_id, below_id, limit)).fetchall()
 
     def read_ids(self, ids: Iterable[int]) -> list[SpooledRow]:
         """The readings with these ids still in the spool, oldest first."""
@@ -132,7 +140,7 @@ class Spool:
         for i in range(0, len(wanted), 500):  # SQLite's host parameters, at most 999
             chunk = wanted[i : i + 500]
             sql = f"SELECT * FROM readings WHERE id IN ({','.join('?' * len(chunk))})"
-            out.extend(self._db.execute(sql, chunk).fetchall())
+            out.extend(self._reader.execute(sql, chunk).fetchall())
         out.sort()
         return out
 
@@ -156,14 +164,14 @@ class Spool:
 
     def oldest_time_us(self) -> int | None:
         """The device time of the oldest reading in the spool, None when empty."""
-        row = self._db.execute("SELECT time_us FROM readings ORDER BY id LIMIT 1").fetchone()
+        row = self._reader.execute("SELECT time_us FROM readings ORDER BY id LIMIT 1").fetchone()
         return None if row is None else int(row[0])
 
     def file_bytes(self) -> int:
         return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
 
     def get_state(self, key: str, default: int) -> int:
-        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        row = self._reader.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return default if row is None else int(row[0])
 
     def set_state(self, key: str, value: int) -> None:

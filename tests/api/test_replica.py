@@ -123,11 +123,23 @@ async def test_reads_from_a_paused_replica_have_no_gap(
             await pause.execute("SELECT pg_wal_replay_resume()")
             await pause.close()
         await wait_rows(replica_url, len(points))
-        body, headers = await api.telemetry(
-            DEVICE, metrics=[METRIC], start=iso(now - 30 * MINUTE), end=iso(now + S), step="raw"
-        )
-        assert headers == {"X-Cache": "hit", "X-Database": "replica"}
-        assert served(body) == expected(points, now - 30 * MINUTE, now + S)
+        # Now the replica serves, as soon as it has replayed all the primary had
+        # written when the read began. The primary writes WAL of its own now and
+        # then (autovacuum, checkpoints, other tests' databases), and on a busy
+        # machine replay can trail it by more than the gate's 50 ms: then the
+        # primary serves that read, with the same answer. So: every answer is
+        # checked, and the replica must serve one within the deadline.
+        deadline = time.monotonic() + 30
+        databases = []
+        while "replica" not in databases:
+            assert time.monotonic() < deadline, f"the replica never served: {databases}"
+            body, headers = await api.telemetry(
+                DEVICE, metrics=[METRIC], start=iso(now - 30 * MINUTE), end=iso(now + S), step="raw"
+            )
+            assert headers["X-Cache"] == "hit"
+            assert served(body) == expected(points, now - 30 * MINUTE, now + S)
+            databases.append(headers["X-Database"])
+            await asyncio.sleep(0.05)
 
 
 async def test_doctor_reports_the_paused_replica(plain_db: str, replica_url: str) -> None:
