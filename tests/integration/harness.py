@@ -50,10 +50,24 @@ def wait_until(
         time.sleep(every)
 
 
+def _outside_ephemeral_ports(count: int) -> tuple[int, int]:
+    """Where to look for a block: not in the kernel's ephemeral range, whose
+    ports any outgoing connection can take between our check and the
+    process's bind (a test once failed "address already in use" that way)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32_768, 60_999
+    if 65_535 - high > 2_000:
+        return high + 1, 65_535 - count
+    return 10_000, low - count - 1
+
+
 def free_port_block(count: int) -> int:
     """A base port with ``count`` free ports after it."""
+    first, last = _outside_ephemeral_ports(count)
     for _ in range(200):
-        base = random.randint(40_000, 59_000)
+        base = random.randint(first, last)
         try:
             for p in range(base, base + count):
                 with socket.socket() as s:

@@ -62,7 +62,7 @@ def test_scale_from_two_workers_to_one_by_retiring_one(
     with running(BridgeProcess(scenario, workers=1)) as one:
         one.wait_ready()
         load = Background(publisher, messages[third:], rate=2000)
-        retire = BridgeProcess(scenario)
+        retire = BridgeProcess(scenario, workers=2)  # worker 1 binds http.port + 1
         retire.start("retire", "--worker", "1")
         assert retire.wait_exit(120) == 0, retire.log()[-2000:]
         load.join()
