@@ -835,6 +835,7 @@ def throughput(  # noqa: PLR0915 - one phase, start to end
         publisher.join()
         metrics = bridge.metrics()
         hwm = {pid: status_mb(pid, "VmHWM") for pid in pids}
+        rss_end = {pid: status_mb(pid, "VmRSS") for pid in pids}
         if rules:
             log = svc.tmp / f"alarms-{phase}.log"
             evaluation = evaluate_stream(Evaluator(bridge.config, log, EVAL_PORT, ROOT), n_points)
@@ -875,6 +876,7 @@ def throughput(  # noqa: PLR0915 - one phase, start to end
         "database_background": background,
         "rss_peak_mb": round(max(hwm.values()), 1),
         "rss_sampled_max_mb": round(max(rss.values(), default=0.0), 1),
+        "rss_end_mb": round(max(rss_end.values()), 1),
     }
     if profile_out:
         out["profile"] = profile_out

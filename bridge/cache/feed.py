@@ -1,8 +1,8 @@
 """Committed batches to the Redis cache, in the background: best effort and
 bounded, never in the way of the commit that came before.
 
-A batch that finds ``max_pending`` batches already waiting is skipped, and
-the writer moves complete_since past it (``CacheWriter.note_lost``), so
+A batch that finds ``max_pending`` batches, or ``max_points`` points,
+already waiting is skipped, and the writer moves complete_since past it (``CacheWriter.note_lost``), so
 readers take those times from the database. Batches that queued up behind a
 slow write go out together, in one call: one EVALSHA costs little per point,
 so catching up beats skipping.
@@ -38,6 +38,11 @@ from bridge.errors import RedisUnavailable
 from core.types import Point
 
 MERGE_UP_TO = 20_000  # points per catch-up call
+# Points waiting, at most: 64 batches of the usual 1,000. Batches merged from
+# many small messages hold 3,000-4,000 points each, and 64 of those held
+# 110,000 points (some 11 MB) in a bridge whose Redis fell behind at 10,000
+# devices (bench/README.md, the cardinality sweep).
+MAX_PENDING_POINTS = 65_536
 
 
 class CacheFeed:
@@ -51,6 +56,7 @@ class CacheFeed:
         interval_s: float = 0.0,
         backlog: Callable[[], bool] = lambda: True,
         window_in_backlog: bool = True,
+        max_points: int = MAX_PENDING_POINTS,
     ) -> None:
         """``on_error(reason, exc)`` hears of every batch the cache misses:
         reason "backlog" (skipped, exc None) or "unavailable" (Redis failed).
@@ -58,6 +64,8 @@ class CacheFeed:
         start of the next while ``backlog()`` is true."""
         self._writer = writer
         self._queue: asyncio.Queue[list[Point]] = asyncio.Queue(max_pending)
+        self._max_points = max_points
+        self._queued_points = 0
         self._interval_s = interval_s
         self._backlog = backlog
         self._window_in_backlog = window_in_backlog
@@ -67,11 +75,24 @@ class CacheFeed:
 
     def put(self, points: list[Point]) -> None:
         """Never waits: a full queue skips the batch."""
+        if self._queued_points and self._queued_points + len(points) > self._max_points:
+            self._skip(points)
+            return
         try:
             self._queue.put_nowait(points)
         except asyncio.QueueFull:
-            self._writer.note_lost(points)
-            self._on_error("backlog", None)
+            self._skip(points)
+            return
+        self._queued_points += len(points)
+
+    def _skip(self, points: list[Point]) -> None:
+        self._writer.note_lost(points)
+        self._on_error("backlog", None)
+
+    def _take(self) -> list[Point]:
+        points = self._queue.get_nowait()
+        self._queued_points -= len(points)
+        return points
 
     @property
     def idle(self) -> bool:
@@ -84,6 +105,7 @@ class CacheFeed:
         last = -self._interval_s
         while True:
             points = await queue.get()
+            self._queued_points -= len(points)
             self._busy = True
             try:
                 backlog = self._backlog()
@@ -92,7 +114,7 @@ class CacheFeed:
                     await asyncio.sleep(wait)
                 last = time.monotonic()
                 while not queue.empty() and len(points) < MERGE_UP_TO:
-                    points = points + queue.get_nowait()
+                    points = points + self._take()
                 window = self._window_in_backlog or not backlog
                 await self._writer.write(points, time.time_ns() // 1000, window=window)
             except RedisUnavailable as exc:  # the writer noted the loss

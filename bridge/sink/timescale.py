@@ -43,6 +43,7 @@ SQLSTATE class, never by message text; the API asks ``is_transient`` too):
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -106,8 +107,9 @@ class RegistryCache:
     end it forgets them all: a device it forgot costs the database an index
     lookup, not a write (the REGISTRY statement leaves rows refreshed within
     REFRESH_S alone), and nothing here has to remember when a device was
-    seen. A device takes about 100 bytes (its id, a dict slot), at most
-    MAX_DEVICES of them; more in one period empties it early."""
+    seen. A device takes about 100 bytes (its id, a dict slot: its site is
+    one shared string per site, not a copy per device as the topics gave it),
+    at most MAX_DEVICES of them; more in one period empties it early."""
 
     REFRESH_S = float(sql.REGISTRY_REFRESH_S)  # as the REGISTRY statement's own threshold
     MAX_DEVICES = 131_072
@@ -135,8 +137,10 @@ class RegistryCache:
         if len(seen) + len(sites) > self.MAX_DEVICES:
             seen = self._seen = {}
         for device, site in sites.items():
-            if site is not None or device not in seen:
-                seen[device] = site
+            if site is not None:
+                seen[device] = sys.intern(site)
+            elif device not in seen:
+                seen[device] = None
 
 
 class TimescaleSink:

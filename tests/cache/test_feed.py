@@ -62,6 +62,43 @@ async def test_a_full_queue_skips_a_batch_and_waiting_batches_go_out_together(
         assert await reader.complete_since() == t + 5 * S + 1
 
 
+async def test_the_queue_is_bounded_by_points_too(redis_url: str) -> None:
+    t = time.time_ns() // 1000 + 3600 * S
+    written = asyncio.Event()
+    errors: list[tuple[str, RedisUnavailable | None]] = []
+    async with (
+        CacheWriter(redis_url, future_skew_s=0) as writer,
+        CacheReader(redis_url) as reader,
+    ):
+        feed = CacheFeed(
+            writer,
+            64,
+            written.set,
+            lambda reason, exc: errors.append((reason, exc)),
+            max_points=3,
+        )
+        feed.put([Point(t, "p", "m", 1.0), Point(t + S, "p", "m", 2.0)])
+        feed.put([Point(t + 2 * S, "p", "m", 3.0), Point(t + 3 * S, "p", "m", 4.0)])  # 4 > 3
+        assert errors == [("backlog", None)]
+        feed.put([Point(t + 4 * S, "p", "m", 5.0)])  # 3 fit
+        assert errors == [("backlog", None)]
+        async with running(feed):
+            await asyncio.wait_for(written.wait(), 10)
+        assert feed.idle
+        assert await reader.recent("p", "m", 0, FOREVER) == [
+            (t, "1.0"),
+            (t + S, "2.0"),
+            (t + 4 * S, "5.0"),
+        ]
+        # One batch larger than the bound is taken when nothing waits.
+        written.clear()
+        feed.put([Point(t + (5 + k) * S, "q", "m", float(k)) for k in range(5)])
+        assert errors == [("backlog", None)]
+        async with running(feed):
+            await asyncio.wait_for(written.wait(), 10)
+        assert len(await reader.recent("q", "m", 0, FOREVER)) == 5
+
+
 async def test_a_failed_write_is_reported_and_the_feed_goes_on() -> None:
     errors: asyncio.Queue[tuple[str, RedisUnavailable | None]] = asyncio.Queue()
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
