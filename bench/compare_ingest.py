@@ -47,7 +47,12 @@ PHASES = ("batch", "single", "drain", "latency")
 OPTIONAL = ("sparkplug",)  # only when named in --phases: Sparkplug NDATA as bench_ingest's formats
 
 
-def one_round(svc: Services, sizes: bi.Sizes, phases: tuple[str, ...] = PHASES) -> dict[str, float]:
+def one_round(
+    svc: Services,
+    sizes: bi.Sizes,
+    phases: tuple[str, ...] = PHASES,
+    latency_rate: int = LATENCY_RATE,
+) -> dict[str, float]:
     out: dict[str, float] = {}
     rss = 0.0
     if "batch" in phases:
@@ -83,7 +88,7 @@ def one_round(svc: Services, sizes: bi.Sizes, phases: tuple[str, ...] = PHASES) 
         out["drain_postgres_cpu_us_per_message"] = cpu.get("postgres", 0.0)
         rss = max(rss, drained["rss_peak_mb"])
     if "latency" in phases:
-        lat = bi.latency(svc, LATENCY_RATE, sizes)  # the rate is per point; both get the same
+        lat = bi.latency(svc, latency_rate, sizes)  # the rate is per point; both get the same
         for q in ("p50", "p90", "p99"):
             out[f"{q}_committed_ms"] = lat["committed"][q]
             out[f"{q}_redis_ms"] = lat["redis"][q]
@@ -127,6 +132,13 @@ def main() -> None:
         f"{', '.join(OPTIONAL)}); any other set writes "
         "compare_ingest-partial.json",
     )
+    parser.add_argument(
+        "--latency-rate",
+        type=int,
+        default=LATENCY_RATE,
+        help="points/s of the latency phase, the same for both (default %(default)s; "
+        "bench_ingest uses half of its batch rate)",
+    )
     args = parser.parse_args()
     phases = tuple(p for p in args.phases.split(",") if p)
     if not phases or set(phases) - set(PHASES + OPTIONAL):
@@ -151,7 +163,7 @@ def main() -> None:
             for name in order:
                 bi._options["bridge_root"] = svc.bridge_root = trees[name]
                 print(f"round {n + 1}/{args.rounds}: {name} ...", flush=True)
-                figures = one_round(svc, sizes, phases)
+                figures = one_round(svc, sizes, phases, args.latency_rate)
                 runs[name].append(figures)
                 print("  " + ", ".join(f"{k} {v:,}" for k, v in figures.items()), flush=True)
         info = bi.machine(svc, "plain" if not svc.timescaledb else "timescaledb")
