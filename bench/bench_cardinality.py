@@ -108,8 +108,10 @@ def level(svc: Services, devices: int, messages: int) -> dict[str, Any]:
     out |= stats | {"series": series}
     print(
         f"    {out['points_per_s']:,} points/s, bridge {out['cpu_us_per_message']['bridge']} "
-        f"us/msg, RSS peak {out['rss_peak_mb']} MB (end {out['rss_end_mb']}), Redis {out['redis_bytes'] / 2**20:.1f} MiB "
-        f"({out['redis_bytes_per_series']} B/series), database {out['db_bytes_per_point']} B/point; "
+        f"us/msg, RSS peak {out['rss_peak_mb']} MB (end {out['rss_end_mb']}), "
+        f"Redis {out['redis_bytes'] / 2**20:.1f} MiB "
+        f"({out['redis_bytes_per_series']} B/series), "
+        f"database {out['db_bytes_per_point']} B/point; "
         f"first sight of each device {out['warm_up']['points_per_s']:,} points/s",
         flush=True,
     )

@@ -744,10 +744,14 @@ def wait_sparkplug_role(bridge: Bridge, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+def points_per_message(kind: str) -> int:
+    return {"single": 3, "sparkplug": 100}.get(kind, 300)
+
+
 def first_sight(bridge: Bridge, kind: str, devices: int, start_ms: int) -> dict[str, Any]:
     """One message per device, 2 s of data time before ``start_ms``, published
     and committed; its rate is that of devices the bridge sees for the first time."""
-    per_message = {"single": 3, "sparkplug": 100}.get(kind, 300)
+    per_message = points_per_message(kind)
     warm = Publisher({"kind": kind, "n": devices, "devices": devices, "start_ms": start_ms - 2000})
     warm.start()
     done = warm.get("done", 300)[0]
@@ -813,7 +817,7 @@ def throughput(  # noqa: PLR0915 - one phase, start to end
     as in a fleet that has been running; its own rate is ``warm_up``.
     ``inspect`` is called with the phase's database URL once everything is
     committed, before the database is dropped; what it returns joins the result."""
-    per_message = {"single": 3, "sparkplug": 100}.get(kind, 300)
+    per_message = points_per_message(kind)
     n_points = messages * per_message
     span_s = (messages // devices) * (1 if kind == "single" else 10)
     # Sparkplug: the bridge's Sparkplug role reads spBv1.0/ (QoS 1 here, so

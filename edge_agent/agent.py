@@ -5,8 +5,8 @@
                           └── /healthz, /metrics (Status)
 
 Everything runs on one event loop, except paho's network threads and the
-spool's writes (their commits wait for the disk: edge_agent/spool/writer.py). SIGTERM or
-SIGINT stops the collectors (a Modbus poll under way is finished and
+spool's writes (their commits wait for the disk: edge_agent/spool/writer.py).
+SIGTERM or SIGINT stops the collectors (a Modbus poll under way is finished and
 spooled), forwards what is spooled for up to ``uplink.stop_grace_s``, and
 exits 0; whatever was not acknowledged stays in the spool for the next start.
 """

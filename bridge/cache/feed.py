@@ -2,10 +2,10 @@
 bounded, never in the way of the commit that came before.
 
 A batch that finds ``max_pending`` batches, or ``max_points`` points,
-already waiting is skipped, and the writer moves complete_since past it (``CacheWriter.note_lost``), so
-readers take those times from the database. Batches that queued up behind a
-slow write go out together, in one call: one EVALSHA costs little per point,
-so catching up beats skipping.
+already waiting is skipped, and the writer moves complete_since past it
+(``CacheWriter.note_lost``), so readers take those times from the database.
+Batches that queued up behind a slow write go out together, in one call: one
+EVALSHA costs little per point, so catching up beats skipping.
 
 While ``backlog()`` says data waits for the worker (batches waiting for the
 database, or more than half of the broker's window of unacked messages

@@ -119,7 +119,7 @@ class Spool:
         except BaseException:
             db.execute("ROLLBACK")
             self.depth = int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
-            self.dropped_total = self.get_state("dropped_total", 0)
+            self.dropped_total = _state(db, "dropped_total", 0)  # on this (the writer's) thread
             self.last_id = self._max_id()
             raise
         self.depth -= dropped
@@ -171,8 +171,7 @@ class Spool:
         return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
 
     def get_state(self, key: str, default: int) -> int:
-        row = self._reader.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return default if row is None else int(row[0])
+        return _state(self._reader, key, default)
 
     def set_state(self, key: str, value: int) -> None:
         """Stores one state value, in its own transaction."""
@@ -184,3 +183,8 @@ class Spool:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+
+def _state(db: sqlite3.Connection, key: str, default: int) -> int:
+    row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+    return default if row is None else int(row[0])
