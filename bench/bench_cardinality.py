@@ -21,7 +21,7 @@ The target: at 100k devices, at least 80% of the 1k-device rate, with RSS
 bounded (not growing with the device count beyond the cache's own keys,
 which live in Redis). The 300k level (one message per device) lies past
 every per-device bound of the bridge (the registry cache's 131,072 devices,
-the router's 16,384 topics, the cache feed's 65,536 waiting points): its RSS
+the router's 16,384 topics, the cache feed's 32,768 waiting points): its RSS
 is where the bound shows.
 
     .venv/bin/python bench/bench_cardinality.py [--quick] [--levels 1000,10000,100000,300000]

@@ -167,6 +167,10 @@ class Worker:
             if self.sparkplug is not None:
                 self.sparkplug.resume_reading()
 
+    def _cache_written(self, seconds: float) -> None:
+        self.metrics.redis_writes.inc()
+        self.metrics.redis_write_seconds.inc(seconds)
+
     def _cache_missed(self, reason: str, exc: RedisUnavailable | None) -> None:
         self.metrics.redis_errors.labels(reason).inc()
         if exc is not None and time.monotonic() - self._cache_logged > 10:
@@ -216,11 +220,12 @@ class Worker:
             self._feed = CacheFeed(
                 cache,
                 s.redis.max_pending_batches,
-                self.metrics.redis_writes.inc,
+                self._cache_written,
                 self._cache_missed,
                 interval_s=s.redis.write_interval_ms / 1000,
                 backlog=lambda: self._behind(committer),
                 window_in_backlog=s.redis.window_in_backlog,
+                backlog_share=s.redis.backlog_share,
             )
             committer = Committer(
                 db,

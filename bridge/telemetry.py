@@ -147,6 +147,11 @@ class Metrics(CommitMetrics):
         self.redis_writes = Counter(
             "bridge_redis_writes_total", "Batches written to the Redis cache", registry=r
         )
+        self.redis_write_seconds = Counter(
+            "bridge_redis_write_seconds_total",
+            "Time spent in cache writes (its rate: the share of time the cache takes)",
+            registry=r,
+        )
         self.redis_errors = Counter(
             "bridge_redis_errors_total",
             "Cache updates that failed, by reason",

@@ -19,6 +19,15 @@ and leaves the cores to the database (bench/README.md, "the drain levers").
 Live traffic that the database keeps up with pays no delay; under a backlog
 a point reaches the cache at most ``interval_s`` later than otherwise.
 
+Under a backlog the writes also keep to a share of the time
+(``backlog_share``): after a write that took ``d`` seconds the next starts
+``d / backlog_share`` after it at the earliest. A write's cost grows with the
+number of distinct series it carries, not with its points, so a fleet of
+many devices (each seen once per write, nothing to merge) would otherwise
+have Redis take a core's third from the database (bench/README.md, the
+cardinality sweep); what comes meanwhile is merged into the next write, or
+skipped when the queue is full, and complete_since moves past it.
+
 With ``window_in_backlog`` off, a write made under a backlog carries only the
 latest value of each series (and its device): the recent window, three
 commands per series and call, is most of the script's cost, and during a
@@ -37,12 +46,14 @@ from bridge.cache.writer import CacheWriter
 from bridge.errors import RedisUnavailable
 from core.types import Point
 
-MERGE_UP_TO = 20_000  # points per catch-up call
-# Points waiting, at most: 64 batches of the usual 1,000. Batches merged from
-# many small messages hold 3,000-4,000 points each, and 64 of those held
-# 110,000 points (some 11 MB) in a bridge whose Redis fell behind at 10,000
-# devices (bench/README.md, the cardinality sweep).
-MAX_PENDING_POINTS = 65_536
+MERGE_UP_TO = 20_000  # points per catch-up call that writes the window
+# Points waiting, at most (some 100 bytes each). Batches merged from many
+# small messages hold 3,000-4,000 points each, and 64 of those held 110,000
+# points (some 11 MB) in a bridge whose Redis fell behind at 10,000 devices;
+# under a backlog the writes keep to their share of the time and the queue
+# fills up to this bound at any fleet size (bench/README.md, the cardinality
+# sweep): about a second of a drain's points.
+MAX_PENDING_POINTS = 32_768
 
 
 class CacheFeed:
@@ -50,18 +61,23 @@ class CacheFeed:
         self,
         writer: CacheWriter,
         max_pending: int,
-        on_written: Callable[[], None] = lambda: None,
+        on_written: Callable[[float], None] = lambda seconds: None,
         on_error: Callable[[str, RedisUnavailable | None], None] = lambda reason, exc: None,
         *,
         interval_s: float = 0.0,
         backlog: Callable[[], bool] = lambda: True,
         window_in_backlog: bool = True,
         max_points: int = MAX_PENDING_POINTS,
+        backlog_share: float = 1.0,
     ) -> None:
-        """``on_error(reason, exc)`` hears of every batch the cache misses:
+        """``on_written(seconds)`` hears of every write that succeeded and how
+        long it took; ``on_error(reason, exc)`` hears of every batch the cache misses:
         reason "backlog" (skipped, exc None) or "unavailable" (Redis failed).
         ``interval_s``: the least time from the start of one write to the
-        start of the next while ``backlog()`` is true."""
+        start of the next while ``backlog()`` is true; ``backlog_share``: the
+        largest share of the time spent writing then (1: no limit)."""
+        if not 0 < backlog_share <= 1:
+            raise ValueError("backlog_share must be in (0, 1]")
         self._writer = writer
         self._queue: asyncio.Queue[list[Point]] = asyncio.Queue(max_pending)
         self._max_points = max_points
@@ -69,6 +85,7 @@ class CacheFeed:
         self._interval_s = interval_s
         self._backlog = backlog
         self._window_in_backlog = window_in_backlog
+        self._backlog_share = backlog_share
         self._busy = False  # holding points taken from the queue
         self._on_written = on_written
         self._on_error = on_error
@@ -103,23 +120,33 @@ class CacheFeed:
         """Writes what is put, until cancelled."""
         queue = self._queue
         last = -self._interval_s
+        gap = self._interval_s  # the least time from this write's start to the next's
         while True:
             points = await queue.get()
             self._queued_points -= len(points)
             self._busy = True
             try:
                 backlog = self._backlog()
-                wait = last + self._interval_s - time.monotonic()
+                wait = last + gap - time.monotonic()
                 if wait > 0 and backlog:
                     await asyncio.sleep(wait)
                 last = time.monotonic()
-                while not queue.empty() and len(points) < MERGE_UP_TO:
-                    points = points + self._take()
                 window = self._window_in_backlog or not backlog
-                await self._writer.write(points, time.time_ns() // 1000, window=window)
+                # Latest values only: the write keeps one point per series,
+                # so everything waiting goes, and the newest points with it.
+                merge_up_to = MERGE_UP_TO if window else self._max_points
+                if not queue.empty():
+                    points = [*points]
+                    while not queue.empty() and len(points) < merge_up_to:
+                        points.extend(self._take())
+                try:
+                    await self._writer.write(points, time.time_ns() // 1000, window=window)
+                finally:
+                    took = time.monotonic() - last
+                    gap = max(self._interval_s, took / self._backlog_share)
             except RedisUnavailable as exc:  # the writer noted the loss
                 self._on_error("unavailable", exc)
             else:
-                self._on_written()
+                self._on_written(took)
             finally:
                 self._busy = False

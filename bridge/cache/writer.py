@@ -118,6 +118,19 @@ def _group(points: Sequence[Point], latest_only: bool = False) -> list[str | int
     return out
 
 
+def _newest_per_series(points: Sequence[Point]) -> list[Point]:
+    """Each series' point of greatest time (the later one at an equal time),
+    before the batch is split into calls: a write of latest values costs
+    Redis per series, whatever the points."""
+    newest: dict[tuple[str, str], Point] = {}
+    for point in points:
+        key = (point.device_id, point.metric)
+        held = newest.get(key)
+        if held is None or point.time_us >= held.time_us:
+            newest[key] = point
+    return list(newest.values())
+
+
 class _Encoding(NamedTuple):
     lua_decode: str  # Lua expression list: the array, and the index of its first element
     pack: Callable[[list[str | int]], list[Any]]  # the array -> ARGV[7..]
@@ -169,6 +182,7 @@ class CacheWriter(CacheClient):
         window_us = self.window_s * 1_000_000
         if not window:
             self.note_lost(points)
+            points = _newest_per_series(points)
         claim = self._lost_upto_us
         head = [
             self.prefix,

@@ -9,7 +9,9 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-from bridge.cache.feed import CacheFeed
+import pytest
+
+from bridge.cache.feed import MERGE_UP_TO, CacheFeed
 from bridge.cache.reader import CacheReader
 from bridge.cache.writer import CacheWriter
 from bridge.errors import RedisUnavailable
@@ -37,7 +39,7 @@ async def test_a_full_queue_skips_a_batch_and_waiting_batches_go_out_together(
     writes: list[None] = []
     errors: list[tuple[str, RedisUnavailable | None]] = []
 
-    def on_written() -> None:
+    def on_written(_: float) -> None:
         writes.append(None)
         written.set()
 
@@ -73,7 +75,7 @@ async def test_the_queue_is_bounded_by_points_too(redis_url: str) -> None:
         feed = CacheFeed(
             writer,
             64,
-            written.set,
+            lambda _: written.set(),
             lambda reason, exc: errors.append((reason, exc)),
             max_points=3,
         )
@@ -121,7 +123,7 @@ async def test_under_a_backlog_writes_start_at_most_once_per_interval(redis_url:
         CacheReader(redis_url) as reader,
     ):
         feed = CacheFeed(
-            writer, 8, lambda: writes.put_nowait(None), interval_s=0.5, backlog=lambda: True
+            writer, 8, lambda _: writes.put_nowait(None), interval_s=0.5, backlog=lambda: True
         )
         async with running(feed):
             feed.put([Point(t, "d", "m", 1.0)])  # after a quiet spell: at once
@@ -138,6 +140,76 @@ async def test_under_a_backlog_writes_start_at_most_once_per_interval(redis_url:
         assert await reader.latest("e") == {"m": (t + 2, "3.0")}
 
 
+async def test_under_a_backlog_writes_keep_to_their_share_of_the_time(redis_url: str) -> None:
+    # A write of many series (each its own keys: what a large fleet costs),
+    # then one more batch at once: under a backlog it waits until the first
+    # write's time is a tenth of the time since it began.
+    t = time.time_ns() // 1000
+    share = 0.1
+    took: asyncio.Queue[tuple[float, float]] = asyncio.Queue()
+    async with (
+        CacheWriter(redis_url) as writer,
+        CacheReader(redis_url) as reader,
+    ):
+        feed = CacheFeed(
+            writer,
+            8,
+            lambda seconds: took.put_nowait((seconds, time.monotonic())),
+            backlog=lambda: True,
+            window_in_backlog=False,
+            backlog_share=share,
+        )
+        async with running(feed):
+            began = time.monotonic()  # the first write begins no earlier
+            feed.put([Point(t, f"dev-{k}", "m", float(k)) for k in range(5_000)])
+            first, _ = await asyncio.wait_for(took.get(), 30)
+            feed.put([Point(t + 1, "late", "m", 1.0)])
+            _, second_done = await asyncio.wait_for(took.get(), 30 + first / share)
+        assert first > 0
+        assert second_done - began >= first / share
+        assert await reader.latest("dev-4999") == {"m": (t, "4999.0")}
+        assert await reader.latest("late") == {"m": (t + 1, "1.0")}
+
+
+async def test_under_a_backlog_latest_values_take_everything_waiting_in_one_write(
+    redis_url: str,
+) -> None:
+    # 30,000 points waiting, past a windowed write's merge limit and a script
+    # call's size: one write of each series' newest point takes them all.
+    t = time.time_ns() // 1000
+    series = 2_000
+    rounds = 15
+    assert series * rounds > MERGE_UP_TO
+    took: list[float] = []
+    written = asyncio.Event()
+    async with (
+        CacheWriter(redis_url) as writer,
+        CacheReader(redis_url) as reader,
+    ):
+        feed = CacheFeed(
+            writer,
+            64,
+            lambda seconds: (took.append(seconds), written.set()),
+            backlog=lambda: True,
+            window_in_backlog=False,
+        )
+        for r in range(rounds):
+            feed.put([Point(t + r, f"s{k}", "m", float(r)) for k in range(series)])
+        async with running(feed):
+            await asyncio.wait_for(written.wait(), 30)
+            idle_after_one_write = feed.idle
+        assert idle_after_one_write
+        assert len(took) == 1
+        for k in (0, series // 2, series - 1):
+            assert await reader.latest(f"s{k}") == {"m": (t + rounds - 1, f"{rounds - 1}.0")}
+
+
+def test_a_share_outside_zero_to_one_is_refused() -> None:
+    for share in (0.0, -1.0, 1.5):
+        with pytest.raises(ValueError, match="backlog_share"):
+            CacheFeed(CacheWriter("redis://127.0.0.1:1/0"), 8, backlog_share=share)
+
+
 async def test_without_a_backlog_each_batch_goes_out_at_once(redis_url: str) -> None:
     t = time.time_ns() // 1000
     writes: asyncio.Queue[None] = asyncio.Queue()
@@ -147,7 +219,7 @@ async def test_without_a_backlog_each_batch_goes_out_at_once(redis_url: str) -> 
     ):
         # An interval of an hour that must not apply: nothing waits for the database.
         feed = CacheFeed(
-            writer, 8, lambda: writes.put_nowait(None), interval_s=3600, backlog=lambda: False
+            writer, 8, lambda _: writes.put_nowait(None), interval_s=3600, backlog=lambda: False
         )
         async with running(feed):
             for k in range(3):
@@ -170,7 +242,7 @@ async def test_under_a_backlog_without_the_window_only_latest_values_are_written
         feed = CacheFeed(
             writer,
             8,
-            lambda: writes.put_nowait(None),
+            lambda _: writes.put_nowait(None),
             backlog=lambda: backlog[0],
             window_in_backlog=False,
         )
