@@ -43,7 +43,6 @@ SQLSTATE class, never by message text; the API asks ``is_transient`` too):
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from bridge.config import DatabaseSettings
 from bridge.db.connect import where
 from bridge.errors import TransientDbError
 from bridge.sink import sql
+from bridge.sink.registry import RegistryCache
 from core.types import DeadLetter, Point, TextPoint
 
 log = logging.getLogger("bridge.sink.timescale")
@@ -98,49 +98,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate:
         return f"sqlstate_{exc.sqlstate[:2]}"
     return type(exc).__name__
-
-
-class RegistryCache:
-    """Which devices this worker updated in the registry in the current
-    period of REFRESH_S seconds, so that a busy fleet costs one registry
-    update per device per period rather than one per batch. At each period's
-    end it forgets them all: a device it forgot costs the database an index
-    lookup, not a write (the REGISTRY statement leaves rows refreshed within
-    REFRESH_S alone), and nothing here has to remember when a device was
-    seen. A device takes about 100 bytes (its id, a dict slot: its site is
-    one shared string per site, not a copy per device as the topics gave it),
-    at most MAX_DEVICES of them; more in one period empties it early."""
-
-    REFRESH_S = float(sql.REGISTRY_REFRESH_S)  # as the REGISTRY statement's own threshold
-    MAX_DEVICES = 131_072
-
-    def __init__(self) -> None:
-        self._seen: dict[str, str | None] = {}  # device -> its site, this period
-        self._period_began = time.monotonic()
-
-    def stale(self, sites: dict[str, str | None]) -> dict[str, str | None]:
-        """The devices of ``sites`` that need a registry update now."""
-        now = time.monotonic()
-        if now - self._period_began >= self.REFRESH_S:
-            self._seen = {}
-            self._period_began = now
-        seen = self._seen
-        return {
-            device: site
-            for device, site in sites.items()
-            if device not in seen or (site is not None and site != seen[device])
-        }
-
-    def refreshed(self, sites: dict[str, str | None]) -> None:
-        """Called after the commit that updated them."""
-        seen = self._seen
-        if len(seen) + len(sites) > self.MAX_DEVICES:
-            seen = self._seen = {}
-        for device, site in sites.items():
-            if site is not None:
-                seen[device] = sys.intern(site)
-            elif device not in seen:
-                seen[device] = None
 
 
 class TimescaleSink:
