@@ -19,14 +19,17 @@ and leaves the cores to the database (bench/README.md, "the drain levers").
 Live traffic that the database keeps up with pays no delay; under a backlog
 a point reaches the cache at most ``interval_s`` later than otherwise.
 
-Under a backlog the writes also keep to a share of the time
+Under a backlog that has lasted ``sustained_s`` (every look at it since
+then found it) the writes also keep to a share of the time
 (``backlog_share``): after a write that took ``d`` seconds the next starts
 ``d / backlog_share`` after it at the earliest. A write's cost grows with the
 number of distinct series it carries, not with its points, so a fleet of
 many devices (each seen once per write, nothing to merge) would otherwise
 have Redis take a core's third from the database (bench/README.md, the
 cardinality sweep); what comes meanwhile is merged into the next write, or
-skipped when the queue is full, and complete_since moves past it.
+skipped when the queue is full, and complete_since moves past it. A backlog
+that comes and goes, as at half load when a commit is slow now and then,
+does not count: spacing those writes doubled p99 publish-to-Redis there.
 
 With ``window_in_backlog`` off, a write made under a backlog carries only the
 latest value of each series (and its device): the recent window, three
@@ -54,6 +57,7 @@ MERGE_UP_TO = 20_000  # points per catch-up call that writes the window
 # fills up to this bound at any fleet size (bench/README.md, the cardinality
 # sweep): about a second of a drain's points.
 MAX_PENDING_POINTS = 32_768
+SUSTAINED_S = 2.0  # a backlog this old is a drain or a saturated machine
 
 
 class CacheFeed:
@@ -69,13 +73,15 @@ class CacheFeed:
         window_in_backlog: bool = True,
         max_points: int = MAX_PENDING_POINTS,
         backlog_share: float = 1.0,
+        sustained_s: float = SUSTAINED_S,
     ) -> None:
         """``on_written(seconds)`` hears of every write that succeeded and how
         long it took; ``on_error(reason, exc)`` hears of every batch the cache misses:
         reason "backlog" (skipped, exc None) or "unavailable" (Redis failed).
         ``interval_s``: the least time from the start of one write to the
         start of the next while ``backlog()`` is true; ``backlog_share``: the
-        largest share of the time spent writing then (1: no limit)."""
+        largest share of the time spent writing once the backlog has lasted
+        ``sustained_s`` (1: no limit)."""
         if not 0 < backlog_share <= 1:
             raise ValueError("backlog_share must be in (0, 1]")
         self._writer = writer
@@ -86,6 +92,7 @@ class CacheFeed:
         self._backlog = backlog
         self._window_in_backlog = window_in_backlog
         self._backlog_share = backlog_share
+        self._sustained_s = sustained_s
         self._busy = False  # holding points taken from the queue
         self._on_written = on_written
         self._on_error = on_error
@@ -120,14 +127,22 @@ class CacheFeed:
         """Writes what is put, until cancelled."""
         queue = self._queue
         last = -self._interval_s
-        gap = self._interval_s  # the least time from this write's start to the next's
+        took = 0.0  # the last write's time
+        backlog_since: float | None = None
         while True:
             points = await queue.get()
             self._queued_points -= len(points)
             self._busy = True
             try:
-                backlog = self._backlog()
-                wait = last + gap - time.monotonic()
+                backlog, now = self._backlog(), time.monotonic()
+                if not backlog:
+                    backlog_since = None
+                elif backlog_since is None:
+                    backlog_since = now
+                gap = self._interval_s
+                if backlog_since is not None and now - backlog_since >= self._sustained_s:
+                    gap = max(gap, took / self._backlog_share)
+                wait = last + gap - now
                 if wait > 0 and backlog:
                     await asyncio.sleep(wait)
                 last = time.monotonic()
@@ -143,7 +158,6 @@ class CacheFeed:
                     await self._writer.write(points, time.time_ns() // 1000, window=window)
                 finally:
                     took = time.monotonic() - last
-                    gap = max(self._interval_s, took / self._backlog_share)
             except RedisUnavailable as exc:  # the writer noted the loss
                 self._on_error("unavailable", exc)
             else:

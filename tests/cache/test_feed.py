@@ -158,6 +158,7 @@ async def test_under_a_backlog_writes_keep_to_their_share_of_the_time(redis_url:
             backlog=lambda: True,
             window_in_backlog=False,
             backlog_share=share,
+            sustained_s=0,
         )
         async with running(feed):
             began = time.monotonic()  # the first write begins no earlier
@@ -202,6 +203,36 @@ async def test_under_a_backlog_latest_values_take_everything_waiting_in_one_writ
         assert len(took) == 1
         for k in (0, series // 2, series - 1):
             assert await reader.latest(f"s{k}") == {"m": (t + rounds - 1, f"{rounds - 1}.0")}
+
+
+async def test_a_backlog_that_has_not_lasted_does_not_space_the_writes(redis_url: str) -> None:
+    # As above, but the backlog is younger than sustained_s: the second
+    # write follows the first without waiting out the share.
+    t = time.time_ns() // 1000
+    share = 0.01
+    took: asyncio.Queue[float] = asyncio.Queue()
+    async with (
+        CacheWriter(redis_url) as writer,
+        CacheReader(redis_url) as reader,
+    ):
+        feed = CacheFeed(
+            writer,
+            8,
+            took.put_nowait,
+            backlog=lambda: True,
+            window_in_backlog=False,
+            backlog_share=share,
+            sustained_s=3600,
+        )
+        async with running(feed):
+            feed.put([Point(t, f"dev-{k}", "m", float(k)) for k in range(5_000)])
+            first = await asyncio.wait_for(took.get(), 30)
+            after_first = time.monotonic()
+            feed.put([Point(t + 1, "late", "m", 1.0)])
+            await asyncio.wait_for(took.get(), 30)
+            second_after = time.monotonic() - after_first
+        assert second_after < first / share / 2
+        assert await reader.latest("late") == {"m": (t + 1, "1.0")}
 
 
 def test_a_share_outside_zero_to_one_is_refused() -> None:
