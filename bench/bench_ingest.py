@@ -1270,8 +1270,20 @@ class Tracker:
         return settled or time.monotonic() - self.done_at > 30
 
 
+# The tracker's lookup planned at every poll, with the table as it is then.
+# Its table is new in each window and grows by ~50,000 rows a second; the
+# generic plan that PostgreSQL caches after five executions, made while the
+# table was tiny, hash-joins a sequential scan of it: 291 ms a poll once it
+# held 900,000 rows, 0.6 ms planned afresh (bench/README.md, "the latency
+# windows"). At 50 polls a second that took up to 70% of a core in some
+# windows (until autoanalyze replanned) and not others.
+TRACKER_SETTINGS = ("SET plan_cache_mode = force_custom_plan",)
+
+
 async def _track(svc: Services, bridge: Bridge, publisher: Publisher) -> dict[str, Any]:
     conn = await asyncpg.connect(svc.db_url(f"bench_{bridge.phase}"))
+    for setting in TRACKER_SETTINGS:
+        await conn.execute(setting)
     cache = aioredis.Redis.from_url(svc.redis_url, decode_responses=True)
     tracker = Tracker(conn, cache, bridge.prefix)
     next_poll = time.monotonic()
