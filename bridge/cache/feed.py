@@ -19,8 +19,8 @@ and leaves the cores to the database (bench/README.md, "the drain levers").
 Live traffic that the database keeps up with pays no delay; under a backlog
 a point reaches the cache at most ``interval_s`` later than otherwise.
 
-Under a backlog that has lasted ``sustained_s`` (every look at it since
-then found it) the writes also keep to a share of the time
+Under a steady backlog (found by at least ``steady`` of the recent looks at
+it, weighted to the latest: ``backlog_level``) the writes also keep to a share of the time
 (``backlog_share``): after a write that took ``d`` seconds the next starts
 ``d / backlog_share`` after it at the earliest. A write's cost grows with the
 number of distinct series it carries, not with its points, so a fleet of
@@ -57,7 +57,11 @@ MERGE_UP_TO = 20_000  # points per catch-up call that writes the window
 # fills up to this bound at any fleet size (bench/README.md, the cardinality
 # sweep): about a second of a drain's points.
 MAX_PENDING_POINTS = 32_768
-SUSTAINED_S = 2.0  # a backlog this old is a drain or a saturated machine
+# How much each look at the backlog weighs in backlog_level, and the level
+# that makes it steady: from none, some 20 looks in a row (a second or two
+# of writes); a drain's backlog also goes quiet now and then.
+BACKLOG_WEIGHT = 0.1
+STEADY = 0.9
 
 
 class CacheFeed:
@@ -73,15 +77,15 @@ class CacheFeed:
         window_in_backlog: bool = True,
         max_points: int = MAX_PENDING_POINTS,
         backlog_share: float = 1.0,
-        sustained_s: float = SUSTAINED_S,
+        steady: float = STEADY,
     ) -> None:
         """``on_written(seconds)`` hears of every write that succeeded and how
         long it took; ``on_error(reason, exc)`` hears of every batch the cache misses:
         reason "backlog" (skipped, exc None) or "unavailable" (Redis failed).
         ``interval_s``: the least time from the start of one write to the
         start of the next while ``backlog()`` is true; ``backlog_share``: the
-        largest share of the time spent writing once the backlog has lasted
-        ``sustained_s`` (1: no limit)."""
+        largest share of the time spent writing while the backlog is steady
+        (1: no limit)."""
         if not 0 < backlog_share <= 1:
             raise ValueError("backlog_share must be in (0, 1]")
         self._writer = writer
@@ -92,7 +96,8 @@ class CacheFeed:
         self._backlog = backlog
         self._window_in_backlog = window_in_backlog
         self._backlog_share = backlog_share
-        self._sustained_s = sustained_s
+        self._steady = steady
+        self.backlog_level = 0.0  # the recent looks at backlog(), weighted to the latest
         self._busy = False  # holding points taken from the queue
         self._on_written = on_written
         self._on_error = on_error
@@ -128,19 +133,16 @@ class CacheFeed:
         queue = self._queue
         last = -self._interval_s
         took = 0.0  # the last write's time
-        backlog_since: float | None = None
         while True:
             points = await queue.get()
             self._queued_points -= len(points)
             self._busy = True
             try:
                 backlog, now = self._backlog(), time.monotonic()
-                if not backlog:
-                    backlog_since = None
-                elif backlog_since is None:
-                    backlog_since = now
+                level = self.backlog_level * (1 - BACKLOG_WEIGHT) + BACKLOG_WEIGHT * backlog
+                self.backlog_level = level
                 gap = self._interval_s
-                if backlog_since is not None and now - backlog_since >= self._sustained_s:
+                if backlog and level >= self._steady:
                     gap = max(gap, took / self._backlog_share)
                 wait = last + gap - now
                 if wait > 0 and backlog:

@@ -158,7 +158,7 @@ async def test_under_a_backlog_writes_keep_to_their_share_of_the_time(redis_url:
             backlog=lambda: True,
             window_in_backlog=False,
             backlog_share=share,
-            sustained_s=0,
+            steady=0.0,
         )
         async with running(feed):
             began = time.monotonic()  # the first write begins no earlier
@@ -205,9 +205,9 @@ async def test_under_a_backlog_latest_values_take_everything_waiting_in_one_writ
             assert await reader.latest(f"s{k}") == {"m": (t + rounds - 1, f"{rounds - 1}.0")}
 
 
-async def test_a_backlog_that_has_not_lasted_does_not_space_the_writes(redis_url: str) -> None:
-    # As above, but the backlog is younger than sustained_s: the second
-    # write follows the first without waiting out the share.
+async def test_a_backlog_not_yet_steady_does_not_space_the_writes(redis_url: str) -> None:
+    # As above, but the backlog is not steady yet (two looks at it): the
+    # second write follows the first without waiting out the share.
     t = time.time_ns() // 1000
     share = 0.01
     took: asyncio.Queue[float] = asyncio.Queue()
@@ -222,7 +222,7 @@ async def test_a_backlog_that_has_not_lasted_does_not_space_the_writes(redis_url
             backlog=lambda: True,
             window_in_backlog=False,
             backlog_share=share,
-            sustained_s=3600,
+            steady=1.0,
         )
         async with running(feed):
             feed.put([Point(t, f"dev-{k}", "m", float(k)) for k in range(5_000)])
