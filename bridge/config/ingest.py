@@ -119,12 +119,12 @@ class RedisSettings(Section):
         0.15,
         gt=0,
         le=1,
-        description="While data waits for the worker, the largest share of the time cache "
-        "writes may take: after a write of 40 ms the next starts 40 / share ms later at the "
-        "earliest, and what comes meanwhile goes out with it (or is skipped beyond "
-        "max_pending_batches; the API reads those times from the database). A write costs "
-        "Redis per distinct series, so a large fleet needs this to leave the cores to the "
-        "database (1: no limit).",
+        description="While data waits for the worker steadily (a drain, a saturated machine), "
+        "the largest share of the time cache writes may take: after a write of 40 ms the next "
+        "starts 40 / share ms later at the earliest, and what comes meanwhile goes out with it "
+        "(or is skipped beyond max_pending_batches; the API reads those times from the "
+        "database). A write costs Redis per distinct series, so a large fleet needs this to "
+        "leave the cores to the database (1: no limit).",
     )
 
 
