@@ -1277,13 +1277,13 @@ class Tracker:
 # held 900,000 rows, 0.6 ms planned afresh (bench/README.md, "the latency
 # windows"). At 50 polls a second that took up to 70% of a core in some
 # windows (until autoanalyze replanned) and not others.
-TRACKER_SETTINGS = ("SET plan_cache_mode = force_custom_plan",)
+TRACKER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
 async def _track(svc: Services, bridge: Bridge, publisher: Publisher) -> dict[str, Any]:
-    conn = await asyncpg.connect(svc.db_url(f"bench_{bridge.phase}"))
-    for setting in TRACKER_SETTINGS:
-        await conn.execute(setting)
+    conn = await asyncpg.connect(
+        svc.db_url(f"bench_{bridge.phase}"), server_settings=TRACKER_SETTINGS
+    )
     cache = aioredis.Redis.from_url(svc.redis_url, decode_responses=True)
     tracker = Tracker(conn, cache, bridge.prefix)
     next_poll = time.monotonic()

@@ -20,7 +20,7 @@ Live traffic that the database keeps up with pays no delay; under a backlog
 a point reaches the cache at most ``interval_s`` later than otherwise.
 
 Under a steady backlog (found by at least ``steady`` of the recent looks at
-it, weighted to the latest: ``backlog_level``) the writes also keep to a share of the time
+it, weighted to the latest) the writes also keep to a share of the time
 (``backlog_share``): after a write that took ``d`` seconds the next starts
 ``d / backlog_share`` after it at the earliest. A write's cost grows with the
 number of distinct series it carries, not with its points, so a fleet of
@@ -57,7 +57,7 @@ MERGE_UP_TO = 20_000  # points per catch-up call that writes the window
 # fills up to this bound at any fleet size (bench/README.md, the cardinality
 # sweep): about a second of a drain's points.
 MAX_PENDING_POINTS = 32_768
-# How much each look at the backlog weighs in backlog_level, and the level
+# How much each look at the backlog weighs in the feed's backlog level, and the level
 # that makes it steady: from none, some 20 looks in a row (a second or two
 # of writes); a drain's backlog also goes quiet now and then.
 BACKLOG_WEIGHT = 0.1
@@ -97,7 +97,7 @@ class CacheFeed:
         self._window_in_backlog = window_in_backlog
         self._backlog_share = backlog_share
         self._steady = steady
-        self.backlog_level = 0.0  # the recent looks at backlog(), weighted to the latest
+        self._backlog_level = 0.0  # the recent looks at backlog(), weighted to the latest
         self._busy = False  # holding points taken from the queue
         self._on_written = on_written
         self._on_error = on_error
@@ -139,8 +139,8 @@ class CacheFeed:
             self._busy = True
             try:
                 backlog, now = self._backlog(), time.monotonic()
-                level = self.backlog_level * (1 - BACKLOG_WEIGHT) + BACKLOG_WEIGHT * backlog
-                self.backlog_level = level
+                level = self._backlog_level * (1 - BACKLOG_WEIGHT) + BACKLOG_WEIGHT * backlog
+                self._backlog_level = level
                 gap = self._interval_s
                 if backlog and level >= self._steady:
                     gap = max(gap, took / self._backlog_share)

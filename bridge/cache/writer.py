@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any, ClassVar, NamedTuple
 
@@ -83,10 +83,9 @@ _NO_WINDOW = 2**62
 recent keys (and trims none), and updates only latest values and devices."""
 
 
-def _group(points: Sequence[Point], latest_only: bool = False) -> list[str | int]:
+def _group(points: Sequence[Point]) -> list[str | int]:
     """The batch as the flat array the script reads. At an equal time within
-    one device and metric, the later point replaces the earlier.
-    ``latest_only``: each series carries only its point of greatest time."""
+    one device and metric, the later point replaces the earlier."""
     by_device: dict[str, dict[str, dict[int, float]]] = {}
     for time_us, device_id, metric, value in points:
         metrics = by_device.get(device_id)
@@ -105,14 +104,8 @@ def _group(points: Sequence[Point], latest_only: bool = False) -> list[str | int
         append(len(metrics))
         out.extend(metrics)
         for series in metrics.values():
-            if latest_only and len(series) > 1:
-                newest = max(series)
-                items: Iterable[tuple[int, float]] = ((newest, series[newest]),)
-                append(1)
-            else:
-                items = series.items()
-                append(len(series))
-            for time_us, value in items:
+            append(len(series))
+            for time_us, value in series.items():
                 append(str(time_us))
                 append(value_text(value))
     return out
@@ -196,7 +189,7 @@ class CacheWriter(CacheClient):
             async with self._guard("write to"):
                 for start in range(0, len(points), MAX_POINTS_PER_CALL):
                     part = points[start : start + MAX_POINTS_PER_CALL]
-                    args = head + self._pack(_group(part, latest_only=not window))
+                    args = head + self._pack(_group(part))
                     await self._evalsha(args)
         except RedisUnavailable:
             self.note_lost(points)
