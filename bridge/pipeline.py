@@ -50,6 +50,7 @@ from bridge.receipts import Receipter
 from bridge.router import Router
 from bridge.sink.timescale import TimescaleSink
 from bridge.source.session import Session
+from bridge.source.wire import READ_CHUNK
 from bridge.sparkplug.role import SparkplugRole
 from bridge.telemetry import Metrics
 from core import http
@@ -134,13 +135,17 @@ class Worker:
 
     def _behind(self, committer: Committer) -> bool:
         """Data waits for this worker: batches wait for a writer, the last
-        batch a writer took had others behind it, or more than half of the
-        broker's window of unacked messages is in here (the broker has more
-        for us than we take). The cache then writes less (bridge.cache.feed)."""
+        batch a writer took had others behind it, more than half of the
+        broker's window of unacked messages is in here, or more than a read's
+        worth of it waits in the socket. The last two say that the broker has
+        more for us than we take; the socket's is the one that sees a worker
+        whose own loop is the bottleneck (most of the window then waits
+        unread, not inside). The cache then writes less (bridge.cache.feed)."""
         return (
             self.batches.qsize() > 0
             or committer.backlogged
             or self.tracker.in_flight > self._busy_in_flight
+            or self.session.unread > READ_CHUNK
         )
 
     def _enqueue(self, batch: Batch) -> None:

@@ -8,9 +8,10 @@ Batches that queued up behind a slow write go out together, in one call: one
 EVALSHA costs little per point, so catching up beats skipping.
 
 While ``backlog()`` says data waits for the worker (batches waiting for the
-database, or more than half of the broker's window of unacked messages
-inside it: a backlog draining, or a database or machine that is the
-bottleneck; Worker._behind), writes start at most once per ``interval_s``
+database, more than half of the broker's window of unacked messages inside
+it, or more than a read's worth unread in its socket: a backlog draining, or
+a database, machine or worker loop that is the bottleneck; Worker._behind),
+writes start at most once per ``interval_s``
 and the batches of one interval go out together; otherwise
 each batch goes out as soon as it comes. The script's cost is mostly per
 series and call (trim, TTL, the device's latest hash), not per point, so a

@@ -104,8 +104,9 @@ class RedisSettings(Section):
         100,
         ge=0,
         le=10_000,
-        description="While data waits for the worker (batches for the database, or more than "
-        "half of receive_maximum messages unacked: a backlog draining), cache writes "
+        description="While data waits for the worker (batches for the database, more than "
+        "half of receive_maximum messages unacked, or more than 64 KiB unread in the "
+        "socket: a backlog draining, or a worker that does not keep up), cache writes "
         "start at most this often and the batches committed meanwhile go out together, "
         "which costs Redis less per point (0: always one write per batch, at once).",
     )

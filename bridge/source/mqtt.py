@@ -214,6 +214,11 @@ class MqttSource:
         """Messages delivered on this connection and not yet acked."""
         return self._splitter.unacked if self._splitter is not None else 0
 
+    @property
+    def unread(self) -> int:
+        """Bytes the broker sent that wait in the socket, unread."""
+        return self._splitter.unread() if self._splitter is not None else 0
+
     def ack(self, mids: list[int]) -> None:
         """PUBACKs these packet ids, in this order, in one write: a batch's acks
         cost one system call, not one each. Nothing once closing."""

@@ -152,6 +152,11 @@ class Session:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def unread(self) -> int:
+        """Bytes the broker sent on the current connection that wait, unread."""
+        return self.source.unread if self.source is not None else 0
+
     async def publish(
         self,
         topic: str,

@@ -45,7 +45,10 @@ the real socket.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import logging
+import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -189,6 +192,19 @@ class PublishSplitter:
             return buffered + (0 if self.blocked else len(self._held))
         inner = getattr(self._sock, "pending", None)
         return buffered + (inner() if inner is not None and not self.paused else 0)
+
+    def unread(self) -> int:
+        """Bytes the broker sent that wait in the socket, unread: more than a
+        read's worth (READ_CHUNK) means it sends faster than we take. 0 when
+        the socket cannot tell (closed, or no such ioctl)."""
+        if self.closed:
+            return 0
+        count = array.array("i", [0])
+        try:
+            fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, count)
+        except (OSError, ValueError):
+            return 0
+        return count[0]
 
     def acked(self, count: int) -> None:
         """``count`` delivered QoS 1 messages were PUBACKed."""

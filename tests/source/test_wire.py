@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import socket
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.source.wire import (
+    READ_CHUNK,
     CallbackFailed,
     ProtocolViolation,
     PublishSplitter,
@@ -251,3 +253,29 @@ def test_every_publish_of_any_valid_stream_comes_out_exactly_once_however_it_is_
             idle += 1 if not sock.chunks else 0
     assert got == expected
     assert bytes(for_paho) == others
+
+
+def test_unread_counts_what_waits_in_the_socket_until_it_is_read() -> None:
+    """What tells the worker that the broker sends faster than it takes
+    (bridge.pipeline.Worker._behind): bytes the kernel holds, unread."""
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    got: list[tuple[str, bytes, int, int]] = []
+    splitter = PublishSplitter(ours, lambda *m: got.append(m))
+    try:
+        assert splitter.unread() == 0
+        packets = [publish(b"t/d", b"x" * 100, mid=i) for i in range(1, 1001)]
+        data = b"".join(packets)
+        broker.sendall(data)
+        assert splitter.unread() == len(data)
+        with contextlib.suppress(BlockingIOError):
+            splitter.recv(1)
+        assert splitter.unread() == len(data) - READ_CHUNK
+        while splitter.unread():
+            with contextlib.suppress(BlockingIOError):
+                splitter.recv(1)
+        assert len(got) == 1000
+        splitter.close()
+        assert splitter.unread() == 0  # closed: nothing to tell, no error
+    finally:
+        broker.close()

@@ -13,8 +13,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bridge.commit import Committer
 from bridge.config import Settings
 from bridge.pipeline import Worker
+from bridge.source.wire import READ_CHUNK
 from tests.integration.harness import seed_message
 from tests.source.scripted import (
     PINGREQ,
@@ -209,3 +211,29 @@ async def test_the_same_poison_message_delivered_twice_is_one_dead_letter(
         "SELECT array_agg(convert_from(payload, 'UTF8') ORDER BY id) FROM rejected_messages",
     )
     assert rows == ["{not json", "{other junk"]
+
+
+async def test_a_worker_that_does_not_keep_up_with_its_socket_is_behind(
+    plain_db: str, redis_url: str
+) -> None:
+    """More than a read's worth waiting unread in the socket counts as a
+    backlog (the cache then writes less), though little is inside the worker:
+    what a worker whose own loop is the bottleneck looks like."""
+    async with ScriptedBroker() as broker:
+        worker = Worker(settings(broker.port, plain_db, redis_url))
+        committer = Committer.__new__(Committer)  # only its flag is read
+        committer.backlogged = False
+        async with running(worker):
+            peer = await broker.accept()
+            await until(lambda: worker.session.connected, "subscribed")
+            worker.session.pause_reading()  # as a loop busy elsewhere: nothing read
+            count = 1000
+            peer.send(b"".join(publish(TOPIC, message(i), mid=i) for i in range(1, count + 1)))
+            await until(lambda: worker.session.unread > READ_CHUNK, "the messages in the socket")
+            assert worker.tracker.in_flight == 0  # nothing inside the worker...
+            assert worker._behind(committer)  # ...and still behind
+            worker.session.resume_reading()
+            await until(lambda: len(peer.acked()) == count, "every message acked")
+            assert worker.session.unread == 0
+            assert not worker._behind(committer)
+    assert await fetchval(plain_db, "SELECT count(*) FROM telemetry") == count
