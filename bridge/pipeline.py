@@ -145,8 +145,16 @@ class Worker:
             self.batches.qsize() > 0
             or committer.backlogged
             or self.tracker.in_flight > self._busy_in_flight
-            or self.session.unread > READ_CHUNK
+            or self._unread() > READ_CHUNK
         )
+
+    def _unread(self) -> int:
+        """Bytes unread in this worker's sockets: its own, and the Sparkplug
+        role's, whose batches share the worker's loop and commit queue."""
+        unread = self.session.unread
+        if self.sparkplug is not None:
+            unread += self.sparkplug.session.unread
+        return unread
 
     def _enqueue(self, batch: Batch) -> None:
         self.batches.put_nowait(batch)

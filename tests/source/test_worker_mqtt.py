@@ -19,6 +19,7 @@ from bridge.pipeline import Worker
 from bridge.source.wire import READ_CHUNK
 from tests.integration.harness import seed_message
 from tests.source.scripted import (
+    CONNECT,
     PINGREQ,
     PINGRESP,
     PUBACK,
@@ -26,12 +27,17 @@ from tests.source.scripted import (
     ScriptedBroker,
     connack,
     publish,
+    suback,
 )
+from tests.sparkplug import wire
 
 NOW_US = time.time_ns() // 1000 // 1_000_000 * 1_000_000 - 600_000_000
 
 
-def settings(port: int, db: str, redis: str, **mqtt: Any) -> Settings:
+def settings(
+    port: int, db: str, redis: str, sections: dict[str, Any] | None = None, **mqtt: Any
+) -> Settings:
+    """``sections``: more of the settings, as the config file's sections."""
     return Settings.model_validate(
         {
             "database": {"url": db, "pool_size": 1, "maintain_interval_s": 0},
@@ -49,6 +55,7 @@ def settings(port: int, db: str, redis: str, **mqtt: Any) -> Settings:
             "batch": {"max_delay_ms": 20},
             "http": {"port": 0},
             "shutdown": {"grace_s": 5},
+            **(sections or {}),
         }
     )
 
@@ -58,6 +65,7 @@ def message(i: int) -> bytes:
 
 
 TOPIC = "telemetry/site/dev"
+SPARKPLUG_NODE = "spBv1.0/plant"
 
 
 @contextlib.asynccontextmanager
@@ -237,3 +245,61 @@ async def test_a_worker_that_does_not_keep_up_with_its_socket_is_behind(
             assert worker.session.unread == 0
             assert not worker._behind(committer)
     assert await fetchval(plain_db, "SELECT count(*) FROM telemetry") == count
+
+
+async def test_the_sparkplug_roles_unread_socket_makes_the_worker_behind_too(
+    plain_db: str, redis_url: str
+) -> None:
+    """The Sparkplug role's batches share the worker's loop and commit queue,
+    so its socket counts as the worker's own; every NDATA is stored once."""
+    async with ScriptedBroker() as broker:
+        sparkplug = {"sparkplug": {"enabled": True, "standby_poll_s": 0.2}}
+        worker = Worker(settings(broker.port, plain_db, redis_url, sparkplug))
+        assert worker.sparkplug is not None
+        committer = Committer.__new__(Committer)  # only its flag is read
+        committer.backlogged = False
+        async with running(worker):
+            peers = {}
+            for _ in range(2):  # the worker's own connection and the role's, in either order
+                peer = await broker.next_peer()
+                connect = await peer.expect(CONNECT)
+                peer.send(connack())
+                mid = int.from_bytes((await peer.expect(SUBSCRIBE))[:2], "big")
+                peer.send(suback(mid, count=2))
+                peers[b"sparkplug" in connect] = peer
+            node = peers[True]
+            await until(
+                lambda: worker.sparkplug is not None and worker.sparkplug.session.connected,
+                "the role subscribed",
+            )
+            t0 = time.time_ns() // 1_000_000 - 600_000
+            birth = wire.payload(
+                [wire.metric("bdSeq", None, wire.INT64, 1), wire.metric("Temp", 1, wire.INT32, 0)],
+                timestamp=t0,
+                seq=0,
+            )
+            node.send(publish(f"{SPARKPLUG_NODE}/NBIRTH/edge1", birth, mid=1))
+            await until(lambda: node.acked() == [1], "the birth acked")
+            worker.sparkplug.session.pause_reading()  # as a loop busy elsewhere
+            count = 3000
+            node.send(
+                b"".join(
+                    publish(
+                        f"{SPARKPLUG_NODE}/NDATA/edge1",
+                        wire.payload(
+                            [wire.metric(None, 1, None, 1000 + i, value_type=wire.INT32)],
+                            timestamp=t0 + i,
+                            seq=i % 256,
+                        ),
+                        mid=2 + i,
+                    )
+                    for i in range(1, count + 1)
+                )
+            )
+            await until(lambda: worker._unread() > READ_CHUNK, "the messages in the socket")
+            assert worker.session.unread == 0  # the worker's own socket is empty...
+            assert worker._behind(committer)  # ...and it is behind all the same
+            worker.sparkplug.session.resume_reading()
+            await until(lambda: len(node.acked()) == count + 1, "every message acked")
+            assert not worker._behind(committer)
+    assert await fetchval(plain_db, "SELECT count(*) FROM telemetry WHERE value >= 1000") == count
