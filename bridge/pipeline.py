@@ -132,6 +132,7 @@ class Worker:
             )
         self.metrics.inflight_messages.set_function(lambda: self.tracker.in_flight)
         self.metrics.queued_batches.set_function(self.batches.qsize)
+        self.metrics.mqtt_unread_bytes.set_function(self._unread)
 
     def _behind(self, committer: Committer) -> bool:
         """Data waits for this worker: batches wait for a writer, the last

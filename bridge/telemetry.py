@@ -138,6 +138,12 @@ class Metrics(CommitMetrics):
         self.inflight_messages = Gauge(
             "bridge_inflight_messages", "Messages received and not yet acked", registry=r
         )
+        self.mqtt_unread_bytes = Gauge(
+            "bridge_mqtt_unread_bytes",
+            "Bytes the broker sent that wait unread in the worker's sockets; steadily over "
+            "64 KiB: the worker does not keep up (add workers)",
+            registry=r,
+        )
         self.queued_batches = Gauge(
             "bridge_queued_batches", "Closed batches waiting for a database connection", registry=r
         )

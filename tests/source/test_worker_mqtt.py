@@ -240,6 +240,9 @@ async def test_a_worker_that_does_not_keep_up_with_its_socket_is_behind(
             await until(lambda: worker.session.unread > READ_CHUNK, "the messages in the socket")
             assert worker.tracker.in_flight == 0  # nothing inside the worker...
             assert worker._behind(committer)  # ...and still behind
+            unread = worker.metrics.registry.get_sample_value("bridge_mqtt_unread_bytes")
+            assert unread is not None
+            assert unread > READ_CHUNK
             worker.session.resume_reading()
             await until(lambda: len(peer.acked()) == count, "every message acked")
             assert worker.session.unread == 0
