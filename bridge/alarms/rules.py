@@ -205,7 +205,10 @@ def describe(exc: ValidationError) -> list[tuple[str, str]]:
             message = "not a field of this kind of rule; remove it"
         elif err["type"] == "less_than_equal" and loc and loc[-1] in ("for_s", "window_s"):
             message = f"at most {MAX_WINDOW_S} s (a week): the evaluator keeps the window in memory"
-        elif err["type"] in ("greater_than", "greater_than_equal") and loc:
+        elif err["type"] in ("greater_than", "greater_than_equal") and loc[-1:] in (
+            ["for_s"],
+            ["window_s"],
+        ):
             message = f"{message} (a window or duration cannot be negative)"
         parts.append((field, message))
     return parts

@@ -52,6 +52,13 @@ def test_bad_rule_gets_a_clear_error(rule: dict[str, object], field: str, says: 
     assert any(e["field"] == field and says in e["message"] for e in errors), errors
 
 
+def test_a_count_too_small_is_not_called_a_negative_duration() -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_rule({"name": "x", "kind": "outlier", "window_s": 60, "min_samples": 1})
+    assert "greater than or equal to 3" in str(caught.value)
+    assert "duration" not in str(caught.value)
+
+
 def test_good_rules_pass() -> None:
     assert parse_rule(GOOD).kind == "threshold"
     assert rule_errors(GOOD) == []
