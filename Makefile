@@ -57,6 +57,7 @@ test: $(STAMP) lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_decoders.py
+	$(BIN)/python bench/bench_alarm_engine.py
 	$(BIN)/python bench/bench_redis.py
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_edge.py

@@ -20,6 +20,8 @@ sorted by their own timestamps, and whether an alarm is open. Contracts:
   * Bounded: a series keeps its window (plus the one sample before it that
     rate and stuck rules measure from), at most ``max_samples``; at most
     ``max_series`` series are tracked, later ones are refused and counted.
+    A window that needs more (a stuck rule over an hour at 10 Hz) is cut
+    short, counted in ``cut_short`` and its rule named in ``cut_rules``.
   * No data is judged on the clock: ``tick(now_us)`` raises for a series
     whose newest point is ``for_s`` old, and the next point that is younger
     than that clears it.
@@ -33,10 +35,10 @@ from __future__ import annotations
 
 import bisect
 import math
-import statistics
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bridge.alarms.outlier import WindowValues, score
 from bridge.alarms.rules import AnyRule, NoData, Outlier, Rate, Stuck, Threshold
 from core.types import Point
 
@@ -67,6 +69,7 @@ class Series:
     peak_score: float = -math.inf
     site_id: str | None = None
     dirty: bool = True
+    window: WindowValues | None = None  # an outlier rule's values, not stored
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -109,13 +112,19 @@ class Engine:
         self.max_samples = max_samples
         self.too_late = 0  # points older than their rule's window
         self.refused_series = 0  # series beyond max_series
+        # Points judged on a window that max_samples cut short, and their
+        # rules: such a rule sees less than it asks for and may never fire.
+        self.cut_short = 0
+        self.cut_rules: set[int] = set()
         self._by_metric: dict[str | None, list[tuple[int, AnyRule]]] = {}
         self._index()
 
     def set_rules(self, rules: dict[int, AnyRule]) -> None:
         """New rules; series of rules gone or changed start over."""
-        for key in [k for k in self.series if self.rules.get(k[0]) != rules.get(k[0])]:
-            del self.series[key]
+        changed = {r for r in self.rules.keys() | rules.keys() if self.rules.get(r) != rules.get(r)}
+        if changed:  # rules are read again every few seconds, and mostly the same
+            for key in [k for k in self.series if k[0] in changed]:
+                del self.series[key]
         self.rules = rules
         self._index()
 
@@ -205,27 +214,30 @@ class Engine:
         ):
             self.too_late += 1
             return
-        if not samples or t > samples[-1][0]:
-            samples.append((t, v))
+        if s.window is None and isinstance(rule, Outlier):
+            s.window = WindowValues(x for _, x in samples)
+        if s.window is None and (not samples or t > samples[-1][0]):
+            samples.append((t, v))  # the common case, inline: this runs per point and rule
         else:
-            i = bisect.bisect_left(samples, (t, -math.inf))
-            if i < len(samples) and samples[i][0] == t:
-                samples[i] = (t, v)
-            else:
-                samples.insert(i, (t, v))
+            _place(s, t, v)
         s.newest_us = max(s.newest_us, t)
         s.dirty = True
-        _trim(samples, s.newest_us - keep_us, _min_kept(rule), self.max_samples)
+        drop, cut = _outside(samples, s.newest_us - keep_us, _min_kept(rule), self.max_samples)
+        if drop:
+            _forget(s, drop)
+        if cut:
+            self.cut_short += 1
+            self.cut_rules.add(key[0])
         if not s.open:
-            fired = _fires(rule, samples)
+            fired = _fires(rule, s)
             if fired is not None:
-                at, value, score = fired
-                self._raise(key, s, at, value=value, score=score, out=out)
+                at, value, worst = fired
+                self._raise(key, s, at, value=value, score=worst, out=out)
             return
-        now = _measure(rule, samples)
+        now = _measure(rule, s)
         if now is not None and now[2] > s.peak_score:
             s.peak, s.peak_score = now[1], now[2]
-        if _clears(rule, samples):
+        if _clears(rule, samples, now):
             last = samples[-1]
             self._clear(key, s, last[0], now[1] if now else last[1], out)
 
@@ -258,13 +270,43 @@ def _min_kept(rule: AnyRule) -> int:
     return 2
 
 
-def _trim(samples: list[tuple[int, float]], horizon: int, min_kept: int, max_samples: int) -> None:
-    """Drops samples before the window, keeping the one just before it."""
-    i = bisect.bisect_left(samples, (horizon, -math.inf)) - 1
-    drop = min(max(i, 0), max(len(samples) - min_kept, 0))
-    drop = max(drop, len(samples) - max_samples)
-    if drop > 0:
-        del samples[:drop]
+def _place(s: Series, t: int, v: float) -> None:
+    """Puts a sample where its time goes; one of the same time is replaced."""
+    samples, window = s.samples, s.window
+    if not samples or t > samples[-1][0]:
+        samples.append((t, v))
+    else:
+        i = bisect.bisect_left(samples, (t, -math.inf))
+        if i < len(samples) and samples[i][0] == t:
+            if window is not None:
+                window.remove(samples[i][1])
+            samples[i] = (t, v)
+        else:
+            samples.insert(i, (t, v))
+    if window is not None:
+        window.add(v)
+
+
+def _forget(s: Series, drop: int) -> None:
+    """Drops the oldest ``drop`` samples."""
+    if s.window is not None:
+        for _, x in s.samples[:drop]:
+            s.window.remove(x)
+    del s.samples[:drop]
+
+
+def _outside(
+    samples: list[tuple[int, float]], horizon: int, min_kept: int, most: int
+) -> tuple[int, bool]:
+    """How many samples to drop: those before the window, but the one just
+    before it; and all but the newest ``most``. True when ``most`` cuts into
+    what the rule needs."""
+    droppable = len(samples) - min_kept
+    drop = 0  # counted from the start: a sample is dropped once, so this is O(1) a point
+    while drop < droppable and samples[drop + 1][0] < horizon:
+        drop += 1
+    over = len(samples) - most
+    return max(drop, over), over > drop
 
 
 def _breaches(direction: str, value: float, threshold: float) -> bool:
@@ -275,10 +317,10 @@ def _score(direction: str, value: float) -> float:
     return value if direction == "above" else -value
 
 
-def _fires(rule: Threshold | Rate | Stuck | Outlier, samples: list[tuple[int, float]]) -> Judgement:
+def _fires(rule: Threshold | Rate | Stuck | Outlier, s: Series) -> Judgement:
     if isinstance(rule, Threshold):
-        return _threshold_fires(rule, samples)
-    got = _measure(rule, samples)
+        return _threshold_fires(rule, s.samples)
+    got = _measure(rule, s)
     if got is None:
         return None
     if isinstance(rule, Rate):
@@ -288,12 +330,13 @@ def _fires(rule: Threshold | Rate | Stuck | Outlier, samples: list[tuple[int, fl
     return got if got[2] <= rule.epsilon else None
 
 
-def _clears(rule: Threshold | Rate | Stuck | Outlier, samples: list[tuple[int, float]]) -> bool:
+def _clears(
+    rule: Threshold | Rate | Stuck | Outlier, samples: list[tuple[int, float]], got: Judgement
+) -> bool:
     if isinstance(rule, Threshold):
         clear = rule.threshold if rule.clear_threshold is None else rule.clear_threshold
         v = samples[-1][1]
         return v <= clear if rule.direction == "above" else v >= clear
-    got = _measure(rule, samples)
     if got is None:
         return False
     if isinstance(rule, Rate):
@@ -323,10 +366,9 @@ def _threshold_fires(rule: Threshold, samples: list[tuple[int, float]]) -> Judge
     return None
 
 
-def _measure(
-    rule: Threshold | Rate | Stuck | Outlier, samples: list[tuple[int, float]]
-) -> Judgement:
+def _measure(rule: Threshold | Rate | Stuck | Outlier, s: Series) -> Judgement:
     """What the rule measures at the newest point: (time, value, score)."""
+    samples = s.samples
     t, v = samples[-1]
     if isinstance(rule, Threshold):
         return t, v, _score(rule.direction, v)
@@ -339,19 +381,8 @@ def _measure(
     if isinstance(rule, Stuck):
         spread = _spread(samples, rule.for_s)
         return None if spread is None else (t, v, spread)
-    others = [x for tx, x in samples[:-1] if tx >= t - int(rule.window_s * US)]
-    if len(others) < rule.min_samples:
-        return None
-    if rule.method == "zscore":
-        n = len(others)
-        center = math.fsum(others) / n
-        scale = math.sqrt(max(0.0, math.fsum([x * x for x in others]) / n - center * center))
-    else:
-        center = statistics.median(others)
-        scale = 1.4826 * statistics.median(abs(x - center) for x in others)
-    deviation = abs(v - center)
-    score = deviation / scale if scale > 0 else (0.0 if deviation == 0 else math.inf)
-    return t, v, score
+    assert s.window is not None  # made by _add for an outlier rule
+    return score(rule.method, rule.window_s, rule.min_samples, samples, s.window)
 
 
 def _before(samples: list[tuple[int, float]], at: int) -> tuple[int, float] | None:

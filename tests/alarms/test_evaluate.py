@@ -159,3 +159,14 @@ def test_state_round_trips_and_stays_bounded() -> None:
     w = engine(kind="stuck", for_s=10)
     feed(w, [(t / 10, 1.0) for t in range(10_000)])
     assert len(w.series[(1, "pump-1", "temp")].samples) <= 102
+
+
+def test_a_window_cut_short_by_max_samples_cannot_fire_and_is_counted() -> None:
+    spec = {"name": "r", "kind": "stuck", "for_s": 100}
+    points = [(t, 7.0) for t in range(150)]  # one a second: 100 s need 101 samples
+    cut = Engine({1: parse_rule(spec)}, max_samples=20)
+    assert feed(cut, points) == []
+    assert (cut.cut_short, cut.cut_rules) == (150 - 20, {1})
+    whole = Engine({1: parse_rule(spec)}, max_samples=200)
+    assert feed(whole, points) == [("raised", 100)]
+    assert (whole.cut_short, whole.cut_rules) == (0, set())
