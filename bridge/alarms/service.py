@@ -62,9 +62,10 @@ READ_COUNT = 200
 MAX_HELD_POINTS = 100_000
 JUDGE_POINTS = 20_000  # points judged per step, between reads of the stream
 # Points judged between two turns of the event loop, so that /metrics,
-# /health and the MQTT session's keepalive answer during a step: a point
-# costs 10-300 µs (an outlier rule reads its whole window), and a step of
-# 20,000 at the slow end blocked for 5 s, past a scrape's timeout.
+# /health and the MQTT session's keepalive answer during a step: with ten
+# rules on a metric a point costs ~100 µs, and a whole step of 20,000 once
+# blocked for 5 s (outlier rules then read their whole window), past a
+# scrape's timeout.
 OBSERVE_CHUNK = 500
 
 
@@ -87,6 +88,25 @@ class Evaluator:
         self.open_alarms = Gauge(
             "bridge_alarm_open_series", "Series with an open alarm", registry=self.registry
         )
+        self.engine_counts = {
+            "too_late": Counter(
+                "bridge_alarm_points_too_late",
+                "Points older than their rule's window behind the series' newest: not judged",
+                registry=self.registry,
+            ),
+            "refused_series": Counter(
+                "bridge_alarm_series_refused",
+                "Points of series beyond alarms.max_series: not judged",
+                registry=self.registry,
+            ),
+            "cut_short": Counter(
+                "bridge_alarm_points_cut_short",
+                "Points judged on a window that alarms.max_samples cut short (raise it)",
+                registry=self.registry,
+            ),
+        }
+        self._counted = dict.fromkeys(self.engine_counts, 0)
+        self._cut_rules_said: set[int] = set()
         self.engine = Engine({}, settings.alarms.max_series, settings.alarms.max_samples)
         self.last_id = "0-0"
         self._devices: dict[str, tuple[str | None, str | None]] = {}  # id -> (site, type)
@@ -248,6 +268,25 @@ class Evaluator:
                 self._pending += observe(point, site_id or site, device_type, now_us=now_us)
             self.points.inc(len(chunk))
             await asyncio.sleep(0)  # the loop's turn: nothing else touches the engine
+        self._count_engine()
+
+    def _count_engine(self) -> None:
+        """The engine's counts to /metrics, and a warning for each rule whose
+        window alarms.max_samples cuts short, once."""
+        for name, counter in self.engine_counts.items():
+            now = getattr(self.engine, name)
+            counter.inc(now - self._counted[name])
+            self._counted[name] = now
+        for rule_id in self.engine.cut_rules - self._cut_rules_said:
+            self._cut_rules_said.add(rule_id)
+            log.warning(
+                "rule %s needs more than alarms.max_samples (%d) samples of a series for its "
+                "window, so it is judged on the newest %d only and may never fire: raise "
+                "alarms.max_samples or shorten the rule's window",
+                _name(self.engine.rules.get(rule_id)),
+                self.engine.max_samples,
+                self.engine.max_samples,
+            )
 
     async def _flush(self, conn: asyncpg.Connection) -> None:
         series = self.engine.series

@@ -1,0 +1,86 @@
+"""A rule whose window needs more samples than alarms.max_samples keeps (a
+stuck rule over an hour of 10 Hz points needs 36,000) is judged on the
+newest max_samples only and can never reach back its whole duration. The
+evaluator says so: a warning naming the rule, once, and a counter of the
+points judged that way, where it used to stay silent and never fire."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import asyncpg
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from bridge.alarms import store
+from bridge.alarms.rules import parse_rule
+from bridge.alarms.service import Evaluator
+from bridge.config import (
+    AlarmSettings,
+    DatabaseSettings,
+    HttpSettings,
+    MqttSettings,
+    RedisSettings,
+    Settings,
+)
+from tests.conftest import Stack
+
+POINTS, KEPT = 150, 20  # one a second: the rule's 100 s need 101 samples
+
+
+async def _go(stack: Stack, db_url: str, redis_url: str, name: str, metric: str) -> Evaluator:
+    conn = await asyncpg.connect(db_url)
+    try:
+        rule = {"name": name, "kind": "stuck", "for_s": 100, "select": {"metric": metric}}
+        await store.upsert_rule(conn, parse_rule(rule))
+    finally:
+        await conn.close()
+    prefix = f"cut{uuid.uuid4().hex[:6]}:"
+    settings = Settings(  # type: ignore[call-arg]
+        database=DatabaseSettings(url=db_url),  # type: ignore[call-arg]
+        redis=RedisSettings(url=redis_url, prefix=prefix),  # type: ignore[call-arg]
+        mqtt=MqttSettings(port=stack.mqtt_port, client_id=f"eval-{prefix[:-1]}"),  # type: ignore[call-arg]
+        http=HttpSettings(port=0),  # type: ignore[call-arg]
+        alarms=AlarmSettings(enabled=True, http_port=0, reorder_s=0.1, max_samples=KEPT),  # type: ignore[call-arg]
+    )
+    client = aioredis.Redis.from_url(redis_url)
+    t = 1_800_000_000_000_000
+    try:
+        rows = [[t + i * 1_000_000, "pump-1", "s", metric, 7.0] for i in range(POINTS)]
+        await client.xadd(prefix + "alarms:points", {"p": orjson.dumps(rows)})
+        evaluator = Evaluator(settings)
+        stop = asyncio.Event()
+        task = asyncio.create_task(evaluator.run(stop))
+        try:
+            async with asyncio.timeout(60):
+                while evaluator.registry.get_sample_value("bridge_alarm_points_total") != POINTS:
+                    assert not task.done(), task
+                    await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        return evaluator
+    finally:
+        await client.delete(prefix + "alarms:points")
+        await client.aclose()
+
+
+def test_a_window_cut_short_by_max_samples_is_said_and_counted(
+    stack: Stack, plain_db: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    name, metric = f"stuck-{uuid.uuid4().hex[:6]}", f"m{uuid.uuid4().hex[:6]}"
+    with caplog.at_level(logging.WARNING, logger="bridge.alarms"):
+        evaluator = asyncio.run(_go(stack, plain_db, redis_url, name, metric))
+    sample = evaluator.registry.get_sample_value
+    assert sample("bridge_alarm_points_cut_short_total") == POINTS - KEPT
+    assert sample("bridge_alarm_points_too_late_total") == 0
+    assert sample("bridge_alarm_series_refused_total") == 0
+    said = [r.getMessage() for r in caplog.records if name in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"alarms.max_samples ({KEPT})" in said[0]
+    assert "raise alarms.max_samples" in said[0]
+    # and the constant series was never judged stuck: its window never reached 100 s
+    assert not any(s.open for s in evaluator.engine.series.values())
