@@ -101,7 +101,10 @@ class AlarmSettings(Section):
         200_000, ge=1, description="Series (rule, device, metric) the evaluator tracks at most."
     )
     max_samples: int = Field(
-        10_000, ge=10, description="Samples one series keeps for its rule's window at most."
+        10_000,
+        ge=10,
+        description="Samples one series keeps for its rule's window at most; a window that "
+        "needs more is judged on the newest only, and the evaluator warns naming the rule.",
     )
     topic_prefix: str = Field(
         "alerts", description="Transitions are published on <topic_prefix>/<site>/<device>."
