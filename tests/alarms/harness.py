@@ -3,11 +3,14 @@ alarms as stored: for the end-to-end alarm tests."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,54 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bridge.alarms import store
+from bridge.alarms.rules import parse_rule
+from bridge.alarms.service import Evaluator
+from bridge.config import (
+    AlarmSettings,
+    DatabaseSettings,
+    HttpSettings,
+    MqttSettings,
+    RedisSettings,
+    Settings,
+)
 from tests.conftest import ROOT, Stack, run
 from tests.integration.harness import Scenario, free_port_block, wait_until
+
+
+async def store_rules(db_url: str, rules: list[dict[str, Any]]) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        for rule in rules:
+            await store.upsert_rule(conn, parse_rule(rule))
+    finally:
+        await conn.close()
+
+
+def in_process_settings(
+    stack: Stack, db_url: str, redis_url: str, prefix: str, **alarms: Any
+) -> Settings:
+    """Settings for an Evaluator run in the test's own process, on its own
+    stream (the Redis prefix)."""
+    return Settings(  # type: ignore[call-arg]
+        database=DatabaseSettings(url=db_url),  # type: ignore[call-arg]
+        redis=RedisSettings(url=redis_url, prefix=prefix),  # type: ignore[call-arg]
+        mqtt=MqttSettings(port=stack.mqtt_port, client_id=f"eval-{prefix[:-1]}"),  # type: ignore[call-arg]
+        http=HttpSettings(port=0),  # type: ignore[call-arg]
+        alarms=AlarmSettings(enabled=True, http_port=0, **alarms),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(evaluator: Evaluator) -> AsyncIterator[asyncio.Task[None]]:
+    """The evaluator's run as a task, stopped (and awaited) on the way out."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(evaluator.run(stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
 
 
 def alarm_settings(scenario: Scenario, port: int, **more: Any) -> str:

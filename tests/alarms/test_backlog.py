@@ -13,41 +13,22 @@ import asyncio
 import itertools
 import uuid
 
-import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from bridge.alarms import service, store
-from bridge.alarms.rules import parse_rule
+from bridge.alarms import service
 from bridge.alarms.service import Evaluator
-from bridge.config import (
-    AlarmSettings,
-    DatabaseSettings,
-    HttpSettings,
-    MqttSettings,
-    RedisSettings,
-    Settings,
-)
+from tests.alarms.harness import in_process_settings, running, store_rules
 from tests.conftest import Stack
 
 ENTRIES, PER_ENTRY = 120, 1000  # 120,000 points: six judging steps or more
 
 
 async def _go(stack: Stack, db_url: str, redis_url: str) -> list[float]:
-    conn = await asyncpg.connect(db_url)
-    try:
-        rule = {"name": "never", "kind": "threshold", "direction": "above", "threshold": 1e12}
-        await store.upsert_rule(conn, parse_rule(rule | {"select": {"metric": "temp"}}))
-    finally:
-        await conn.close()
+    rule = {"name": "never", "kind": "threshold", "direction": "above", "threshold": 1e12}
+    await store_rules(db_url, [rule | {"select": {"metric": "temp"}}])
     prefix = f"backlog{uuid.uuid4().hex[:6]}:"
-    settings = Settings(  # type: ignore[call-arg]
-        database=DatabaseSettings(url=db_url),  # type: ignore[call-arg]
-        redis=RedisSettings(url=redis_url, prefix=prefix),  # type: ignore[call-arg]
-        mqtt=MqttSettings(port=stack.mqtt_port, client_id=f"eval-{prefix[:-1]}"),  # type: ignore[call-arg]
-        http=HttpSettings(port=0),  # type: ignore[call-arg]
-        alarms=AlarmSettings(enabled=True, http_port=0, reorder_s=0.1),  # type: ignore[call-arg]
-    )
+    settings = in_process_settings(stack, db_url, redis_url, prefix, reorder_s=0.1)
     client = aioredis.Redis.from_url(redis_url)
     t = 1_800_000_000_000_000
     try:
@@ -57,18 +38,15 @@ async def _go(stack: Stack, db_url: str, redis_url: str) -> list[float]:
             ]
             await client.xadd(prefix + "alarms:points", {"p": orjson.dumps(rows)})
         evaluator = Evaluator(settings)
-        stop = asyncio.Event()
-        task = asyncio.create_task(evaluator.run(stop))
         seen: list[float] = []
         total = ENTRIES * PER_ENTRY
-        while not seen or seen[-1] < total:
-            value = evaluator.registry.get_sample_value("bridge_alarm_points_total") or 0.0
-            if not seen or value != seen[-1]:
-                seen.append(value)
-            assert not task.done(), task
-            await asyncio.sleep(0.005)  # runs only when the evaluator lets the loop go
-        stop.set()
-        await asyncio.wait_for(task, 30)
+        async with running(evaluator) as task:
+            while not seen or seen[-1] < total:
+                value = evaluator.registry.get_sample_value("bridge_alarm_points_total") or 0.0
+                if not seen or value != seen[-1]:
+                    seen.append(value)
+                assert not task.done(), task
+                await asyncio.sleep(0.005)  # runs only when the evaluator lets the loop go
         return seen
     finally:
         await client.delete(prefix + "alarms:points")

@@ -10,41 +10,24 @@ import asyncio
 import logging
 import uuid
 
-import asyncpg
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from bridge.alarms import store
-from bridge.alarms.rules import parse_rule
 from bridge.alarms.service import Evaluator
-from bridge.config import (
-    AlarmSettings,
-    DatabaseSettings,
-    HttpSettings,
-    MqttSettings,
-    RedisSettings,
-    Settings,
-)
+from tests.alarms.harness import in_process_settings, running, store_rules
 from tests.conftest import Stack
 
 POINTS, KEPT = 150, 20  # one a second: the rule's 100 s need 101 samples
 
 
 async def _go(stack: Stack, db_url: str, redis_url: str, name: str, metric: str) -> Evaluator:
-    conn = await asyncpg.connect(db_url)
-    try:
-        rule = {"name": name, "kind": "stuck", "for_s": 100, "select": {"metric": metric}}
-        await store.upsert_rule(conn, parse_rule(rule))
-    finally:
-        await conn.close()
+    await store_rules(
+        db_url, [{"name": name, "kind": "stuck", "for_s": 100, "select": {"metric": metric}}]
+    )
     prefix = f"cut{uuid.uuid4().hex[:6]}:"
-    settings = Settings(  # type: ignore[call-arg]
-        database=DatabaseSettings(url=db_url),  # type: ignore[call-arg]
-        redis=RedisSettings(url=redis_url, prefix=prefix),  # type: ignore[call-arg]
-        mqtt=MqttSettings(port=stack.mqtt_port, client_id=f"eval-{prefix[:-1]}"),  # type: ignore[call-arg]
-        http=HttpSettings(port=0),  # type: ignore[call-arg]
-        alarms=AlarmSettings(enabled=True, http_port=0, reorder_s=0.1, max_samples=KEPT),  # type: ignore[call-arg]
+    settings = in_process_settings(
+        stack, db_url, redis_url, prefix, reorder_s=0.1, max_samples=KEPT
     )
     client = aioredis.Redis.from_url(redis_url)
     t = 1_800_000_000_000_000
@@ -52,16 +35,10 @@ async def _go(stack: Stack, db_url: str, redis_url: str, name: str, metric: str)
         rows = [[t + i * 1_000_000, "pump-1", "s", metric, 7.0] for i in range(POINTS)]
         await client.xadd(prefix + "alarms:points", {"p": orjson.dumps(rows)})
         evaluator = Evaluator(settings)
-        stop = asyncio.Event()
-        task = asyncio.create_task(evaluator.run(stop))
-        try:
-            async with asyncio.timeout(60):
-                while evaluator.registry.get_sample_value("bridge_alarm_points_total") != POINTS:
-                    assert not task.done(), task
-                    await asyncio.sleep(0.05)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
+        async with running(evaluator) as task, asyncio.timeout(60):
+            while evaluator.registry.get_sample_value("bridge_alarm_points_total") != POINTS:
+                assert not task.done(), task
+                await asyncio.sleep(0.05)
         return evaluator
     finally:
         await client.delete(prefix + "alarms:points")

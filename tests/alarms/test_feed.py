@@ -7,27 +7,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
 import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from bridge.alarms import store
 from bridge.alarms.feed import AlarmFeed
-from bridge.alarms.rules import parse_rule
 from bridge.batch import Batch
 from bridge.commit import CommitResult
 from bridge.config import DatabaseSettings, RedisSettings, Settings
 from core.types import DeadLetter, Point
+from tests.alarms.harness import store_rules
 
 
 async def _run(db_url: str, redis_url: str, rules: list[dict[str, object]]) -> list[list[object]]:
-    conn = await asyncpg.connect(db_url)
-    try:
-        for rule in rules:
-            await store.upsert_rule(conn, parse_rule(rule))
-    finally:
-        await conn.close()
+    await store_rules(db_url, rules)
     prefix = f"feed{uuid.uuid4().hex[:6]}:"
     settings = Settings(  # type: ignore[call-arg]
         database=DatabaseSettings(url=db_url),  # type: ignore[call-arg]
