@@ -44,6 +44,7 @@ from core.types import Point
 
 US = 1_000_000
 SeriesKey = tuple[int, str, str]  # rule id, device_id, metric ('' for device-level)
+Samples = list[tuple[int, float]]  # (time_us, value), in time order
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,7 +61,7 @@ class Transition:
 
 @dataclass(slots=True)
 class Series:
-    samples: list[tuple[int, float]] = field(default_factory=list)
+    samples: Samples = field(default_factory=list)
     newest_us: int = -1
     open: bool = False
     alert_id: int | None = None  # set by the store once the alarm row exists
@@ -295,9 +296,7 @@ def _forget(s: Series, drop: int) -> None:
     del s.samples[:drop]
 
 
-def _outside(
-    samples: list[tuple[int, float]], horizon: int, min_kept: int, most: int
-) -> tuple[int, bool]:
+def _outside(samples: Samples, horizon: int, min_kept: int, most: int) -> tuple[int, bool]:
     """How many samples to drop: those before the window, but the one just
     before it; and all but the newest ``most``. True when ``most`` cuts into
     what the rule needs."""
@@ -330,9 +329,7 @@ def _fires(rule: Threshold | Rate | Stuck | Outlier, s: Series) -> Judgement:
     return got if got[2] <= rule.epsilon else None
 
 
-def _clears(
-    rule: Threshold | Rate | Stuck | Outlier, samples: list[tuple[int, float]], got: Judgement
-) -> bool:
+def _clears(rule: Threshold | Rate | Stuck | Outlier, samples: Samples, got: Judgement) -> bool:
     if isinstance(rule, Threshold):
         clear = rule.threshold if rule.clear_threshold is None else rule.clear_threshold
         v = samples[-1][1]
@@ -348,7 +345,7 @@ def _clears(
     return got[2] > rule.epsilon
 
 
-def _threshold_fires(rule: Threshold, samples: list[tuple[int, float]]) -> Judgement:
+def _threshold_fires(rule: Threshold, samples: Samples) -> Judgement:
     """The first point of the newest run of breaching points at which the run
     is ``count`` long and ``for_s`` old, if it is."""
     n = len(samples)
@@ -385,13 +382,13 @@ def _measure(rule: Threshold | Rate | Stuck | Outlier, s: Series) -> Judgement:
     return score(rule.method, rule.window_s, rule.min_samples, samples, s.window)
 
 
-def _before(samples: list[tuple[int, float]], at: int) -> tuple[int, float] | None:
+def _before(samples: Samples, at: int) -> tuple[int, float] | None:
     """The newest sample at or before ``at``."""
     i = bisect.bisect_right(samples, (at, math.inf))
     return samples[i - 1] if i > 0 else None
 
 
-def _spread(samples: list[tuple[int, float]], for_s: float) -> float | None:
+def _spread(samples: Samples, for_s: float) -> float | None:
     """max - min from the sample at or before newest - for_s to the newest;
     None when no sample reaches back that far."""
     t = samples[-1][0]
