@@ -67,6 +67,7 @@ JUDGE_POINTS = 20_000  # points judged per step, between reads of the stream
 # blocked for 5 s (outlier rules then read their whole window), past a
 # scrape's timeout.
 OBSERVE_CHUNK = 500
+BEHIND_EVERY_S = 0.5  # how often bridge_alarm_behind_seconds looks at the stream's head
 
 
 def stream_id(value: str | bytes) -> tuple[int, int]:
@@ -106,6 +107,13 @@ class Evaluator:
             ),
         }
         self._counted = dict.fromkeys(self.engine_counts, 0)
+        self.behind = Gauge(
+            "bridge_alarm_behind_seconds",
+            "How far the points judged trail the newest in the alarm stream, by the entries' "
+            "times (about alarms.reorder_s when keeping up; growing: add rules sparingly)",
+            registry=self.registry,
+        )
+        self._behind_read = 0.0
         self._cut_rules_said: set[int] = set()
         self.engine = Engine({}, settings.alarms.max_series, settings.alarms.max_samples)
         self.last_id = "0-0"
@@ -237,11 +245,31 @@ class Evaluator:
             await self._observe(conn, rows)
             self.last_id = self._held[due - 1][1]
             del self._held[:due]
+        if now - self._behind_read >= BEHIND_EVERY_S:
+            await self._measure_behind(client)
+            self._behind_read = now
         self._pending += self.engine.tick(int(self.clock() * US))
         if self._pending or time.monotonic() - self._flushed >= a.flush_s:
             await self._flush(conn)
             if notifier is not None:
                 notifier.wake.set()
+
+    async def _measure_behind(self, client: aioredis.Redis) -> None:
+        """The stream's newest entry time less that of the last one judged
+        (of its oldest, before any)."""
+        newest: Any
+        oldest: Any
+        judged: str | bytes = self.last_id
+        try:
+            newest = await client.xrevrange(self.key, count=1)
+            if judged == "0-0":
+                oldest = await client.xrange(self.key, count=1)
+                judged = oldest[0][0] if oldest else judged
+        except (RedisError, OSError):
+            return  # the read says so, and retries
+        if newest:
+            ms = stream_id(newest[0][0])[0] - stream_id(judged)[0]
+            self.behind.set(max(0, ms) / 1000)
 
     async def _observe(self, conn: asyncpg.Connection, rows: list[list[Any]]) -> None:
         needs_registry = any(

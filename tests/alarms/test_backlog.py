@@ -5,7 +5,9 @@ by chunk and its /metrics answers meanwhile, where it used to read the whole
 backlog within reorder_s and judge it in one synchronous block (a bench
 run's evaluator reported 0 of 2,400,000 points after 180 s, and its MQTT
 session timed out), and later judged 20,000 points between two turns (5 s
-with outlier rules over 10 Hz series: the bench's scrape timed out again)."""
+with outlier rules over 10 Hz series: the bench's scrape timed out again).
+Meanwhile bridge_alarm_behind_seconds says how far behind it is, by the
+entries' times (here one a second), down to 0 once it has caught up."""
 
 from __future__ import annotations
 
@@ -24,38 +26,45 @@ from tests.conftest import Stack
 ENTRIES, PER_ENTRY = 120, 1000  # 120,000 points: six judging steps or more
 
 
-async def _go(stack: Stack, db_url: str, redis_url: str) -> list[float]:
+async def _go(stack: Stack, db_url: str, redis_url: str) -> tuple[list[float], list[float]]:
     rule = {"name": "never", "kind": "threshold", "direction": "above", "threshold": 1e12}
     await store_rules(db_url, [rule | {"select": {"metric": "temp"}}])
     prefix = f"backlog{uuid.uuid4().hex[:6]}:"
     settings = in_process_settings(stack, db_url, redis_url, prefix, reorder_s=0.1)
     client = aioredis.Redis.from_url(redis_url)
     t = 1_800_000_000_000_000
+    first_ms = 1_700_000_000_000
     try:
         for e in range(ENTRIES):
             rows = [
                 [t + e * PER_ENTRY + i, f"d{i % 50}", "s", "temp", 1.0] for i in range(PER_ENTRY)
             ]
-            await client.xadd(prefix + "alarms:points", {"p": orjson.dumps(rows)})
+            entry = f"{first_ms + e * 1000}-0"  # as if the workers wrote one a second
+            await client.xadd(prefix + "alarms:points", {"p": orjson.dumps(rows)}, id=entry)
         evaluator = Evaluator(settings)
         seen: list[float] = []
+        behind: list[float] = []
         total = ENTRIES * PER_ENTRY
-        async with running(evaluator) as task:
-            while not seen or seen[-1] < total:
-                value = evaluator.registry.get_sample_value("bridge_alarm_points_total") or 0.0
+        sample = evaluator.registry.get_sample_value
+        async with running(evaluator) as task, asyncio.timeout(90):
+            while not seen or seen[-1] < total or behind[-1] > 0:
+                value = sample("bridge_alarm_points_total") or 0.0
                 if not seen or value != seen[-1]:
                     seen.append(value)
+                behind.append(sample("bridge_alarm_behind_seconds") or 0.0)
                 assert not task.done(), task
                 await asyncio.sleep(0.005)  # runs only when the evaluator lets the loop go
-        return seen
+        return seen, behind
     finally:
         await client.delete(prefix + "alarms:points")
         await client.aclose()
 
 
 def test_a_backlog_is_judged_in_bounded_steps(stack: Stack, plain_db: str, redis_url: str) -> None:
-    seen = asyncio.run(asyncio.wait_for(_go(stack, plain_db, redis_url), 120))
+    seen, behind = asyncio.run(asyncio.wait_for(_go(stack, plain_db, redis_url), 120))
     assert seen[-1] == ENTRIES * PER_ENTRY  # every point, once
+    assert max(behind) >= ENTRIES - 1 - service.JUDGE_POINTS // PER_ENTRY  # seconds
+    assert behind[-1] == 0
     steps = [b - a for a, b in itertools.pairwise(seen)]
     # The loop gets a turn every OBSERVE_CHUNK points judged, so a look (every
     # 5 ms) sees part of a step, never a whole one at once.
