@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -27,6 +28,12 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from alarm_load import rules_for
+
+from bridge.alarms import evaluate
+from bridge.alarms.rules import parse_rule
+from core.types import Point
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "alarm_engine.json"
@@ -39,20 +46,12 @@ US = 1_000_000
 def measure() -> dict[str, float]:
     """µs per point for each rule alone and for the ten together; best of
     three passes."""
-    import math
-
-    from alarm_load import rules_for
-
-    from bridge.alarms.evaluate import Engine
-    from bridge.alarms.rules import parse_rule
-    from core.types import Point
-
     rules = [parse_rule(r) for r in rules_for("temp")]
 
     def run(chosen: list[int]) -> float:
         best = math.inf
         for _ in range(3):
-            engine = Engine({i: rules[i] for i in chosen})
+            engine = evaluate.Engine({i: rules[i] for i in chosen})
             points = [
                 Point(k * US // 10, f"dev-{d}", "temp", 20.0 + math.sin(k / 7 + d))
                 for k in range(WARM + TIMED)
@@ -95,7 +94,7 @@ def child(tree: Path) -> dict[str, float]:
         check=True,
     )
     result: dict[str, Any] = json.loads(out.stdout)
-    if Path(result.pop("engine")).resolve().is_relative_to(tree) is False:
+    if not Path(result.pop("engine")).resolve().is_relative_to(tree):
         raise SystemExit(f"the engine of {tree} did not load; is it a checkout of this repository?")
     return result
 
@@ -107,9 +106,7 @@ def main() -> None:
     parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_only:
-        import bridge.alarms.evaluate
-
-        print(json.dumps({"engine": bridge.alarms.evaluate.__file__, **measure()}))
+        print(json.dumps({"engine": evaluate.__file__, **measure()}))
         return
     after: list[dict[str, float]] = []
     before: list[dict[str, float]] = []

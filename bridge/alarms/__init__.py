@@ -57,6 +57,7 @@ but not evaluated; it is counted (bridge_alarm_feed_batches_total), and the
 series' next points judge it again.
 
 Modules: rules (what a rule is, validation, the seed file), evaluate (the
-pure engine), outlier (the outlier score, kept up sample by sample), store (PostgreSQL; SQL in sql/), feed (the worker's hook),
-service (the evaluator), notify (MQTT, webhook, counter), cli.
+pure engine), outlier (the outlier score, kept up sample by sample), store
+(PostgreSQL; SQL in sql/), feed (the worker's hook), service (the
+evaluator), notify (MQTT, webhook, counter), cli.
 """

@@ -217,8 +217,10 @@ class Engine:
             return
         if s.window is None and isinstance(rule, Outlier):
             s.window = WindowValues(x for _, x in samples)
-        if s.window is None and (not samples or t > samples[-1][0]):
+        if not samples or t > samples[-1][0]:
             samples.append((t, v))  # the common case, inline: this runs per point and rule
+            if s.window is not None:
+                s.window.add(v)
         else:
             _place(s, t, v)
         s.newest_us = max(s.newest_us, t)
@@ -272,18 +274,15 @@ def _min_kept(rule: AnyRule) -> int:
 
 
 def _place(s: Series, t: int, v: float) -> None:
-    """Puts a sample where its time goes; one of the same time is replaced."""
+    """Puts a late sample where its time goes; one of the same time is replaced."""
     samples, window = s.samples, s.window
-    if not samples or t > samples[-1][0]:
-        samples.append((t, v))
+    i = bisect.bisect_left(samples, (t, -math.inf))
+    if i < len(samples) and samples[i][0] == t:
+        if window is not None:
+            window.remove(samples[i][1])
+        samples[i] = (t, v)
     else:
-        i = bisect.bisect_left(samples, (t, -math.inf))
-        if i < len(samples) and samples[i][0] == t:
-            if window is not None:
-                window.remove(samples[i][1])
-            samples[i] = (t, v)
-        else:
-            samples.insert(i, (t, v))
+        samples.insert(i, (t, v))
     if window is not None:
         window.add(v)
 

@@ -55,12 +55,10 @@ class WindowValues:
         self._count(value, -1)
 
     def _count(self, value: float, sign: int) -> None:
-        self.total += sign * _exact(value)
-        square = value * value
-        if math.isfinite(square):
-            self.squares += sign * _exact(square)
-        else:
-            self.huge += sign
+        total, square, huge = _parts(value)
+        self.total += sign * total
+        self.squares += sign * square
+        self.huge += sign * huge
 
 
 def score(
@@ -83,12 +81,8 @@ def score(
     if method == "zscore":
         total, squares, huge = window.total, window.squares, window.huge
         for x in outside:
-            total -= _exact(x)
-            square = x * x
-            if math.isfinite(square):
-                squares -= _exact(square)
-            else:
-                huge -= 1
+            less_total, less_square, less_huge = _parts(x)
+            total, squares, huge = total - less_total, squares - less_square, huge - less_huge
         center = _float(total) / n
         mean_square = math.inf if huge else _float(squares) / n
         scale = math.sqrt(max(0.0, mean_square - center * center))
@@ -103,6 +97,15 @@ def score(
         scale = 1.4826 * _median_distance(others, center)
     deviation = abs(v - center)
     return t, v, deviation / scale if scale > 0 else (0.0 if deviation == 0 else math.inf)
+
+
+def _parts(x: float) -> tuple[int, int, int]:
+    """What one value adds to the sums: itself and its square exactly, or
+    a count of 1 when its square is not a finite double."""
+    square = x * x
+    if math.isfinite(square):
+        return _exact(x), _exact(square), 0
+    return _exact(x), 0, 1
 
 
 def _exact(x: float) -> int:

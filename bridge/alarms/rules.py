@@ -201,14 +201,12 @@ def describe(exc: ValidationError) -> list[tuple[str, str]]:
         loc = [str(x) for x in err["loc"] if x not in KINDS]
         field = ".".join(loc) or "rule"
         message = err["msg"].removeprefix("Value error, ")
+        duration = loc[-1:] in (["for_s"], ["window_s"])
         if err["type"] == "extra_forbidden":
             message = "not a field of this kind of rule; remove it"
-        elif err["type"] == "less_than_equal" and loc and loc[-1] in ("for_s", "window_s"):
+        elif err["type"] == "less_than_equal" and duration:
             message = f"at most {MAX_WINDOW_S} s (a week): the evaluator keeps the window in memory"
-        elif err["type"] in ("greater_than", "greater_than_equal") and loc[-1:] in (
-            ["for_s"],
-            ["window_s"],
-        ):
+        elif err["type"] in ("greater_than", "greater_than_equal") and duration:
             message = f"{message} (a window or duration cannot be negative)"
         parts.append((field, message))
     return parts

@@ -309,10 +309,9 @@ class Evaluator:
             self._cut_rules_said.add(rule_id)
             log.warning(
                 "rule %s needs more than alarms.max_samples (%d) samples of a series for its "
-                "window, so it is judged on the newest %d only and may never fire: raise "
+                "window, so it is judged on the newest only and may never fire: raise "
                 "alarms.max_samples or shorten the rule's window",
                 _name(self.engine.rules.get(rule_id)),
-                self.engine.max_samples,
                 self.engine.max_samples,
             )
 
